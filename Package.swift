@@ -1,0 +1,73 @@
+// swift-tools-version:6.0
+import PackageDescription
+
+let package = Package(
+    name: "StepFleet",
+    platforms: [.macOS(.v14)],
+    products: [
+        .executable(name: "stepfleet", targets: ["stepfleet"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.5.0"),
+        .package(url: "https://github.com/apple/swift-log.git", from: "1.6.0"),
+        .package(url: "https://github.com/jpsim/Yams.git", from: "5.0.0"),
+        .package(url: "https://github.com/x-sheep/swift-property-based.git", from: "2.0.0"),
+    ],
+    targets: [
+        // librabbitmq, wrapped: module map + shim header only.
+        .systemLibrary(
+            name: "CRabbitMQ",
+            pkgConfig: "librabbitmq",
+            providers: [.apt(["librabbitmq-dev", "libssl-dev"])]
+        ),
+        // The shared contract: pure values, no I/O.
+        .target(name: "Protocol"),
+        // Async AMQP 0-9-1 client over librabbitmq.
+        .target(
+            name: "AMQP",
+            dependencies: [
+                "CRabbitMQ",
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
+        .target(
+            name: "Dispatcher",
+            dependencies: [
+                "Protocol", "AMQP",
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
+        .target(
+            name: "Worker",
+            dependencies: [
+                "Protocol", "AMQP",
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
+        // The in-container runner logic (actions, step_result.json).
+        .target(
+            name: "StepRunner",
+            dependencies: [
+                "Protocol",
+                .product(name: "Yams", package: "Yams"),
+            ]
+        ),
+        .executableTarget(
+            name: "stepfleet",
+            dependencies: [
+                "Protocol", "AMQP", "Dispatcher", "Worker", "StepRunner",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
+        .testTarget(
+            name: "ProtocolTests",
+            dependencies: [
+                "Protocol",
+                .product(name: "PropertyBased", package: "swift-property-based"),
+            ],
+            resources: [.copy("Fixtures")]
+        ),
+        .testTarget(name: "AMQPTests", dependencies: ["AMQP", "Protocol"]),
+    ]
+)

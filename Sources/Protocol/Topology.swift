@@ -1,0 +1,26 @@
+/// Exchange and queue names shared by the dispatcher and the workers.
+public enum Names {
+    /// Direct exchange for step jobs; the routing key is the pool name.
+    public static let jobsExchange = "stepfleet.jobs"
+    /// Direct exchange for everything workers send back; routing keys below.
+    public static let eventsExchange = "stepfleet.events"
+    /// Fanout exchange for control messages to every worker.
+    public static let controlExchange = "stepfleet.control"
+    /// Exchange and queue for poison and over-delivered messages.
+    public static let deadExchange = "stepfleet.dead"
+    public static let deadQueue = "stepfleet.dead"
+
+    public static let eventsQueue = "stepfleet.events"
+    public static let logsQueue = "stepfleet.logs"
+    /// The reply-to queue outcomes are published to.
+    public static let outcomesQueue = "stepfleet.outcomes"
+
+    public static let eventsRoutingKey = "events"
+    public static let logsRoutingKey = "logs"
+
+    /// The quorum queue a pool's workers consume.
+    public static func stepsQueue(pool: String) -> String { "stepfleet.steps.\(pool)" }
+
+    /// The default pool, used when a project does not name one (`opschain.config.pool`).
+    public static let defaultPool = "default"
+}

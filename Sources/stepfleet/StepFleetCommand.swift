@@ -1,0 +1,12 @@
+import ArgumentParser
+import Protocol
+
+@main
+struct StepFleetCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "stepfleet",
+        abstract: "Run infrastructure changes as trees of steps on a fleet of workers.",
+        version: StepFleetVersion.current,
+        subcommands: [PatchCommand.self, BenchCommand.self]
+    )
+}
