@@ -6,6 +6,10 @@
 #include <amqp_tcp_socket.h>
 #include <amqp_ssl_socket.h>
 #include <poll.h>
+#include <sys/eventfd.h>
+
+/* A non-blocking eventfd that wakes the connection thread's poll. */
+static inline int stepfleet_wake_fd(void) { return eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC); }
 
 /* amqp_login is variadic; Swift cannot call it. PLAIN login, non-variadic. */
 static inline amqp_rpc_reply_t stepfleet_amqp_login_plain(
@@ -51,5 +55,28 @@ static inline int stepfleet_poll2(int sockfd, int wakefd, int timeout_ms) {
   if (fds[1].revents) result |= 2;
   return result;
 }
+
+/* Method numbers and flags behind casted macros, as constants Swift can import. */
+static const amqp_method_number_t stepfleet_basic_deliver = AMQP_BASIC_DELIVER_METHOD;
+static const amqp_method_number_t stepfleet_basic_ack = AMQP_BASIC_ACK_METHOD;
+static const amqp_method_number_t stepfleet_basic_nack = AMQP_BASIC_NACK_METHOD;
+static const amqp_method_number_t stepfleet_basic_return = AMQP_BASIC_RETURN_METHOD;
+static const amqp_method_number_t stepfleet_basic_cancel = AMQP_BASIC_CANCEL_METHOD;
+static const amqp_method_number_t stepfleet_channel_close = AMQP_CHANNEL_CLOSE_METHOD;
+static const amqp_method_number_t stepfleet_connection_close = AMQP_CONNECTION_CLOSE_METHOD;
+static const amqp_method_number_t stepfleet_connection_blocked = AMQP_CONNECTION_BLOCKED_METHOD;
+static const amqp_method_number_t stepfleet_connection_unblocked = AMQP_CONNECTION_UNBLOCKED_METHOD;
+static const uint8_t stepfleet_frame_method = AMQP_FRAME_METHOD;
+static const uint8_t stepfleet_frame_heartbeat = AMQP_FRAME_HEARTBEAT;
+static const amqp_flags_t stepfleet_flag_content_type = AMQP_BASIC_CONTENT_TYPE_FLAG;
+static const amqp_flags_t stepfleet_flag_headers = AMQP_BASIC_HEADERS_FLAG;
+static const amqp_flags_t stepfleet_flag_delivery_mode = AMQP_BASIC_DELIVERY_MODE_FLAG;
+static const amqp_flags_t stepfleet_flag_correlation_id = AMQP_BASIC_CORRELATION_ID_FLAG;
+static const amqp_flags_t stepfleet_flag_reply_to = AMQP_BASIC_REPLY_TO_FLAG;
+static const amqp_flags_t stepfleet_flag_expiration = AMQP_BASIC_EXPIRATION_FLAG;
+static const amqp_flags_t stepfleet_flag_message_id = AMQP_BASIC_MESSAGE_ID_FLAG;
+static const amqp_flags_t stepfleet_flag_timestamp = AMQP_BASIC_TIMESTAMP_FLAG;
+static const amqp_flags_t stepfleet_flag_type = AMQP_BASIC_TYPE_FLAG;
+static const amqp_flags_t stepfleet_flag_app_id = AMQP_BASIC_APP_ID_FLAG;
 
 #endif

@@ -1,0 +1,50 @@
+/// Publisher-confirm bookkeeping for one confirm-mode channel: delivery tags count up from 1 in
+/// publish order; the broker acks or nacks a tag, or every tag up to it when `multiple` is set.
+struct ConfirmTracker<Waiter> {
+    private var pending: [UInt64: Waiter] = [:]
+    /// The tag the next publish gets.
+    private(set) var nextTag: UInt64 = 1
+    /// Every tag below this is settled.
+    private var lowestUnsettled: UInt64 = 1
+
+    var outstanding: Int { pending.count }
+
+    /// Records a publish; returns its delivery tag.
+    mutating func register(_ waiter: Waiter) -> UInt64 {
+        let tag = nextTag
+        pending[tag] = waiter
+        nextTag += 1
+        return tag
+    }
+
+    /// Settles `tag`, or every outstanding tag up to it when `multiple`. Returns the waiters
+    /// to resume (an ack or nack for tags already settled or never issued returns none).
+    mutating func settle(tag: UInt64, multiple: Bool) -> [Waiter] {
+        guard multiple else {
+            guard let waiter = pending.removeValue(forKey: tag) else { return [] }
+            advanceLowest()
+            return [waiter]
+        }
+        var settled: [Waiter] = []
+        let upper = min(tag, nextTag - 1)
+        if lowestUnsettled <= upper {
+            for current in lowestUnsettled...upper {
+                if let waiter = pending.removeValue(forKey: current) { settled.append(waiter) }
+            }
+        }
+        advanceLowest()
+        return settled
+    }
+
+    /// Every outstanding waiter, for when the channel or connection is gone.
+    mutating func removeAll() -> [Waiter] {
+        let waiters = pending.keys.sorted().map { pending[$0]! }
+        pending.removeAll()
+        lowestUnsettled = nextTag
+        return waiters
+    }
+
+    private mutating func advanceLowest() {
+        while lowestUnsettled < nextTag, pending[lowestUnsettled] == nil { lowestUnsettled += 1 }
+    }
+}

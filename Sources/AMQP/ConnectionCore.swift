@@ -1,0 +1,442 @@
+import CRabbitMQ
+import Foundation
+
+/// One librabbitmq connection. Not thread-safe, like the library: only its `ConnectionThread`
+/// touches it. Channel 1 publishes in confirm mode, channel 2 carries declarations, every
+/// consumer has a channel of its own.
+final class ConnectionCore {
+    typealias ConfirmWaiter = @Sendable (Result<Void, AMQPError>) -> Void
+
+    private let state: amqp_connection_state_t
+    let endpoint: String
+    /// Set when the connection can no longer be used; the thread then tears it down.
+    private(set) var failure: AMQPError?
+    private(set) var blocked = false
+    private var confirms = ConfirmTracker<ConfirmWaiter>()
+    private var heldPublishes: [HeldPublish] = []
+    private var consumers: [String: ConsumerSink] = [:]
+    private var openChannels: Set<amqp_channel_t> = []
+    private var freeChannels: [amqp_channel_t] = []
+    private var nextChannel: amqp_channel_t = 3
+    private let connection: AMQPConnection.Handle
+
+    private static let publishChannel: amqp_channel_t = 1
+    private static let declareChannel: amqp_channel_t = 2
+
+    /// A publish waiting while the broker blocks this connection (memory or disk alarm).
+    private struct HeldPublish {
+        let message: AMQPMessage
+        let exchange: String
+        let routingKey: String
+        let waiter: ConfirmWaiter
+    }
+
+    struct ConsumerSink {
+        let channel: amqp_channel_t
+        let continuation: AsyncThrowingStream<AMQPDelivery, any Error>.Continuation
+    }
+
+    private init(state: amqp_connection_state_t, endpoint: String, connection: AMQPConnection.Handle) {
+        self.state = state
+        self.endpoint = endpoint
+        self.connection = connection
+    }
+
+    deinit {
+        amqp_destroy_connection(state)
+    }
+
+    // MARK: Connecting
+
+    static func connect(_ configuration: AMQPConfiguration, connection: AMQPConnection.Handle) throws(AMQPError) -> ConnectionCore {
+        let endpoint = configuration.description
+        guard let state = amqp_new_connection() else { throw .connectFailed(endpoint: endpoint, reason: "out of memory") }
+        let core = ConnectionCore(state: state, endpoint: endpoint, connection: connection)
+        try core.open(configuration)
+        return core
+    }
+
+    private func open(_ configuration: AMQPConfiguration) throws(AMQPError) {
+        let socket: OpaquePointer?
+        if let tls = configuration.tls {
+            socket = amqp_ssl_socket_new(state)
+            guard let socket else { throw .tlsFailed(endpoint: endpoint, reason: "cannot create a TLS socket") }
+            let caPath = tls.caCertificatePath ?? (tls.verifyPeer ? "/etc/ssl/certs/ca-certificates.crt" : nil)
+            if let caPath {
+                let status = amqp_ssl_socket_set_cacert(socket, caPath)
+                guard status == AMQP_STATUS_OK.rawValue else {
+                    throw .tlsFailed(endpoint: endpoint, reason: "cannot read CA certificates from \(caPath): \(Self.statusText(status))")
+                }
+            }
+            if let certificate = tls.clientCertificatePath {
+                guard let key = tls.clientKeyPath else {
+                    throw .invalidConfiguration("a client certificate (certfile) needs its key (keyfile)")
+                }
+                let status = amqp_ssl_socket_set_key(socket, certificate, key)
+                guard status == AMQP_STATUS_OK.rawValue else {
+                    throw .tlsFailed(endpoint: endpoint, reason: "cannot load client certificate \(certificate) / key \(key): \(Self.statusText(status))")
+                }
+            }
+            amqp_ssl_socket_set_verify_peer(socket, tls.verifyPeer ? 1 : 0)
+            amqp_ssl_socket_set_verify_hostname(socket, tls.verifyPeer ? 1 : 0)
+        } else {
+            socket = amqp_tcp_socket_new(state)
+            guard socket != nil else { throw .connectFailed(endpoint: endpoint, reason: "cannot create a socket") }
+        }
+        var timeout = timeval(
+            tv_sec: configuration.connectTimeoutMilliseconds / 1000,
+            tv_usec: (configuration.connectTimeoutMilliseconds % 1000) * 1000)
+        let status = amqp_socket_open_noblock(socket, configuration.host, Int32(configuration.port), &timeout)
+        guard status == AMQP_STATUS_OK.rawValue else {
+            let reason = Self.statusText(status)
+            if status <= AMQP_STATUS_SSL_ERROR.rawValue && status > _AMQP_STATUS_SSL_NEXT_VALUE.rawValue {
+                throw .tlsFailed(endpoint: endpoint, reason: reason + Self.tlsHint(status))
+            }
+            throw .connectFailed(endpoint: endpoint, reason: reason)
+        }
+        let login = stepfleet_amqp_login_plain(
+            state, configuration.vhost, 0, 131_072, Int32(configuration.heartbeatSeconds), configuration.user, configuration.password)
+        guard login.reply_type == AMQP_RESPONSE_NORMAL else {
+            throw .loginFailed(endpoint: endpoint, reason: describe(login))
+        }
+        try openChannel(Self.publishChannel)
+        amqp_confirm_select(state, Self.publishChannel)
+        try check(amqp_get_rpc_reply(state), "confirm.select")
+        try openChannel(Self.declareChannel)
+    }
+
+    var socketDescriptor: Int32 { amqp_get_sockfd(state) }
+
+    /// The negotiated heartbeat interval in seconds (0: none).
+    var heartbeatSeconds: Int { Int(amqp_get_heartbeat(state)) }
+
+    // MARK: Declaring
+
+    func declare(_ topology: AMQPTopology) throws(AMQPError) {
+        for exchange in topology.exchanges {
+            let arena = CArena()
+            amqp_exchange_declare(
+                state, Self.declareChannel, arena.bytes(exchange.name), arena.bytes(exchange.kind.rawValue), 0,
+                exchange.durable ? 1 : 0, 0, 0, amqp_empty_table)
+            try checkDeclare(amqp_get_rpc_reply(state), "declare exchange \(exchange.name)")
+        }
+        for queue in topology.queues {
+            let arena = CArena()
+            amqp_queue_declare(
+                state, Self.declareChannel, arena.bytes(queue.name), 0, queue.durable ? 1 : 0, queue.exclusive ? 1 : 0,
+                queue.autoDelete ? 1 : 0, arena.table(queue.arguments))
+            try checkDeclare(amqp_get_rpc_reply(state), "declare queue \(queue.name)")
+        }
+        for binding in topology.bindings {
+            let arena = CArena()
+            amqp_queue_bind(
+                state, Self.declareChannel, arena.bytes(binding.queue), arena.bytes(binding.exchange), arena.bytes(binding.routingKey),
+                amqp_empty_table)
+            try checkDeclare(amqp_get_rpc_reply(state), "bind queue \(binding.queue) to \(binding.exchange)")
+        }
+    }
+
+    /// Deletes a queue; returns how many messages it held.
+    func deleteQueue(_ name: String) throws(AMQPError) -> Int {
+        let arena = CArena()
+        let reply = amqp_queue_delete(state, Self.declareChannel, arena.bytes(name), 0, 0)
+        try checkDeclare(amqp_get_rpc_reply(state), "delete queue \(name)")
+        return Int(reply?.pointee.message_count ?? 0)
+    }
+
+    /// Counts the ready messages of an existing queue.
+    func messageCount(_ name: String) throws(AMQPError) -> Int {
+        let arena = CArena()
+        let reply = amqp_queue_declare(state, Self.declareChannel, arena.bytes(name), 1, 0, 0, 0, amqp_empty_table)
+        try checkDeclare(amqp_get_rpc_reply(state), "look up queue \(name)")
+        return Int(reply?.pointee.message_count ?? 0)
+    }
+
+    // MARK: Publishing
+
+    func publish(_ message: AMQPMessage, exchange: String, routingKey: String, waiter: @escaping ConfirmWaiter) {
+        if blocked {
+            heldPublishes.append(HeldPublish(message: message, exchange: exchange, routingKey: routingKey, waiter: waiter))
+            return
+        }
+        let arena = CArena()
+        var properties = message.properties.cValue(in: arena)
+        _ = confirms.register(waiter)
+        let status = amqp_basic_publish(
+            state, Self.publishChannel, arena.bytes(exchange), arena.bytes(routingKey), 0, 0, &properties, arena.bytes(message.body))
+        if status != AMQP_STATUS_OK.rawValue {
+            fail(.connectionClosed(reason: "publish failed: \(Self.statusText(status))"))
+        }
+    }
+
+    var outstandingConfirms: Int { confirms.outstanding }
+
+    // MARK: Consuming
+
+    func consume(queue: String, prefetch: UInt16, continuation: AsyncThrowingStream<AMQPDelivery, any Error>.Continuation) throws(AMQPError)
+        -> (tag: String, channel: UInt16)
+    {
+        let channel = allocateChannel()
+        do throws(AMQPError) {
+            try openChannel(channel)
+            amqp_basic_qos(state, channel, 0, prefetch, 0)
+            try checkOn(channel, amqp_get_rpc_reply(state), "set prefetch on \(queue)")
+            let arena = CArena()
+            let ok = amqp_basic_consume(state, channel, arena.bytes(queue), amqp_empty_bytes, 0, 0, 0, amqp_empty_table)
+            try checkOn(channel, amqp_get_rpc_reply(state), "consume from queue \(queue)")
+            guard let ok else { throw .operationFailed(operation: "consume from queue \(queue)", reason: "no consume-ok") }
+            let tag = CCopy.string(ok.pointee.consumer_tag)
+            consumers[tag] = ConsumerSink(channel: channel, continuation: continuation)
+            return (tag, channel)
+        } catch {
+            releaseChannel(channel)
+            throw error
+        }
+    }
+
+    /// Stops a consumer and closes its channel: the broker requeues what it had not acked.
+    func cancel(consumerTag: String) {
+        guard let sink = consumers.removeValue(forKey: consumerTag) else { return }
+        sink.continuation.finish()
+        guard openChannels.contains(sink.channel) else { return }
+        amqp_channel_close(state, sink.channel, Int32(AMQP_REPLY_SUCCESS))
+        openChannels.remove(sink.channel)
+        freeChannels.append(sink.channel)
+    }
+
+    enum Settlement: Sendable {
+        case ack
+        case nack(requeue: Bool)
+        case reject(requeue: Bool)
+    }
+
+    func settle(channel: UInt16, deliveryTag: UInt64, _ settlement: Settlement) throws(AMQPError) {
+        guard openChannels.contains(channel) else { throw .staleDelivery }
+        let status: Int32
+        switch settlement {
+        case .ack: status = amqp_basic_ack(state, channel, deliveryTag, 0)
+        case .nack(let requeue): status = amqp_basic_nack(state, channel, deliveryTag, 0, requeue ? 1 : 0)
+        case .reject(let requeue): status = amqp_basic_reject(state, channel, deliveryTag, requeue ? 1 : 0)
+        }
+        if status != AMQP_STATUS_OK.rawValue {
+            let error = AMQPError.connectionClosed(reason: "ack/nack failed: \(Self.statusText(status))")
+            fail(error)
+            throw error
+        }
+    }
+
+    // MARK: Reading frames
+
+    /// Handles one waiting frame, if any; false when none was ready.
+    func pumpOne() -> Bool {
+        var frame = amqp_frame_t()
+        var zero = timeval(tv_sec: 0, tv_usec: 0)
+        let status = amqp_simple_wait_frame_noblock(state, &frame, &zero)
+        if status == AMQP_STATUS_TIMEOUT.rawValue { return false }
+        guard status == AMQP_STATUS_OK.rawValue else {
+            fail(.connectionClosed(reason: Self.statusText(status)))
+            return false
+        }
+        if frame.frame_type == stepfleet_frame_method { handleMethod(frame) }
+        return true
+    }
+
+    /// True when frames are already read and waiting (no need to poll the socket).
+    var hasBufferedFrames: Bool { amqp_frames_enqueued(state) != 0 || amqp_data_in_buffer(state) != 0 }
+
+    func releaseBuffers() { amqp_maybe_release_buffers(state) }
+
+    private func handleMethod(_ frame: amqp_frame_t) {
+        let method = frame.payload.method
+        switch method.id {
+        case stepfleet_basic_deliver:
+            let deliver = method.decoded.assumingMemoryBound(to: amqp_basic_deliver_t.self).pointee
+            let consumerTag = CCopy.string(deliver.consumer_tag)
+            let exchange = CCopy.string(deliver.exchange)
+            let routingKey = CCopy.string(deliver.routing_key)
+            var message = amqp_message_t()
+            let reply = amqp_read_message(state, frame.channel, &message, 0)
+            guard reply.reply_type == AMQP_RESPONSE_NORMAL else {
+                fail(.connectionClosed(reason: "reading a delivery: \(describe(reply))"))
+                return
+            }
+            let delivered = AMQPMessage(body: CCopy.data(message.body), properties: AMQPProperties(message.properties))
+            amqp_destroy_message(&message)
+            let delivery = AMQPDelivery(
+                message: delivered, deliveryTag: deliver.delivery_tag, redelivered: deliver.redelivered != 0, exchange: exchange,
+                routingKey: routingKey, consumerTag: consumerTag, channel: frame.channel, connection: connection)
+            if let sink = consumers[consumerTag] {
+                sink.continuation.yield(delivery)
+            } else {
+                amqp_basic_reject(state, frame.channel, deliver.delivery_tag, 1)
+            }
+        case stepfleet_basic_ack:
+            let ack = method.decoded.assumingMemoryBound(to: amqp_basic_ack_t.self).pointee
+            for waiter in confirms.settle(tag: ack.delivery_tag, multiple: ack.multiple != 0) { waiter(.success(())) }
+        case stepfleet_basic_nack:
+            let nack = method.decoded.assumingMemoryBound(to: amqp_basic_nack_t.self).pointee
+            for waiter in confirms.settle(tag: nack.delivery_tag, multiple: nack.multiple != 0) {
+                waiter(.failure(.publishNacked))
+            }
+        case stepfleet_basic_return:
+            // Not published as mandatory, so not expected; read and drop the returned content.
+            var message = amqp_message_t()
+            if amqp_read_message(state, frame.channel, &message, 0).reply_type == AMQP_RESPONSE_NORMAL { amqp_destroy_message(&message) }
+        case stepfleet_basic_cancel:
+            let cancel = method.decoded.assumingMemoryBound(to: amqp_basic_cancel_t.self).pointee
+            let tag = CCopy.string(cancel.consumer_tag)
+            consumers.removeValue(forKey: tag)?.continuation.finish(
+                throwing: AMQPError.operationFailed(operation: "consume", reason: "the broker cancelled consumer \(tag) (queue deleted?)"))
+        case stepfleet_channel_close:
+            let close = method.decoded.assumingMemoryBound(to: amqp_channel_close_t.self).pointee
+            let error = AMQPError.channelClosed(code: Int(close.reply_code), reason: CCopy.string(close.reply_text))
+            stepfleet_amqp_send_channel_close_ok(state, frame.channel)
+            channelClosedByBroker(frame.channel, error)
+        case stepfleet_connection_close:
+            let close = method.decoded.assumingMemoryBound(to: amqp_connection_close_t.self).pointee
+            stepfleet_amqp_send_connection_close_ok(state)
+            fail(.connectionClosed(reason: "the broker closed the connection (\(close.reply_code) \(CCopy.string(close.reply_text)))"))
+        case stepfleet_connection_blocked:
+            blocked = true
+        case stepfleet_connection_unblocked:
+            blocked = false
+            let held = heldPublishes
+            heldPublishes.removeAll()
+            for publish in held where failure == nil {
+                self.publish(publish.message, exchange: publish.exchange, routingKey: publish.routingKey, waiter: publish.waiter)
+            }
+        default:
+            break
+        }
+    }
+
+    private func channelClosedByBroker(_ channel: amqp_channel_t, _ error: AMQPError) {
+        openChannels.remove(channel)
+        switch channel {
+        case Self.publishChannel:
+            // Confirms for this channel will never come: the connection is of no more use.
+            fail(error)
+        case Self.declareChannel:
+            try? openChannel(Self.declareChannel)
+        default:
+            for (tag, sink) in consumers where sink.channel == channel {
+                consumers.removeValue(forKey: tag)
+                sink.continuation.finish(throwing: error)
+            }
+            freeChannels.append(channel)
+        }
+    }
+
+    // MARK: Closing
+
+    /// Marks the connection failed: every waiting publish is reported unconfirmed and every
+    /// consumer's stream ends with the error.
+    func fail(_ error: AMQPError) {
+        if failure == nil { failure = error }
+        let reason = failure!.description
+        for waiter in confirms.removeAll() { waiter(.failure(.publishUnconfirmed(reason: reason))) }
+        for held in heldPublishes { held.waiter(.failure(.publishUnconfirmed(reason: reason))) }
+        heldPublishes.removeAll()
+        for sink in consumers.values { sink.continuation.finish(throwing: failure!) }
+        consumers.removeAll()
+        openChannels.removeAll()
+    }
+
+    /// Closes politely (connection.close handshake) and fails what is left.
+    func close() {
+        if failure == nil {
+            amqp_connection_close(state, Int32(AMQP_REPLY_SUCCESS))
+        }
+        fail(.connectionClosed(reason: "closed by the application"))
+    }
+
+    // MARK: Channels and replies
+
+    private func allocateChannel() -> amqp_channel_t {
+        if let reused = freeChannels.popLast() { return reused }
+        defer { nextChannel += 1 }
+        return nextChannel
+    }
+
+    private func releaseChannel(_ channel: amqp_channel_t) {
+        if openChannels.remove(channel) != nil {
+            amqp_channel_close(state, channel, Int32(AMQP_REPLY_SUCCESS))
+        }
+        freeChannels.append(channel)
+    }
+
+    private func openChannel(_ channel: amqp_channel_t) throws(AMQPError) {
+        amqp_channel_open(state, channel)
+        try check(amqp_get_rpc_reply(state), "open channel \(channel)")
+        openChannels.insert(channel)
+    }
+
+    /// Fails the whole connection on any error.
+    private func check(_ reply: amqp_rpc_reply_t, _ operation: String) throws(AMQPError) {
+        guard reply.reply_type != AMQP_RESPONSE_NORMAL else { return }
+        let error = AMQPError.operationFailed(operation: operation, reason: describe(reply))
+        fail(error)
+        throw error
+    }
+
+    /// A refused declaration closes only the declare channel; it is reopened.
+    private func checkDeclare(_ reply: amqp_rpc_reply_t, _ operation: String) throws(AMQPError) {
+        try checkOn(Self.declareChannel, reply, operation)
+        if !openChannels.contains(Self.declareChannel) { try openChannel(Self.declareChannel) }
+    }
+
+    private func checkOn(_ channel: amqp_channel_t, _ reply: amqp_rpc_reply_t, _ operation: String) throws(AMQPError) {
+        switch reply.reply_type {
+        case AMQP_RESPONSE_NORMAL:
+            return
+        case AMQP_RESPONSE_SERVER_EXCEPTION where reply.reply.id == stepfleet_channel_close:
+            let error = AMQPError.operationFailed(operation: operation, reason: describe(reply))
+            stepfleet_amqp_send_channel_close_ok(state, channel)
+            openChannels.remove(channel)
+            if channel == Self.declareChannel { try openChannel(Self.declareChannel) }
+            throw error
+        default:
+            try check(reply, operation)
+        }
+    }
+
+    private func describe(_ reply: amqp_rpc_reply_t) -> String {
+        switch reply.reply_type {
+        case AMQP_RESPONSE_NORMAL:
+            return "ok"
+        case AMQP_RESPONSE_LIBRARY_EXCEPTION:
+            return Self.statusText(reply.library_error)
+        case AMQP_RESPONSE_SERVER_EXCEPTION:
+            switch reply.reply.id {
+            case stepfleet_connection_close:
+                let close = reply.reply.decoded.assumingMemoryBound(to: amqp_connection_close_t.self).pointee
+                stepfleet_amqp_send_connection_close_ok(state)
+                let error = AMQPError.connectionClosed(reason: "\(close.reply_code) \(CCopy.string(close.reply_text))")
+                if failure == nil { failure = error }
+                return "\(close.reply_code) \(CCopy.string(close.reply_text))"
+            case stepfleet_channel_close:
+                let close = reply.reply.decoded.assumingMemoryBound(to: amqp_channel_close_t.self).pointee
+                return "\(close.reply_code) \(CCopy.string(close.reply_text))"
+            default:
+                return "unexpected broker method \(reply.reply.id)"
+            }
+        default:
+            return "no reply from the broker"
+        }
+    }
+
+    static func statusText(_ status: Int32) -> String {
+        String(cString: amqp_error_string2(status))
+    }
+
+    private static func tlsHint(_ status: Int32) -> String {
+        switch status {
+        case AMQP_STATUS_SSL_PEER_VERIFY_FAILED.rawValue:
+            " (the broker's certificate is not signed by the configured CA: check cacertfile)"
+        case AMQP_STATUS_SSL_HOSTNAME_VERIFY_FAILED.rawValue:
+            " (the broker's certificate does not name this host)"
+        default:
+            ""
+        }
+    }
+}

@@ -1,0 +1,72 @@
+import AMQP
+import Foundation
+import Logging
+
+/// The brokers `ops/test` starts: the main private node, and a disposable one for tests that
+/// stop or disrupt the broker (so they never disturb tests running at the same time).
+enum TestBroker {
+    static let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+    static let state = ProcessInfo.processInfo.environment["STEPFLEET_STATE"] ?? root.appendingPathComponent(".state").path
+    static let tlsDirectory = state + "/tls"
+
+    static var url: String { ProcessInfo.processInfo.environment["STEPFLEET_TEST_AMQP_URL"] ?? "amqp://guest:guest@127.0.0.1:5672/" }
+    static let chaosNode = "stepfleet-chaos@localhost"
+    static let chaosURL = "amqp://guest:guest@127.0.0.1:5682/?heartbeat=2"
+
+    static func configuration(_ text: String = url) throws -> AMQPConfiguration {
+        try AMQPConfiguration(url: text)
+    }
+
+    static func uniqueName(_ prefix: String) -> String {
+        "test.\(prefix).\(UUID().uuidString.prefix(8).lowercased())"
+    }
+
+    static let logger: Logger = {
+        var logger = Logger(label: "amqp-test")
+        logger.logLevel = .warning
+        return logger
+    }()
+
+    /// Runs `ops/rabbitmqctl` against a private node; returns its output.
+    @discardableResult
+    static func rabbitmqctl(node: String = chaosNode, _ arguments: String...) throws -> String {
+        let process = Process()
+        process.executableURL = root.appendingPathComponent("ops/rabbitmqctl")
+        process.arguments = ["--node", node] + arguments
+        let pipe = Pipe()
+        process.standardOutput = pipe
+        process.standardError = pipe
+        try process.run()
+        let output = String(decoding: pipe.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        process.waitUntilExit()
+        guard process.terminationStatus == 0 else {
+            throw TestFailure("rabbitmqctl \(arguments.joined(separator: " ")) failed: \(output)")
+        }
+        return output
+    }
+}
+
+struct TestFailure: Error, CustomStringConvertible {
+    let description: String
+    init(_ description: String) { self.description = description }
+}
+
+/// Collects values from concurrent tasks.
+final class Collector<Value: Sendable & Hashable>: Sendable {
+    private let values = LockedValue<[Value]>([])
+
+    func add(_ value: Value) { values.withLock { $0.append(value) } }
+    var all: [Value] { values.value }
+    var set: Set<Value> { Set(values.value) }
+    var count: Int { values.value.count }
+}
+
+/// Polls `condition` until it holds or `timeout` passes.
+func eventually(timeout: Duration = .seconds(10), _ condition: @Sendable () async -> Bool) async -> Bool {
+    let deadline = ContinuousClock.now + timeout
+    while ContinuousClock.now < deadline {
+        if await condition() { return true }
+        try? await Task.sleep(for: .milliseconds(20))
+    }
+    return await condition()
+}

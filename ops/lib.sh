@@ -1,0 +1,152 @@
+# Shared shell functions for ops/ scripts: packages, a private RabbitMQ node, dockerd.
+# Everything lives under $STEPFLEET_STATE (default: <repo>/.state) and listens on loopback only.
+
+STEPFLEET_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+STEPFLEET_STATE=${STEPFLEET_STATE:-$STEPFLEET_ROOT/.state}
+STEPFLEET_AMQP_PORT=${STEPFLEET_AMQP_PORT:-5672}
+STEPFLEET_AMQPS_PORT=${STEPFLEET_AMQPS_PORT:-5671}
+STEPFLEET_RABBIT_DIST_PORT=${STEPFLEET_RABBIT_DIST_PORT:-25672}
+STEPFLEET_RABBIT_NODE=${STEPFLEET_RABBIT_NODE:-stepfleet@localhost}
+STEPFLEET_DOCKER_SOCK=${STEPFLEET_DOCKER_SOCK:-/var/run/docker.sock}
+export STEPFLEET_ROOT STEPFLEET_STATE
+
+log() { printf '[%s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
+die() { log "error: $*"; exit 1; }
+
+# need_packages PKG...: installs the Debian packages that are missing (apt-get update first).
+need_packages() {
+    local missing=()
+    for package in "$@"; do
+        dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "install ok installed" || missing+=("$package")
+    done
+    ((${#missing[@]} == 0)) && return 0
+    log "installing ${missing[*]}"
+    apt-get update -q >/dev/null || die "apt-get update failed"
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${missing[@]}" >/dev/null \
+        || die "apt-get install ${missing[*]} failed"
+}
+
+# The packages every StepFleet machine needs: build, broker, engine, test peers.
+need_base_packages() {
+    need_packages rabbitmq-server librabbitmq-dev libssl-dev libsqlite3-dev amqp-tools openssl \
+        docker.io git jq debootstrap ca-certificates pkg-config
+}
+
+# The data folder of the node named by STEPFLEET_RABBIT_NODE.
+rabbit_dir() { echo "$STEPFLEET_STATE/rabbitmq/${STEPFLEET_RABBIT_NODE%%@*}"; }
+
+rabbit_env() {
+    local RABBIT_DIR
+    RABBIT_DIR=$(rabbit_dir)
+    export HOME=$RABBIT_DIR/home
+    export RABBITMQ_NODENAME=$STEPFLEET_RABBIT_NODE
+    export RABBITMQ_NODE_PORT=$STEPFLEET_AMQP_PORT
+    export RABBITMQ_DIST_PORT=$STEPFLEET_RABBIT_DIST_PORT
+    export RABBITMQ_MNESIA_BASE=$RABBIT_DIR/mnesia
+    export RABBITMQ_LOG_BASE=$RABBIT_DIR/log
+    export RABBITMQ_CONFIG_FILE=$RABBIT_DIR/rabbitmq.conf
+    export RABBITMQ_ENABLED_PLUGINS_FILE=$RABBIT_DIR/enabled_plugins
+    export RABBITMQ_PID_FILE=$RABBIT_DIR/rabbitmq.pid
+    export RABBITMQ_CONF_ENV_FILE=/dev/null
+    export ERL_EPMD_ADDRESS=127.0.0.1
+    export RABBITMQ_SERVER_ADDITIONAL_ERL_ARGS="-kernel inet_dist_use_interface {127,0,0,1}"
+}
+
+rabbitmqctl_private() { (rabbit_env; /usr/lib/rabbitmq/bin/rabbitmqctl -n "$STEPFLEET_RABBIT_NODE" "$@"); }
+
+rabbit_answers() { rabbitmqctl_private -q ping >/dev/null 2>&1; }
+
+# make_test_tls: a CA, a server certificate for localhost/127.0.0.1, a client certificate,
+# and an unrelated CA (for "wrong CA" tests), made with openssl, kept under .state/tls.
+make_test_tls() {
+    local dir=$STEPFLEET_STATE/tls
+    [[ -f $dir/server.pem && -f $dir/other-ca.pem ]] && return 0
+    mkdir -p "$dir"
+    log "making a test CA and certificates in $dir"
+    (
+        cd "$dir" || exit 1
+        openssl req -x509 -newkey rsa:2048 -nodes -days 3650 -subj "/CN=StepFleet test CA" \
+            -keyout ca.key -out ca.pem 2>/dev/null
+        openssl req -x509 -newkey rsa:2048 -nodes -days 3650 -subj "/CN=Unrelated CA" \
+            -keyout other-ca.key -out other-ca.pem 2>/dev/null
+        printf 'subjectAltName=DNS:localhost,IP:127.0.0.1\n' >server.ext
+        openssl req -newkey rsa:2048 -nodes -subj "/CN=localhost" -keyout server.key -out server.csr 2>/dev/null
+        openssl x509 -req -in server.csr -CA ca.pem -CAkey ca.key -CAcreateserial -days 3650 \
+            -extfile server.ext -out server.pem 2>/dev/null
+        openssl req -newkey rsa:2048 -nodes -subj "/CN=stepfleet-client" -keyout client.key -out client.csr 2>/dev/null
+        openssl x509 -req -in client.csr -CA ca.pem -CAkey ca.key -CAcreateserial -days 3650 -out client.pem 2>/dev/null
+        chmod 600 ./*.key
+    ) || die "openssl could not make the test certificates"
+}
+
+# start_rabbitmq: a private node on loopback (AMQP and AMQPS), unless one already answers.
+start_rabbitmq() {
+    need_packages rabbitmq-server openssl
+    if rabbit_answers; then
+        log "RabbitMQ $STEPFLEET_RABBIT_NODE already answers on 127.0.0.1:$STEPFLEET_AMQP_PORT"
+        return 0
+    fi
+    make_test_tls
+    local RABBIT_DIR
+    RABBIT_DIR=$(rabbit_dir)
+    mkdir -p "$RABBIT_DIR/home" "$RABBIT_DIR/mnesia" "$RABBIT_DIR/log"
+    local tls=$STEPFLEET_STATE/tls
+    cat >"$RABBIT_DIR/rabbitmq.conf" <<CONF
+listeners.tcp.1 = 127.0.0.1:$STEPFLEET_AMQP_PORT
+listeners.ssl.1 = 127.0.0.1:$STEPFLEET_AMQPS_PORT
+ssl_options.cacertfile = $tls/ca.pem
+ssl_options.certfile = $tls/server.pem
+ssl_options.keyfile = $tls/server.key
+ssl_options.verify = verify_peer
+ssl_options.fail_if_no_peer_cert = false
+heartbeat = 60
+consumer_timeout = ${STEPFLEET_CONSUMER_TIMEOUT_MS:-1800000}
+CONF
+    echo '[].' >"$RABBIT_DIR/enabled_plugins"
+    log "starting RabbitMQ $STEPFLEET_RABBIT_NODE (amqp 127.0.0.1:$STEPFLEET_AMQP_PORT, amqps :$STEPFLEET_AMQPS_PORT)"
+    (rabbit_env; setsid nohup /usr/lib/rabbitmq/bin/rabbitmq-server >"$RABBIT_DIR/log/console.log" 2>&1 &)
+    for _ in $(seq 1 120); do
+        if rabbitmqctl_private -q await_startup >/dev/null 2>&1; then
+            log "RabbitMQ is up"
+            return 0
+        fi
+        sleep 1
+    done
+    tail -20 "$RABBIT_DIR/log/console.log" >&2
+    die "RabbitMQ did not start within 120 s (logs: $RABBIT_DIR/log)"
+}
+
+# start_chaos_rabbitmq: a second, disposable node for tests that stop or disrupt the broker,
+# so they never disturb tests running at the same time on the main node.
+start_chaos_rabbitmq() {
+    (
+        STEPFLEET_RABBIT_NODE=stepfleet-chaos@localhost STEPFLEET_AMQP_PORT=5682 STEPFLEET_AMQPS_PORT=5681 \
+            STEPFLEET_RABBIT_DIST_PORT=25682 start_rabbitmq
+    )
+}
+
+stop_rabbitmq() {
+    rabbit_answers && rabbitmqctl_private stop >/dev/null 2>&1
+    return 0
+}
+
+docker_answers() { curl -sf --unix-socket "$STEPFLEET_DOCKER_SOCK" http://localhost/_ping >/dev/null 2>&1; }
+
+# start_dockerd: Debian's dockerd with no bridge and no iptables rules, unless an engine answers.
+start_dockerd() {
+    need_packages docker.io curl
+    if docker_answers; then
+        log "a Docker engine already answers on $STEPFLEET_DOCKER_SOCK"
+        return 0
+    fi
+    mkdir -p "$STEPFLEET_STATE/docker"
+    log "starting dockerd (--bridge=none --iptables=false)"
+    setsid nohup /usr/sbin/dockerd --bridge=none --iptables=false --ip-masq=false --ip-forward=false \
+        --host "unix://$STEPFLEET_DOCKER_SOCK" >"$STEPFLEET_STATE/docker/dockerd.log" 2>&1 &
+    for _ in $(seq 1 60); do
+        docker_answers && { log "dockerd is up"; return 0; }
+        sleep 1
+    done
+    tail -20 "$STEPFLEET_STATE/docker/dockerd.log" >&2
+    die "dockerd did not start within 60 s (log: $STEPFLEET_STATE/docker/dockerd.log)"
+}
