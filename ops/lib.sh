@@ -26,6 +26,14 @@ need_packages() {
         || die "apt-get install ${missing[*]} failed"
 }
 
+# ensure_swift: the Swift toolchain on PATH (it lives in /opt/swift on these machines).
+ensure_swift() {
+    if ! command -v swift >/dev/null 2>&1 && [[ -x /opt/swift/usr/bin/swift ]]; then
+        export PATH=/opt/swift/usr/bin:$PATH
+    fi
+    command -v swift >/dev/null 2>&1 || die "no Swift toolchain: install Swift 6 (swift.org) and put it on PATH"
+}
+
 # The packages every StepFleet machine needs: build, broker, engine, test peers.
 need_base_packages() {
     need_packages rabbitmq-server librabbitmq-dev libssl-dev libsqlite3-dev amqp-tools openssl \
