@@ -6,12 +6,17 @@ let package = Package(
     platforms: [.macOS(.v15)],
     products: [
         .executable(name: "stepfleet", targets: ["stepfleet"]),
+        .executable(name: "opschain-action", targets: ["opschain-action"]),
+        .executable(name: "opschain-exec", targets: ["opschain-exec"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.5.0"),
         .package(url: "https://github.com/apple/swift-log.git", from: "1.6.0"),
         .package(url: "https://github.com/jpsim/Yams.git", from: "5.0.0"),
         .package(url: "https://github.com/x-sheep/swift-property-based.git", from: "2.0.0"),
+        .package(url: "https://github.com/swift-server/async-http-client.git", from: "1.20.0"),
+        .package(url: "https://github.com/apple/swift-nio.git", from: "2.60.0"),
+        .package(url: "https://github.com/apple/swift-crypto.git", from: "3.0.0"),
     ],
     targets: [
         // librabbitmq, wrapped: module map + shim header only.
@@ -40,8 +45,11 @@ let package = Package(
         .target(
             name: "Worker",
             dependencies: [
-                "Protocol", "AMQP",
+                "Protocol", "AMQP", "StepRunner",
                 .product(name: "Logging", package: "swift-log"),
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "Crypto", package: "swift-crypto"),
             ]
         ),
         // The in-container runner logic (actions, step_result.json).
@@ -52,6 +60,8 @@ let package = Package(
                 .product(name: "Yams", package: "Yams"),
             ]
         ),
+        .executableTarget(name: "opschain-action", dependencies: ["StepRunner"]),
+        .executableTarget(name: "opschain-exec", dependencies: ["StepRunner"]),
         .executableTarget(
             name: "stepfleet",
             dependencies: [
@@ -69,5 +79,7 @@ let package = Package(
             resources: [.copy("Fixtures")]
         ),
         .testTarget(name: "AMQPTests", dependencies: ["AMQP", "Protocol"]),
+        .testTarget(name: "StepRunnerTests", dependencies: ["StepRunner", "Protocol"]),
+        .testTarget(name: "WorkerTests", dependencies: ["Worker", "AMQP", "Protocol", "StepRunner"]),
     ]
 )

@@ -4,12 +4,20 @@ public struct StepResult: Codable, Sendable, Hashable {
     public var environment: Diff
     public var step: StepProperties
     public var steps: Children
+    /// StepFleet's addition to the seed's shape: why the action failed, written by
+    /// `opschain-action` when it can say (unknown action, invalid properties copy, …). Absent on
+    /// success, so successful results keep the seed's shape exactly.
+    public var error: String?
 
-    public init(project: Diff = Diff(), environment: Diff = Diff(), step: StepProperties = StepProperties(), steps: Children = Children()) {
+    public init(
+        project: Diff = Diff(), environment: Diff = Diff(), step: StepProperties = StepProperties(), steps: Children = Children(),
+        error: String? = nil
+    ) {
         self.project = project
         self.environment = environment
         self.step = step
         self.steps = steps
+        self.error = error
     }
 
     /// `{"properties_diff": [RFC 6902 operations]}`.

@@ -7,6 +7,6 @@ struct StepFleetCommand: AsyncParsableCommand {
         commandName: "stepfleet",
         abstract: "Run infrastructure changes as trees of steps on a fleet of workers.",
         version: StepFleetVersion.current,
-        subcommands: [PatchCommand.self, BenchCommand.self]
+        subcommands: [WorkerCommand.self, PatchCommand.self, DevCommand.self, BenchCommand.self]
     )
 }

@@ -54,7 +54,19 @@ import Testing
             #expect(seen == Set((0..<count).map { "m\($0)" }))
             #expect(deliveries == count && redelivered == 0)
             // Acks have no reply in AMQP 0-9-1: the queue's count catches up a moment later.
-            #expect(await eventually { (try? await connection.messageCount(queue: queue.name)) == 0 })
+            let drained = await eventually { (try? await connection.messageCount(queue: queue.name)) == 0 }
+            if !drained {
+                // Say what is left: ids already seen (acks lost) or extra copies (a publish doubled).
+                let left = try await connection.consume(queue: queue.name, prefetch: 100)
+                var leftIds: [String] = []
+                for try await delivery in left {
+                    leftIds.append("\(delivery.properties.messageId ?? "?")\(delivery.redelivered ? " (redelivered)" : "")")
+                    try await delivery.ack()
+                    if (try? await connection.messageCount(queue: queue.name)) == 0 { break }
+                }
+                await left.cancel()
+                Issue.record("messages left after acking all \(count): \(leftIds.prefix(20))")
+            }
         }
     }
 

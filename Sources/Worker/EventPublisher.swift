@@ -1,0 +1,53 @@
+import AMQP
+import Foundation
+import Protocol
+
+/// Publishes what a worker sends back, each with a confirm.
+struct EventPublisher: Sendable {
+    let client: AMQPClient
+    let worker: String
+
+    func event(_ kind: WorkerEvent.Kind, _ ref: AttemptRef, phase: Phase? = nil) async throws(AMQPError) {
+        let event = WorkerEvent(kind: kind, ref: ref, worker: worker, at: Clock.epochMilliseconds(), phase: phase)
+        try await client.publish(message(event, ref), exchange: Names.eventsExchange, routingKey: Names.eventsRoutingKey)
+    }
+
+    func logs(_ batch: LogBatch) async throws(AMQPError) {
+        try await client.publish(message(batch, batch.ref), exchange: Names.eventsExchange, routingKey: Names.logsRoutingKey)
+    }
+
+    func outcome(_ outcome: StepOutcome, replyTo: String) async throws(AMQPError) {
+        try await client.publish(message(outcome, outcome.ref), exchange: "", routingKey: replyTo)
+    }
+
+    /// Keeps publishing until the broker confirms (across reconnects) or the task is cancelled.
+    func untilConfirmed(_ what: String, _ publish: @Sendable () async throws(AMQPError) -> Void) async -> Bool {
+        var attempt = 0
+        while !Task.isCancelled {
+            do {
+                try await publish()
+                return true
+            } catch {
+                attempt += 1
+                try? await Task.sleep(for: Backoff(initial: .milliseconds(100), maximum: .seconds(5)).delay(attempt: attempt))
+            }
+        }
+        return false
+    }
+
+    private func message<Message: WireMessage>(_ body: Message, _ ref: AttemptRef) -> AMQPMessage {
+        AMQPMessage(
+            body: WireCodec.encode(body),
+            properties: AMQPProperties(messageId: UUID().uuidString, correlationId: ref.description, type: Message.messageType, appId: "stepfleet-worker"))
+    }
+}
+
+enum Clock {
+    static func epochMilliseconds() -> EpochMilliseconds {
+        EpochMilliseconds(Date().timeIntervalSince1970 * 1000)
+    }
+
+    static func milliseconds(_ duration: Duration) -> Int {
+        Int(duration.components.seconds * 1000 + duration.components.attoseconds / 1_000_000_000_000_000)
+    }
+}

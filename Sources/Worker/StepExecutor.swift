@@ -1,0 +1,166 @@
+import AMQP
+import Foundation
+import Logging
+import Protocol
+import StepRunner
+
+/// Runs one attempt of one step: check out, build, run, and say how it ended. Every failure
+/// becomes an outcome whose error says exactly what went wrong; nothing here throws.
+struct StepExecutor: Sendable {
+    let configuration: WorkerConfiguration
+    let mirror: GitMirror
+    let builder: any ImageBuilder
+    let runtime: any ContainerRuntime
+    let publisher: EventPublisher
+
+    func execute(_ job: StepJob, cancellation: StepCancellation, log: LogShipper) async -> StepOutcome {
+        let ref = AttemptRef(stepId: job.stepId, attempt: job.attempt)
+        var outcome = StepOutcome(ref: ref, worker: configuration.name, status: .error, runStarted: false)
+        let clock = ContinuousClock()
+        let scratch = (configuration.workDirectory as NSString).appendingPathComponent("steps/\(Self.safe(job.stepId))-\(job.attempt)-\(UUID().uuidString.prefix(6))")
+        defer { try? FileManager.default.removeItem(atPath: scratch) }
+
+        // Build phase: checkout and image.
+        log.system("build: started")
+        await phase(ref, .build, .started)
+        let buildStart = clock.now
+        let checkout = (scratch as NSString).appendingPathComponent("repo")
+        do {
+            try await mirror.checkout(remote: job.git.remote, sha: job.git.sha, into: checkout)
+        } catch {
+            return fail(&outcome, log, "checkout failed: \(error)")
+        }
+        let action = try? ActionsFile.load(repositoryRoot: checkout).actions[job.action]
+        outcome.policy = action?.policy
+        let dockerfilePath = (checkout as NSString).appendingPathComponent(DefaultDockerfile.path)
+        let dockerfile = (try? String(contentsOfFile: dockerfilePath, encoding: .utf8)) ?? DefaultDockerfile.text
+        let contextEnv: StepContextEnv
+        do {
+            contextEnv = try StepContextEnv(job.context)
+        } catch {
+            return fail(&outcome, log, "the env properties are invalid: \(error)")
+        }
+        let baseImage = configuration.runnerImage ?? job.runner.baseImage
+        let request = BuildRequest(
+            checkout: checkout, dockerfile: dockerfile, contextEnv: contextEnv,
+            buildArgs: ["GIT_REV": job.git.rev, "GIT_SHA": job.git.sha, "OPSCHAIN_BASE_RUNNER": baseImage, "OPSCHAIN_VERSION": job.runner.version])
+        let image: BuiltImage
+        do {
+            image = try await builder.image(for: request) { line in log.write(.stdout, line) }
+        } catch {
+            return fail(&outcome, log, error.description)
+        }
+        let buildMs = Clock.milliseconds(clock.now - buildStart)
+        outcome.buildMs = buildMs
+        log.system("build: finished in \(buildMs) ms (\(image.reused ? "existing image reused" : "image built"): \(image.reference))")
+        await phase(ref, .build, .finished, duration: buildMs)
+        if cancellation.isCancelled { return cancelled(&outcome, log, cancellation) }
+
+        // Run phase.
+        let timeoutSeconds = job.timeoutSeconds ?? action?.timeout
+        let timeout = timeoutSeconds.map { Duration.seconds($0) } ?? configuration.defaultTimeout
+        let stepContext: Data
+        do {
+            stepContext = try JSONEncoder().encode(job.context)
+        } catch {
+            return fail(&outcome, log, "cannot encode step_context.json: \(error)")
+        }
+        let network = job.context.mergedProperties["opschain"]?["config"]?["network"]?.boolValue ?? false
+        let run = ContainerRun(
+            image: image.reference, action: job.action, stepContext: stepContext, timeout: timeout,
+            labels: ContainerLabels.labels(worker: configuration.name, ref: ref, pool: configuration.pool), limits: configuration.limits,
+            network: network)
+        let runStart = LockedValue<ContinuousClock.Instant?>(nil)
+        let result: ContainerResult
+        do {
+            result = try await runtime.run(
+                run, cancellation: cancellation,
+                started: {
+                    // Said (and confirmed) before the container starts: from here on a lost
+                    // worker means a run that may have had effects.
+                    log.system("run: started")
+                    await phase(ref, .run, .started)
+                    runStart.value = clock.now
+                },
+                output: { stream, line in log.write(stream, line) })
+        } catch {
+            outcome.runStarted = runStart.value != nil
+            return fail(&outcome, log, error.description)
+        }
+        outcome.runStarted = runStart.value != nil
+        if let started = runStart.value {
+            let runMs = Clock.milliseconds(clock.now - started)
+            outcome.runMs = runMs
+            log.system("run: finished in \(runMs) ms (exit code \(result.exitCode.map(String.init) ?? "none"))")
+            await phase(ref, .run, .finished, duration: runMs)
+        }
+        outcome.exitCode = result.exitCode
+        if result.cancelled { return cancelled(&outcome, log, cancellation) }
+        if result.timedOut {
+            return fail(&outcome, log, "the step ran longer than its timeout of \(timeoutSeconds.map { "\($0) s" } ?? "\(timeout)") and was killed")
+        }
+        guard let resultData = result.stepResult else {
+            return fail(&outcome, log, "the action exited with code \(result.exitCode ?? -1) and wrote no /opt/opschain/.opschain/step_result.json")
+        }
+        let stepResult: StepResult
+        do {
+            stepResult = try JSONDecoder().decode(StepResult.self, from: resultData)
+        } catch {
+            return fail(&outcome, log, "step_result.json is invalid: \(error)")
+        }
+        outcome.result = stepResult
+        guard result.exitCode == 0 else {
+            return fail(&outcome, log, stepResult.error ?? "the action exited with code \(result.exitCode ?? -1)")
+        }
+        if let error = stepResult.error { return fail(&outcome, log, error) }
+        outcome.status = .success
+        return outcome
+    }
+
+    private func phase(_ ref: AttemptRef, _ name: Phase.Name, _ state: Phase.State, duration: Int? = nil) async {
+        _ = await publisher.untilConfirmed("phase") { () throws(AMQPError) in
+            try await publisher.event(.phase, ref, phase: Phase(name: name, state: state, durationMs: duration))
+        }
+    }
+
+    private func fail(_ outcome: inout StepOutcome, _ log: LogShipper, _ error: String) -> StepOutcome {
+        outcome.status = .error
+        outcome.error = error
+        log.system("error: \(error)")
+        return outcome
+    }
+
+    private func cancelled(_ outcome: inout StepOutcome, _ log: LogShipper, _ cancellation: StepCancellation) -> StepOutcome {
+        switch cancellation.reason {
+        case .cancelled:
+            outcome.status = .cancelled
+            outcome.error = "cancelled"
+            log.system("cancelled")
+            return outcome
+        case .killed(let why):
+            return fail(&outcome, log, why)
+        }
+    }
+
+    private static func safe(_ text: String) -> String {
+        String(text.map { $0.isLetter || $0.isNumber || $0 == "-" ? $0 : "_" }.prefix(64))
+    }
+}
+
+/// Labels on every step container: who runs it, for what, and from which process, so a
+/// worker can find containers a dead worker on its host left behind.
+enum ContainerLabels {
+    static let worker = "org.stepfleet.worker"
+    static let step = "org.stepfleet.step"
+    static let attempt = "org.stepfleet.attempt"
+    static let pool = "org.stepfleet.pool"
+    static let host = "org.stepfleet.host"
+    static let pid = "org.stepfleet.pid"
+
+    static func labels(worker name: String, ref: AttemptRef, pool: String) -> [String: String] {
+        [
+            worker: name, step: ref.stepId, attempt: String(ref.attempt), pool: pool,
+            host: ProcessInfo.processInfo.hostName, pid: String(getpid()),
+        ]
+    }
+}

@@ -1,0 +1,46 @@
+import Foundation
+import Protocol
+
+/// Settings of one worker process.
+public struct WorkerConfiguration: Sendable {
+    /// Unique per process; appears in claims, heartbeats, outcomes and container labels.
+    public var name: String
+    /// The pool whose queue this worker consumes (`stepfleet.steps.<pool>`).
+    public var pool: String
+    /// Steps run at once.
+    public var slots: Int
+    /// Mirrors, checkouts and build scratch space.
+    public var workDirectory: String
+    /// Overrides the job's `OPSCHAIN_BASE_RUNNER` when set.
+    public var runnerImage: String?
+    public var heartbeatInterval: Duration
+    /// For steps whose job and action name none.
+    public var defaultTimeout: Duration
+    public var limits: ContainerLimits
+    public var maximumConcurrentBuilds: Int
+    /// How long running steps may take to finish on SIGTERM before they are killed.
+    public var shutdownGrace: Duration
+
+    public init(
+        name: String = WorkerConfiguration.defaultName(), pool: String = Names.defaultPool, slots: Int = 2,
+        workDirectory: String = FileManager.default.currentDirectoryPath + "/.stepfleet-worker", runnerImage: String? = nil,
+        heartbeatInterval: Duration = .seconds(5), defaultTimeout: Duration = .seconds(3600), limits: ContainerLimits = ContainerLimits(),
+        maximumConcurrentBuilds: Int = 2, shutdownGrace: Duration = .seconds(30)
+    ) {
+        self.name = name
+        self.pool = pool
+        self.slots = slots
+        self.workDirectory = workDirectory
+        self.runnerImage = runnerImage
+        self.heartbeatInterval = heartbeatInterval
+        self.defaultTimeout = defaultTimeout
+        self.limits = limits
+        self.maximumConcurrentBuilds = maximumConcurrentBuilds
+        self.shutdownGrace = shutdownGrace
+    }
+
+    /// `host-pid-random`: unique, and says where the worker runs.
+    public static func defaultName() -> String {
+        "\(ProcessInfo.processInfo.hostName.split(separator: ".").first ?? "worker")-\(getpid())-\(UUID().uuidString.prefix(4).lowercased())"
+    }
+}

@@ -1,0 +1,239 @@
+import AMQP
+import Foundation
+import Logging
+import Protocol
+
+/// A worker process: consumes its pool's jobs with prefetch = free slots, claims each (the
+/// claim is confirmed before the job is acked), runs it, and publishes the outcome to the
+/// job's reply-to queue. Stateless: kill it at any moment and the dispatcher's leases bring
+/// its steps home.
+public actor WorkerService {
+    public let configuration: WorkerConfiguration
+    private let client: AMQPClient
+    private let engine: DockerEngine
+    private let executor: StepExecutor
+    private let publisher: EventPublisher
+    private var logger: Logger
+    private let controlQueue: String
+
+    private var jobs: AMQPSubscription?
+    private var running: [AttemptRef: StepCancellation] = [:]
+    /// Deliveries being claimed (not yet acked); prefetch changes wait for them.
+    private var claiming = 0
+    private var currentPrefetch: UInt16
+    private var engineHealthy = true
+    private var draining = false
+    private var shuttingDown = false
+    private var tasks: [Task<Void, Never>] = []
+    private var stepTasks: [AttemptRef: Task<Void, Never>] = [:]
+    private var stopped: CheckedContinuation<Void, Never>?
+
+    public init(configuration: WorkerConfiguration, brokers: [AMQPConfiguration], engine: DockerEngine, logger: Logger) {
+        self.configuration = configuration
+        self.engine = engine
+        var logger = logger
+        logger[metadataKey: "worker"] = "\(configuration.name)"
+        self.logger = logger
+        controlQueue = "stepfleet.control.\(configuration.name)"
+        client = AMQPClient(
+            endpoints: brokers, topology: WorkerTopology.topology(pool: configuration.pool, controlQueue: controlQueue), logger: logger)
+        publisher = EventPublisher(client: client, worker: configuration.name)
+        executor = StepExecutor(
+            configuration: configuration,
+            mirror: GitMirror(directory: (configuration.workDirectory as NSString).appendingPathComponent("git")),
+            builder: DockerImageBuilder(
+                engine: engine, scratchDirectory: (configuration.workDirectory as NSString).appendingPathComponent("build"),
+                maximumConcurrentBuilds: configuration.maximumConcurrentBuilds),
+            runtime: DockerContainerRuntime(engine: engine),
+            publisher: publisher)
+        currentPrefetch = UInt16(clamping: configuration.slots)
+    }
+
+    /// Runs until `shutdown()` has finished.
+    public func run() async {
+        logger.info("worker starting", metadata: ["pool": "\(configuration.pool)", "slots": "\(configuration.slots)"])
+        await reapLeftoverContainers()
+        engineHealthy = await engine.ping()
+        if !engineHealthy { logger.error("the Docker engine at \(engine.socketPath) does not answer: not taking jobs until it does") }
+        await client.start()
+        let jobs = await client.subscribe(queue: Names.stepsQueue(pool: configuration.pool), prefetch: engineHealthy ? currentPrefetch : 0)
+        if !engineHealthy { currentPrefetch = 0 }
+        self.jobs = jobs
+        let control = await client.subscribe(queue: controlQueue, prefetch: 50)
+        tasks.append(Task { for await delivery in jobs { await self.received(delivery) } })
+        tasks.append(Task { for await delivery in control { await self.control(delivery) } })
+        tasks.append(Task { await self.heartbeats() })
+        tasks.append(Task { await self.watchEngine() })
+        await withCheckedContinuation { stopped = $0 }
+    }
+
+    /// Steps running right now.
+    public var runningSteps: [AttemptRef] { Array(running.keys) }
+
+    // MARK: Jobs
+
+    private func received(_ delivery: AMQPDelivery) async {
+        let job: StepJob
+        do {
+            job = try WireCodec.decode(StepJob.self, from: delivery.body)
+        } catch {
+            logger.warning("rejecting a job that does not decode; it is dead-lettered", metadata: ["reason": "\(error)"])
+            try? await delivery.reject(requeue: false)
+            return
+        }
+        let ref = AttemptRef(stepId: job.stepId, attempt: job.attempt)
+        var stepLogger = logger
+        stepLogger[metadataKey: "change"] = "\(job.changeId)"
+        stepLogger[metadataKey: "step"] = "\(job.stepId)"
+        stepLogger[metadataKey: "attempt"] = "\(job.attempt)"
+        guard !draining, engineHealthy, running.count + claiming < configuration.slots, running[ref] == nil else {
+            // Only in a race with a prefetch change: give it back for another worker.
+            try? await delivery.nack(requeue: true)
+            return
+        }
+        claiming += 1
+        do {
+            try await publisher.event(.claimed, ref)
+        } catch {
+            claiming -= 1
+            stepLogger.warning("cannot publish the claim; giving the job back", metadata: ["error": "\(error)"])
+            try? await delivery.nack(requeue: true)
+            return
+        }
+        do {
+            try await delivery.ack()
+        } catch {
+            // The broker will deliver it again (here or elsewhere); this claim is void.
+            claiming -= 1
+            stepLogger.warning("the job could not be acked after the claim; leaving it to its redelivery", metadata: ["error": "\(error)"])
+            await adjustPrefetch()
+            return
+        }
+        claiming -= 1
+        let cancellation = StepCancellation()
+        running[ref] = cancellation
+        stepLogger.info("claimed", metadata: ["action": "\(job.action)"])
+        let replyTo = delivery.properties.replyTo ?? Names.outcomesQueue
+        stepTasks[ref] = Task { await self.execute(job, ref: ref, replyTo: replyTo, cancellation: cancellation, logger: stepLogger) }
+        await adjustPrefetch()
+    }
+
+    private func execute(_ job: StepJob, ref: AttemptRef, replyTo: String, cancellation: StepCancellation, logger: Logger) async {
+        let log = LogShipper(ref: ref, worker: configuration.name, publisher: publisher, logger: logger)
+        let outcome = await executor.execute(job, cancellation: cancellation, log: log)
+        await log.finish()
+        let publisher = publisher
+        let delivered = await publisher.untilConfirmed("outcome") { () throws(AMQPError) in try await publisher.outcome(outcome, replyTo: replyTo) }
+        logger.info("step finished", metadata: ["status": "\(outcome.status.rawValue)", "published": "\(delivered)", "error": "\(outcome.error ?? "")"])
+        finished(ref)
+    }
+
+    private func finished(_ ref: AttemptRef) {
+        running[ref] = nil
+        stepTasks[ref] = nil
+        Task { await adjustPrefetch() }
+    }
+
+    /// Keeps the broker's prefetch equal to the free slots (0 while draining or while the
+    /// engine is down), once no delivery is half-claimed.
+    private func adjustPrefetch() async {
+        guard claiming == 0, let jobs else { return }
+        let target = draining || !engineHealthy ? 0 : UInt16(clamping: max(0, configuration.slots - running.count))
+        guard target != currentPrefetch else { return }
+        currentPrefetch = target
+        await jobs.setPrefetch(target)
+    }
+
+    // MARK: Heartbeats, control, engine health
+
+    private func heartbeats() async {
+        while !Task.isCancelled {
+            try? await Task.sleep(for: configuration.heartbeatInterval)
+            for ref in running.keys {
+                try? await publisher.event(.heartbeat, ref)
+            }
+        }
+    }
+
+    private func control(_ delivery: AMQPDelivery) async {
+        defer { Task { try? await delivery.ack() } }
+        guard let message = try? WireCodec.decode(ControlMessage.self, from: delivery.body) else {
+            logger.warning("ignoring a control message that does not decode")
+            return
+        }
+        switch message.kind {
+        case .cancel:
+            guard let ref = message.ref, let cancellation = running[ref] else { return }
+            logger.info("cancelling", metadata: ["step": "\(ref.stepId)", "attempt": "\(ref.attempt)"])
+            cancellation.cancel()
+        case .drain:
+            guard message.worker == nil || message.worker == configuration.name else { return }
+            logger.info("draining: taking no more jobs")
+            draining = true
+            await adjustPrefetch()
+        }
+    }
+
+    private func watchEngine() async {
+        while !Task.isCancelled {
+            try? await Task.sleep(for: .seconds(2))
+            let healthy = await engine.ping()
+            guard healthy != engineHealthy else { continue }
+            engineHealthy = healthy
+            if healthy {
+                logger.info("the Docker engine answers again: taking jobs")
+            } else {
+                logger.error("the Docker engine at \(engine.socketPath) does not answer: not taking jobs until it does")
+            }
+            await adjustPrefetch()
+        }
+    }
+
+    /// Removes step containers that workers on this host left behind when they died.
+    private func reapLeftoverContainers() async {
+        guard let ids = try? await engine.containers(label: "\(ContainerLabels.host)=\(ProcessInfo.processInfo.hostName)") else { return }
+        for id in ids {
+            guard let labels = try? await containerLabels(id), let pid = labels[ContainerLabels.pid].flatMap(Int32.init) else { continue }
+            if pid == getpid() || Self.isStepFleetProcess(pid) { continue }
+            logger.warning("removing a step container left by a dead worker", metadata: ["container": "\(id.prefix(12))", "worker": "\(labels[ContainerLabels.worker] ?? "?")"])
+            try? await engine.remove(id)
+        }
+    }
+
+    private func containerLabels(_ id: String) async throws -> [String: String] {
+        try await engine.containerLabels(id)
+    }
+
+    private static func isStepFleetProcess(_ pid: Int32) -> Bool {
+        guard kill(pid, 0) == 0 || errno == EPERM else { return false }
+        let cmdline = (try? String(contentsOfFile: "/proc/\(pid)/cmdline", encoding: .utf8)) ?? ""
+        return cmdline.contains("stepfleet") || cmdline.contains("xctest") || cmdline.contains("WorkerTests")
+    }
+
+    // MARK: Shutdown
+
+    /// Stops taking jobs, lets running steps finish within the grace period, then kills them
+    /// (their outcomes say so) and closes the broker connection.
+    public func shutdown() async {
+        guard !shuttingDown else { return }
+        shuttingDown = true
+        logger.info("shutting down: taking no more jobs", metadata: ["running": "\(running.count)", "grace": "\(configuration.shutdownGrace)"])
+        draining = true
+        await jobs?.cancel()
+        let deadline = ContinuousClock.now + configuration.shutdownGrace
+        while !running.isEmpty, ContinuousClock.now < deadline {
+            try? await Task.sleep(for: .milliseconds(100))
+        }
+        if !running.isEmpty {
+            logger.warning("grace period over: killing \(running.count) running step(s)")
+            let why = "the worker shut down and its grace period of \(configuration.shutdownGrace) ran out; the step was killed"
+            for cancellation in running.values { cancellation.cancel(.killed(why)) }
+            for task in stepTasks.values { await task.value }
+        }
+        for task in tasks { task.cancel() }
+        await client.stop()
+        logger.info("worker stopped")
+        stopped?.resume()
+        stopped = nil
+    }
+}

@@ -1,0 +1,86 @@
+import AMQP
+import ArgumentParser
+import Dispatch
+import Foundation
+import Logging
+import Protocol
+import Worker
+
+struct WorkerCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "worker",
+        abstract: "Consume a pool's step jobs and run each step in its own container.",
+        discussion: "SIGTERM or SIGINT: stop taking jobs, let running steps finish within the grace period, then kill them and report them."
+    )
+
+    @Option(help: "Broker URL(s), comma-separated (env STEPFLEET_AMQP).")
+    var amqp = ProcessInfo.processInfo.environment["STEPFLEET_AMQP"] ?? "amqp://guest:guest@127.0.0.1:5672/"
+    @Option(help: "The pool to serve.")
+    var pool = Names.defaultPool
+    @Option(help: "Steps run at once.")
+    var slots = 2
+    @Option(help: "The Docker engine.")
+    var docker = "unix:///var/run/docker.sock"
+    @Option(help: "Base runner image (OPSCHAIN_BASE_RUNNER); default: the one the job names.")
+    var runnerImage: String?
+    @Option(help: "Mirrors, checkouts and build scratch space.")
+    var workDir = FileManager.default.currentDirectoryPath + "/.stepfleet-worker"
+    @Option(help: "Worker name (default: host-pid-random).")
+    var name: String?
+    @Option(help: "Seconds running steps get to finish on shutdown.")
+    var grace = 30
+    @Option(help: "Seconds between heartbeats.")
+    var heartbeat = 5
+    @Option(help: "Step timeout in seconds when neither the job nor the action sets one.")
+    var defaultTimeout = 3600
+    @Option(help: "Concurrent image builds.")
+    var builds = 2
+    @Option(help: "Memory limit of a step container, MiB.")
+    var memory = 1024
+    @Option(help: "Process limit of a step container.")
+    var pids = 1024
+    @Option(help: "CPU limit of a step container.")
+    var cpus = 1.0
+    @Option(help: "Log level: trace, debug, info, notice, warning, error.")
+    var logLevel = "info"
+
+    func validate() throws {
+        guard slots > 0 else { throw ValidationError("--slots must be at least 1") }
+        guard grace >= 0, heartbeat > 0, defaultTimeout > 0, builds > 0, memory >= 16, pids >= 16, cpus > 0 else {
+            throw ValidationError("--grace, --heartbeat, --default-timeout, --builds, --memory, --pids and --cpus must be positive")
+        }
+        guard Logger.Level(rawValue: logLevel) != nil else { throw ValidationError("unknown --log-level \(logLevel)") }
+    }
+
+    func run() async throws {
+        let logger = makeLogger("stepfleet.worker", level: logLevel)
+        let brokers = try AMQPConfiguration.list(amqp)
+        let engine = try DockerEngine(endpoint: docker)
+        let configuration = WorkerConfiguration(
+            name: name ?? WorkerConfiguration.defaultName(), pool: pool, slots: slots, workDirectory: workDir, runnerImage: runnerImage,
+            heartbeatInterval: .seconds(heartbeat), defaultTimeout: .seconds(defaultTimeout),
+            limits: ContainerLimits(memoryBytes: memory << 20, pids: pids, cpus: cpus), maximumConcurrentBuilds: builds,
+            shutdownGrace: .seconds(grace))
+        let worker = WorkerService(configuration: configuration, brokers: brokers, engine: engine, logger: logger)
+        let signals = onTerminationSignals { Task { await worker.shutdown() } }
+        await worker.run()
+        signals.forEach { $0.cancel() }
+    }
+}
+
+/// Calls `handler` on SIGTERM and SIGINT (once each).
+func onTerminationSignals(_ handler: @escaping @Sendable () -> Void) -> [DispatchSourceSignal] {
+    [SIGTERM, SIGINT].map { number in
+        signal(number, SIG_IGN)
+        let source = DispatchSource.makeSignalSource(signal: number, queue: .global())
+        source.setEventHandler(handler: handler)
+        source.resume()
+        return source
+    }
+}
+
+func makeLogger(_ label: String, level: String) -> Logger {
+    var logger = Logger(label: label)
+    logger.logLevel = Logger.Level(rawValue: level) ?? .info
+    return logger
+}

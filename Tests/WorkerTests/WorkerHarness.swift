@@ -1,0 +1,214 @@
+import AMQP
+import Foundation
+import Logging
+import Protocol
+import Testing
+@testable import Worker
+
+/// A real worker on its own vhost of the test broker, with the test playing dispatcher:
+/// it publishes jobs and collects claims, phases, logs and outcomes.
+final class WorkerHarness: Sendable {
+    static let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+    static let vhost = "stepfleet-worker-tests"
+    static let runnerImage = "stepfleet/runner:\(StepFleetVersion.current)"
+
+    let pool: String
+    let replyQueue: String
+    let worker: WorkerService
+    let engine: DockerEngine
+    let client: AMQPClient
+    let workDirectory: String
+    private let outcomes = LockedValue<[StepOutcome]>([])
+    private let events = LockedValue<[WorkerEvent]>([])
+    private let logs = LockedValue<[LogBatch]>([])
+    private let tasks = LockedValue<[Task<Void, Never>]>([])
+
+    static var brokerURL: String { "amqp://guest:guest@127.0.0.1:5672/\(vhost)?heartbeat=5" }
+
+    static let logger: Logger = {
+        var logger = Logger(label: "worker-test")
+        logger.logLevel = ProcessInfo.processInfo.environment["STEPFLEET_TEST_LOG"].flatMap(Logger.Level.init(rawValue:)) ?? .warning
+        return logger
+    }()
+
+    /// Creates the vhost once per test process.
+    private static let vhostReady: Bool = {
+        _ = try? rabbitmqctl("add_vhost", vhost)
+        _ = try? rabbitmqctl("set_permissions", "-p", vhost, "guest", ".*", ".*", ".*")
+        return true
+    }()
+
+    init(slots: Int = 2, docker: String = "unix:///var/run/docker.sock", heartbeat: Duration = .seconds(1), grace: Duration = .seconds(10)) async throws {
+        _ = Self.vhostReady
+        pool = "wt-\(UUID().uuidString.prefix(6).lowercased())"
+        replyQueue = "test.outcomes.\(pool)"
+        workDirectory = FileManager.default.temporaryDirectory.appendingPathComponent("worker-\(pool)").path
+        engine = try DockerEngine(endpoint: docker)
+        let brokers = [try AMQPConfiguration(url: Self.brokerURL)]
+        worker = WorkerService(
+            configuration: WorkerConfiguration(
+                name: "test-\(pool)", pool: pool, slots: slots, workDirectory: workDirectory, runnerImage: nil, heartbeatInterval: heartbeat,
+                defaultTimeout: .seconds(120), limits: ContainerLimits(memoryBytes: 256 << 20, pids: 256, cpus: 1), shutdownGrace: grace),
+            brokers: brokers, engine: try DockerEngine(endpoint: docker), logger: Self.logger)
+        client = AMQPClient(
+            endpoints: brokers,
+            topology: WorkerTopology.topology(pool: pool, controlQueue: "unused.\(pool)")
+                + AMQPTopology(queues: [.init(name: replyQueue, durable: false, autoDelete: true)]),
+            logger: Self.logger)
+        _ = try await client.connected()
+        let outcomesStream = await client.subscribe(queue: replyQueue, prefetch: 50)
+        let eventsStream = await client.subscribe(queue: Names.eventsQueue, prefetch: 100)
+        let logsStream = await client.subscribe(queue: Names.logsQueue, prefetch: 100)
+        let worker = worker
+        tasks.value = [
+            Task { await worker.run() },
+            Task { [outcomes] in
+                for await delivery in outcomesStream {
+                    if let outcome = try? WireCodec.decode(StepOutcome.self, from: delivery.body) { outcomes.withLock { $0.append(outcome) } }
+                    try? await delivery.ack()
+                }
+            },
+            Task { [events] in
+                for await delivery in eventsStream {
+                    if let event = try? WireCodec.decode(WorkerEvent.self, from: delivery.body) { events.withLock { $0.append(event) } }
+                    try? await delivery.ack()
+                }
+            },
+            Task { [logs] in
+                for await delivery in logsStream {
+                    if let batch = try? WireCodec.decode(LogBatch.self, from: delivery.body) { logs.withLock { $0.append(batch) } }
+                    try? await delivery.ack()
+                }
+            },
+        ]
+    }
+
+    func stop() async {
+        await worker.shutdown()
+        for task in tasks.value { task.cancel() }
+        await client.stop()
+        try? FileManager.default.removeItem(atPath: workDirectory)
+    }
+
+    // MARK: Dispatching
+
+    func job(_ repository: TestRepository, action: String, project: JSON = [:], environment: JSON = [:], stepId: String = UUID().uuidString, attempt: Int = 1, timeout: Int? = nil) -> StepJob {
+        StepJob(
+            changeId: "change-\(pool)", stepId: stepId, attempt: attempt, action: action,
+            git: GitSource(remote: repository.path, rev: "main", sha: repository.sha),
+            context: StepContext(
+                context: .init(project: ["code": "demo", "name": "Demo"], environment: ["code": "dev", "name": "Development"], change: ["id": "c"], step: ["id": .string(stepId)], user: ["name": "tester"]),
+                project: .init(properties: project), environment: .init(properties: environment)),
+            runner: RunnerSettings(baseImage: Self.runnerImage, version: StepFleetVersion.current), timeoutSeconds: timeout, pool: pool)
+    }
+
+    func publish(_ job: StepJob) async throws {
+        try await publish(raw: WireCodec.encode(job))
+    }
+
+    func publish(raw body: Data) async throws {
+        try await client.publish(AMQPMessage(body: body, properties: AMQPProperties(replyTo: replyQueue)), exchange: Names.jobsExchange, routingKey: pool)
+    }
+
+    func cancel(_ ref: AttemptRef) async throws {
+        try await client.publish(AMQPMessage(body: WireCodec.encode(ControlMessage(kind: .cancel, ref: ref))), exchange: Names.controlExchange, routingKey: "")
+    }
+
+    /// Runs a job and waits for its outcome.
+    func run(_ job: StepJob, timeout: Duration = .seconds(120)) async throws -> StepOutcome {
+        try await publish(job)
+        return try await outcome(for: AttemptRef(stepId: job.stepId, attempt: job.attempt), timeout: timeout)
+    }
+
+    func outcome(for ref: AttemptRef, timeout: Duration = .seconds(120)) async throws -> StepOutcome {
+        let deadline = ContinuousClock.now + timeout
+        while ContinuousClock.now < deadline {
+            if let outcome = outcomes.value.first(where: { $0.ref == ref }) { return outcome }
+            try await Task.sleep(for: .milliseconds(50))
+        }
+        throw HarnessError("no outcome for \(ref) within \(timeout)")
+    }
+
+    func outcomes(for stepId: String) -> [StepOutcome] { outcomes.value.filter { $0.ref.stepId == stepId } }
+
+    func events(for ref: AttemptRef) -> [WorkerEvent] { events.value.filter { $0.ref == ref } }
+
+    /// The attempt's log lines in sequence order (waits briefly for late batches).
+    func logLines(for ref: AttemptRef) async -> [LogBatch.Line] {
+        try? await Task.sleep(for: .milliseconds(300))
+        return logs.value.filter { $0.ref == ref }.flatMap(\.lines).sorted { $0.seq < $1.seq }
+    }
+
+    func waitForEvent(_ ref: AttemptRef, timeout: Duration = .seconds(60), _ matches: @escaping @Sendable (WorkerEvent) -> Bool) async throws {
+        let deadline = ContinuousClock.now + timeout
+        while ContinuousClock.now < deadline {
+            if events(for: ref).contains(where: matches) { return }
+            try await Task.sleep(for: .milliseconds(20))
+        }
+        throw HarnessError("no matching event for \(ref) within \(timeout)")
+    }
+
+    /// Containers this worker created that still exist.
+    func leftoverContainers() async throws -> [String] {
+        try await engine.containers(label: "\(ContainerLabels.worker)=test-\(pool)")
+    }
+
+    @discardableResult
+    static func rabbitmqctl(_ arguments: String...) throws -> String {
+        let process = Process()
+        process.executableURL = root.appendingPathComponent("ops/rabbitmqctl")
+        process.arguments = arguments
+        let pipe = Pipe()
+        process.standardOutput = pipe
+        process.standardError = pipe
+        try process.run()
+        let output = String(decoding: pipe.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        process.waitUntilExit()
+        guard process.terminationStatus == 0 else { throw HarnessError("rabbitmqctl \(arguments.joined(separator: " ")): \(output)") }
+        return output
+    }
+}
+
+struct HarnessError: Error, CustomStringConvertible {
+    let description: String
+    init(_ description: String) { self.description = description }
+}
+
+/// A real git repository made for a test.
+struct TestRepository: Sendable {
+    let path: String
+    let sha: String
+
+    /// Commits `files` (path → contents) to a new repository on branch main.
+    static func make(_ files: [String: String]) throws -> TestRepository {
+        let path = FileManager.default.temporaryDirectory.appendingPathComponent("repo-\(UUID().uuidString.prefix(8))").path
+        try FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true)
+        for (name, contents) in files {
+            let file = (path as NSString).appendingPathComponent(name)
+            try FileManager.default.createDirectory(atPath: (file as NSString).deletingLastPathComponent, withIntermediateDirectories: true)
+            try Data(contents.utf8).write(to: URL(fileURLWithPath: file))
+        }
+        try git(path, "init", "--quiet", "--initial-branch=main")
+        try git(path, "add", "-A")
+        try git(path, "-c", "user.name=test", "-c", "user.email=test@example.invalid", "commit", "--quiet", "-m", "test")
+        return TestRepository(path: path, sha: try git(path, "rev-parse", "HEAD").trimmingCharacters(in: .whitespacesAndNewlines))
+    }
+
+    @discardableResult
+    static func git(_ directory: String, _ arguments: String...) throws -> String {
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: "/usr/bin/git")
+        process.arguments = ["-C", directory] + arguments
+        let pipe = Pipe()
+        process.standardOutput = pipe
+        process.standardError = pipe
+        try process.run()
+        let output = String(decoding: pipe.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        process.waitUntilExit()
+        guard process.terminationStatus == 0 else { throw HarnessError("git \(arguments.joined(separator: " ")): \(output)") }
+        return output
+    }
+}
+
+/// The worker suites share their vhost's events and logs queues: one at a time.
+@Suite(.serialized) struct WorkerEndToEndTests {}
