@@ -189,6 +189,8 @@ public struct StepOutcome: WireMessage, Hashable {
     public var runMs: Int?
     /// The action's settings from `actions.yml` that the dispatcher applies.
     public var policy: ActionPolicy?
+    /// When the worker claimed the attempt (its clock).
+    public var claimedAt: EpochMilliseconds?
 
     public init(
         ref: AttemptRef, worker: String, status: Status, exitCode: Int? = nil, error: String? = nil,

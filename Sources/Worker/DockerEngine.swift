@@ -154,6 +154,15 @@ public final class DockerEngine: Sendable {
         if let failure { throw BuildFailure(message: failure, tail: tail) }
     }
 
+    /// Ids of the images that carry `label` (`key=value`).
+    public func images(label: String) async throws(DockerError) -> [String] {
+        let operation = "list images"
+        let filters = JSON.object(["label": .array([.string(label)])]).serialized()
+        let response = try await request(.GET, "/images/json", query: [("filters", filters)])
+        try await expect(response, operation)
+        return ((try? JSON.parse(bytes: await collect(response, operation)))?.arrayValue ?? []).compactMap { $0["Id"]?.stringValue }
+    }
+
     public func removeImage(_ reference: String) async throws(DockerError) {
         let response = try await request(.DELETE, "/images/\(reference)", query: [("force", "1")])
         try await expect(response, "remove image \(reference)", alsoOK: [404])

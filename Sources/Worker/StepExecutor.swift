@@ -13,9 +13,10 @@ struct StepExecutor: Sendable {
     let runtime: any ContainerRuntime
     let publisher: EventPublisher
 
-    func execute(_ job: StepJob, cancellation: StepCancellation, log: LogShipper) async -> StepOutcome {
+    func execute(_ job: StepJob, claimedAt: EpochMilliseconds, cancellation: StepCancellation, log: LogShipper) async -> StepOutcome {
         let ref = AttemptRef(stepId: job.stepId, attempt: job.attempt)
         var outcome = StepOutcome(ref: ref, worker: configuration.name, status: .error, runStarted: false)
+        outcome.claimedAt = claimedAt
         let clock = ContinuousClock()
         let scratch = (configuration.workDirectory as NSString).appendingPathComponent("steps/\(Self.safe(job.stepId))-\(job.attempt)-\(UUID().uuidString.prefix(6))")
         defer { try? FileManager.default.removeItem(atPath: scratch) }

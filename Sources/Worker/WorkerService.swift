@@ -92,6 +92,7 @@ public actor WorkerService {
             return
         }
         claiming += 1
+        let claimedAt = Clock.epochMilliseconds()
         do {
             try await publisher.event(.claimed, ref)
         } catch {
@@ -114,13 +115,13 @@ public actor WorkerService {
         running[ref] = cancellation
         stepLogger.info("claimed", metadata: ["action": "\(job.action)"])
         let replyTo = delivery.properties.replyTo ?? Names.outcomesQueue
-        stepTasks[ref] = Task { await self.execute(job, ref: ref, replyTo: replyTo, cancellation: cancellation, logger: stepLogger) }
+        stepTasks[ref] = Task { await self.execute(job, ref: ref, claimedAt: claimedAt, replyTo: replyTo, cancellation: cancellation, logger: stepLogger) }
         await adjustPrefetch()
     }
 
-    private func execute(_ job: StepJob, ref: AttemptRef, replyTo: String, cancellation: StepCancellation, logger: Logger) async {
+    private func execute(_ job: StepJob, ref: AttemptRef, claimedAt: EpochMilliseconds, replyTo: String, cancellation: StepCancellation, logger: Logger) async {
         let log = LogShipper(ref: ref, worker: configuration.name, publisher: publisher, logger: logger)
-        let outcome = await executor.execute(job, cancellation: cancellation, log: log)
+        let outcome = await executor.execute(job, claimedAt: claimedAt, cancellation: cancellation, log: log)
         await log.finish()
         let publisher = publisher
         let delivered = await publisher.untilConfirmed("outcome") { () throws(AMQPError) in try await publisher.outcome(outcome, replyTo: replyTo) }
@@ -174,10 +175,15 @@ public actor WorkerService {
         }
     }
 
+    /// Pings the engine every 2 s; two failures in a row stop claiming, one answer resumes.
     private func watchEngine() async {
+        var failures = 0
         while !Task.isCancelled {
             try? await Task.sleep(for: .seconds(2))
-            let healthy = await engine.ping()
+            let answered = await engine.ping()
+            if Task.isCancelled { return }
+            failures = answered ? 0 : failures + 1
+            let healthy = answered || (engineHealthy && failures < 2)
             guard healthy != engineHealthy else { continue }
             engineHealthy = healthy
             if healthy {

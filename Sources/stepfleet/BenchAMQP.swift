@@ -34,7 +34,7 @@ struct BenchAMQP: AsyncParsableCommand {
         let publisher = try await AMQPConnection.open(configuration)
         let consumerConnection = try await AMQPConnection.open(configuration)
         try await publisher.declare(AMQPTopology(queues: [.quorum(queue)]))
-        print("broker: \(configuration)  queue: \(queue) (quorum)  body: \(size) B persistent")
+        say("broker: \(configuration)  queue: \(queue) (quorum)  body: \(size) B persistent")
 
         let throughput = try await measureThroughput(publisher, queue: queue)
         _ = try await publisher.deleteQueue(queue)
@@ -45,8 +45,8 @@ struct BenchAMQP: AsyncParsableCommand {
         await publisher.close()
 
         let percentiles = Percentiles(latencies)
-        print("publish→consume latency over \(latencies.count) messages: p50 \(percentiles.median.milliseconds), p99 \(percentiles.value(99).milliseconds), max \(percentiles.value(100).milliseconds)")
-        print("confirmed publish: \(Int(throughput)) msg/s")
+        say("publish→consume latency over \(latencies.count) messages: p50 \(percentiles.median.milliseconds), p99 \(percentiles.value(99).milliseconds), max \(percentiles.value(100).milliseconds)")
+        say("confirmed publish: \(Int(throughput)) msg/s")
     }
 
     private func measureThroughput(_ connection: AMQPConnection, queue: String) async throws -> Double {
@@ -68,7 +68,7 @@ struct BenchAMQP: AsyncParsableCommand {
         }
         let elapsed = (clock.now - start).seconds
         let rate = Double(messages) / elapsed
-        print("throughput: \(messages) messages, \(outstanding) outstanding, in \(String(format: "%.2f", elapsed)) s")
+        say("throughput: \(messages) messages, \(outstanding) outstanding, in \(String(format: "%.2f", elapsed)) s")
         return rate
     }
 

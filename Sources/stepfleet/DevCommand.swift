@@ -27,7 +27,7 @@ struct DevCommand: ParsableCommand {
             }
             try FileManager.default.createDirectory(atPath: (path as NSString).deletingLastPathComponent, withIntermediateDirectories: true)
             try Data(DefaultDockerfile.text.utf8).write(to: URL(fileURLWithPath: path))
-            print("wrote \(path): commit it to use it for this project's steps")
+            say("wrote \(path): commit it to use it for this project's steps")
         }
     }
 }

@@ -27,7 +27,7 @@ struct PatchCommand: ParsableCommand {
             let documentJSON = try readJSON(document, what: "document")
             let patchJSON = try readJSON(patch, what: "patch")
             let result = try JSONPatch(json: patchJSON).apply(to: documentJSON)
-            print(result.serialized(pretty: pretty))
+            say(result.serialized(pretty: pretty))
         }
     }
 
@@ -47,7 +47,7 @@ struct PatchCommand: ParsableCommand {
 
         func run() throws {
             let patch = JSONPatch.diff(from: try readJSON(old, what: "old document"), to: try readJSON(new, what: "new document"))
-            print(patch.json.serialized(pretty: pretty))
+            say(patch.json.serialized(pretty: pretty))
         }
     }
 }

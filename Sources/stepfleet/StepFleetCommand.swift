@@ -1,4 +1,5 @@
 import ArgumentParser
+import Foundation
 import Protocol
 
 @main
@@ -9,4 +10,10 @@ struct StepFleetCommand: AsyncParsableCommand {
         version: StepFleetVersion.current,
         subcommands: [WorkerCommand.self, PatchCommand.self, DevCommand.self, BenchCommand.self]
     )
+}
+
+/// Writes a line to standard output at once (not buffered), so progress shows as it happens
+/// even into a pipe.
+func say(_ text: String) {
+    FileHandle.standardOutput.write(Data((text + "\n").utf8))
 }

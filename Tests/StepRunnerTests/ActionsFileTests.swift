@@ -42,3 +42,14 @@ import Testing
         }
     }
 }
+
+@Suite struct DefaultDockerfileTests {
+    @Test func startsFromTheBaseRunnerAndAddsTheContext() {
+        let instructions = DefaultDockerfile.text.split(separator: "\n").map { $0.trimmingCharacters(in: .whitespaces) }
+            .filter { !$0.isEmpty && !$0.hasPrefix("#") }
+        #expect(instructions.prefix(2) == ["ARG OPSCHAIN_BASE_RUNNER", "FROM ${OPSCHAIN_BASE_RUNNER}"])
+        #expect(instructions.contains("ADD repo.tar ./"))
+        #expect(instructions.contains("COPY step_context_env.json .opschain/step_context_env.json"))
+        for argument in ["GIT_REV", "GIT_SHA", "OPSCHAIN_VERSION"] { #expect(instructions.contains("ARG \(argument)")) }
+    }
+}

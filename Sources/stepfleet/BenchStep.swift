@@ -1,0 +1,134 @@
+import AMQP
+import ArgumentParser
+import Foundation
+import Protocol
+import Worker
+
+struct BenchStep: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "step",
+        abstract: "Per-step overhead of a worker (claim → outcome) against a plain `docker run --rm` of the same image.",
+        discussion: """
+            Starts a worker in this process on a pool of its own, runs a no-op step once to build its image, then runs \
+            STEPS cache-hit steps one after another and times each from the worker's claim to the outcome's arrival. \
+            Then times `docker run --rm --network none IMAGE true` of the same step image STEPS times. Prints medians and \
+            p99s; the last line is `ratio: R` (worker step median / docker run median).
+            """
+    )
+
+    @Option(help: "Broker URL.")
+    var amqp = "amqp://guest:guest@127.0.0.1:5672/"
+    @Option(help: "The Docker engine.")
+    var docker = "unix:///var/run/docker.sock"
+    @Option(help: "Base runner image.")
+    var runnerImage = "stepfleet/runner:\(StepFleetVersion.current)"
+    @Option(help: "Measured steps (and docker runs).")
+    var steps = 20
+
+    func validate() throws {
+        guard steps >= 1 else { throw ValidationError("--steps must be at least 1") }
+    }
+
+    func run() async throws {
+        let logger = makeLogger("stepfleet.bench", level: "warning")
+        let broker = try AMQPConfiguration(url: amqp)
+        let pool = "bench-\(UUID().uuidString.prefix(6).lowercased())"
+        let replyQueue = "stepfleet.bench.outcomes.\(pool)"
+        let repository = try BenchRepository.make()
+        defer { try? FileManager.default.removeItem(atPath: repository.path) }
+        let workDirectory = FileManager.default.temporaryDirectory.appendingPathComponent("stepfleet-bench-\(pool)").path
+        defer { try? FileManager.default.removeItem(atPath: workDirectory) }
+
+        let worker = WorkerService(
+            configuration: WorkerConfiguration(name: "bench-\(pool)", pool: pool, slots: 1, workDirectory: workDirectory),
+            brokers: [broker], engine: try DockerEngine(endpoint: docker), logger: logger)
+        let workerTask = Task { await worker.run() }
+        // Declared here too: a job published before the worker declared its pool's queue
+        // would be unroutable and dropped.
+        let client = AMQPClient(
+            endpoints: [broker],
+            topology: WorkerTopology.topology(pool: pool, controlQueue: replyQueue + ".control")
+                + AMQPTopology(queues: [.init(name: replyQueue, durable: false, exclusive: true, autoDelete: true)]),
+            logger: logger)
+        let connection = try await client.connected()
+        let outcomes = try await connection.consume(queue: replyQueue, prefetch: 10)
+        var iterator = outcomes.makeAsyncIterator()
+
+        func runStep() async throws -> (StepOutcome, Double) {
+            let job = StepJob(
+                changeId: "bench", stepId: UUID().uuidString, attempt: 1, action: "noop",
+                git: GitSource(remote: repository.path, rev: "main", sha: repository.sha),
+                context: StepContext(
+                    context: .init(project: ["code": "bench"], environment: ["code": "bench"], change: [:], step: [:], user: [:]),
+                    project: .init(properties: [:]), environment: .init(properties: [:])),
+                runner: RunnerSettings(baseImage: runnerImage, version: StepFleetVersion.current), pool: pool)
+            try await client.publish(
+                AMQPMessage(body: WireCodec.encode(job), properties: AMQPProperties(replyTo: replyQueue)), exchange: Names.jobsExchange, routingKey: pool)
+            guard let delivery = try await iterator.next() else { throw CLIError("the outcome queue closed") }
+            let received = Date().timeIntervalSince1970 * 1000
+            try await delivery.ack()
+            let outcome = try WireCodec.decode(StepOutcome.self, from: delivery.body)
+            guard outcome.status == .success else { throw CLIError("the bench step failed: \(outcome.error ?? "?")") }
+            return (outcome, received - Double(outcome.claimedAt ?? 0))
+        }
+
+        say("warming up: building the step image once")
+        _ = try await runStep()
+        var workerSamples: [Double] = []
+        for _ in 0..<steps { workerSamples.append(try await runStep().1) }
+        await worker.shutdown()
+        await workerTask.value
+        _ = try? await connection.deleteQueue(Names.stepsQueue(pool: pool))
+        await client.stop()
+
+        let engine = try DockerEngine(endpoint: docker)
+        guard let image = try await engine.images(label: "org.stepfleet.git-sha=\(repository.sha)").first else {
+            throw CLIError("the step image was not found")
+        }
+        var dockerSamples: [Double] = []
+        for _ in 0..<steps {
+            let clock = ContinuousClock()
+            let start = clock.now
+            let status = try BenchRepository.run("/usr/bin/docker", ["run", "--rm", "--network", "none", image, "true"])
+            guard status == 0 else { throw CLIError("docker run exited with \(status)") }
+            dockerSamples.append((clock.now - start).seconds * 1000)
+        }
+        let workerStats = Percentiles(workerSamples)
+        let dockerStats = Percentiles(dockerSamples)
+        say("worker step (claim → outcome), \(steps) cache-hit steps: median \(workerStats.median.milliseconds), p99 \(workerStats.value(99).milliseconds)")
+        say("docker run --rm, \(steps) runs of the same image: median \(dockerStats.median.milliseconds), p99 \(dockerStats.value(99).milliseconds)")
+        say(String(format: "ratio: %.2f", workerStats.median / dockerStats.median))
+    }
+}
+
+/// The bench's project: one no-op action, in a git repository made on the spot.
+enum BenchRepository {
+    static func make() throws -> (path: String, sha: String) {
+        let path = FileManager.default.temporaryDirectory.appendingPathComponent("stepfleet-bench-repo-\(UUID().uuidString.prefix(6))").path
+        try FileManager.default.createDirectory(atPath: path + "/.opschain", withIntermediateDirectories: true)
+        try Data("actions:\n  noop: { run: 'true' }\n".utf8).write(to: URL(fileURLWithPath: path + "/.opschain/actions.yml"))
+        for arguments in [["init", "--quiet", "--initial-branch=main"], ["add", "-A"], ["-c", "user.name=bench", "-c", "user.email=bench@example.invalid", "commit", "--quiet", "-m", "bench"]] {
+            guard try run("/usr/bin/git", ["-C", path] + arguments) == 0 else { throw CLIError("git \(arguments[0]) failed") }
+        }
+        let pipe = Pipe()
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: "/usr/bin/git")
+        process.arguments = ["-C", path, "rev-parse", "HEAD"]
+        process.standardOutput = pipe
+        try process.run()
+        let sha = String(decoding: pipe.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
+        process.waitUntilExit()
+        return (path, sha)
+    }
+
+    static func run(_ executable: String, _ arguments: [String]) throws -> Int32 {
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: executable)
+        process.arguments = arguments
+        process.standardOutput = FileHandle.nullDevice
+        process.standardError = FileHandle.nullDevice
+        try process.run()
+        process.waitUntilExit()
+        return process.terminationStatus
+    }
+}
