@@ -17,6 +17,8 @@ let package = Package(
         .package(url: "https://github.com/swift-server/async-http-client.git", from: "1.20.0"),
         .package(url: "https://github.com/apple/swift-nio.git", from: "2.60.0"),
         .package(url: "https://github.com/apple/swift-crypto.git", from: "3.0.0"),
+        .package(url: "https://github.com/groue/GRDB.swift.git", from: "7.0.0"),
+        .package(url: "https://github.com/hummingbird-project/hummingbird.git", from: "2.0.0"),
     ],
     targets: [
         // librabbitmq, wrapped: module map + shim header only.
@@ -40,6 +42,9 @@ let package = Package(
             dependencies: [
                 "Protocol", "AMQP",
                 .product(name: "Logging", package: "swift-log"),
+                .product(name: "GRDB", package: "GRDB.swift"),
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
             ]
         ),
         .target(
@@ -81,5 +86,6 @@ let package = Package(
         .testTarget(name: "AMQPTests", dependencies: ["AMQP", "Protocol"]),
         .testTarget(name: "StepRunnerTests", dependencies: ["StepRunner", "Protocol"]),
         .testTarget(name: "WorkerTests", dependencies: ["Worker", "AMQP", "Protocol", "StepRunner"]),
+        .testTarget(name: "DispatcherTests", dependencies: ["Dispatcher", "Worker", "AMQP", "Protocol"]),
     ]
 )

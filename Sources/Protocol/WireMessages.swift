@@ -95,13 +95,17 @@ public struct WorkerEvent: WireMessage, Hashable {
     public var worker: String
     public var at: EpochMilliseconds
     public var phase: Phase?
+    /// Sent with the run phase: the action's retry and failure policy, so that the dispatcher
+    /// knows it even if the worker is lost before its outcome.
+    public var policy: ActionPolicy?
 
-    public init(kind: Kind, ref: AttemptRef, worker: String, at: EpochMilliseconds, phase: Phase? = nil) {
+    public init(kind: Kind, ref: AttemptRef, worker: String, at: EpochMilliseconds, phase: Phase? = nil, policy: ActionPolicy? = nil) {
         self.kind = kind
         self.ref = ref
         self.worker = worker
         self.at = at
         self.phase = phase
+        self.policy = policy
     }
 }
 

@@ -7,8 +7,8 @@ struct EventPublisher: Sendable {
     let client: AMQPClient
     let worker: String
 
-    func event(_ kind: WorkerEvent.Kind, _ ref: AttemptRef, phase: Phase? = nil) async throws(AMQPError) {
-        let event = WorkerEvent(kind: kind, ref: ref, worker: worker, at: Clock.epochMilliseconds(), phase: phase)
+    func event(_ kind: WorkerEvent.Kind, _ ref: AttemptRef, phase: Phase? = nil, policy: ActionPolicy? = nil) async throws(AMQPError) {
+        let event = WorkerEvent(kind: kind, ref: ref, worker: worker, at: Clock.epochMilliseconds(), phase: phase, policy: policy)
         try await client.publish(message(event, ref), exchange: Names.eventsExchange, routingKey: Names.eventsRoutingKey)
     }
 

@@ -80,7 +80,7 @@ struct StepExecutor: Sendable {
                     // Said (and confirmed) before the container starts: from here on a lost
                     // worker means a run that may have had effects.
                     log.system("run: started")
-                    await phase(ref, .run, .started)
+                    await phase(ref, .run, .started, policy: action?.policy)
                     runStart.value = clock.now
                 },
                 output: { stream, line in log.write(stream, line) })
@@ -118,9 +118,9 @@ struct StepExecutor: Sendable {
         return outcome
     }
 
-    private func phase(_ ref: AttemptRef, _ name: Phase.Name, _ state: Phase.State, duration: Int? = nil) async {
+    private func phase(_ ref: AttemptRef, _ name: Phase.Name, _ state: Phase.State, duration: Int? = nil, policy: ActionPolicy? = nil) async {
         _ = await publisher.untilConfirmed("phase") { () throws(AMQPError) in
-            try await publisher.event(.phase, ref, phase: Phase(name: name, state: state, durationMs: duration))
+            try await publisher.event(.phase, ref, phase: Phase(name: name, state: state, durationMs: duration), policy: policy)
         }
     }
 

@@ -164,6 +164,8 @@ public actor WorkerService {
         }
         switch message.kind {
         case .cancel:
+            // A cancel may name one worker (the later of two that claimed the same attempt).
+            guard message.worker == nil || message.worker == configuration.name else { return }
             guard let ref = message.ref, let cancellation = running[ref] else { return }
             logger.info("cancelling", metadata: ["step": "\(ref.stepId)", "attempt": "\(ref.attempt)"])
             cancellation.cancel()
