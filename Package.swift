@@ -33,7 +33,7 @@ let package = Package(
         .target(
             name: "AMQP",
             dependencies: [
-                "CRabbitMQ",
+                "CRabbitMQ", "Protocol",
                 .product(name: "Logging", package: "swift-log"),
             ]
         ),
@@ -72,6 +72,8 @@ let package = Package(
             dependencies: [
                 "Protocol", "AMQP", "Dispatcher", "Worker", "StepRunner",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "Logging", package: "swift-log"),
             ]
         ),

@@ -36,7 +36,7 @@ public actor WorkerService {
         self.logger = logger
         controlQueue = "stepfleet.control.\(configuration.name)"
         client = AMQPClient(
-            endpoints: brokers, topology: WorkerTopology.topology(pool: configuration.pool, controlQueue: controlQueue), logger: logger)
+            endpoints: brokers, topology: FleetTopology.worker(pool: configuration.pool, controlQueue: controlQueue), logger: logger)
         publisher = EventPublisher(client: client, worker: configuration.name)
         executor = StepExecutor(
             configuration: configuration,

@@ -47,7 +47,7 @@ struct BenchStep: AsyncParsableCommand {
         // would be unroutable and dropped.
         let client = AMQPClient(
             endpoints: [broker],
-            topology: WorkerTopology.topology(pool: pool, controlQueue: replyQueue + ".control")
+            topology: FleetTopology.worker(pool: pool, controlQueue: replyQueue + ".control")
                 + AMQPTopology(queues: [.init(name: replyQueue, durable: false, exclusive: true, autoDelete: true)]),
             logger: logger)
         let connection = try await client.connected()

@@ -8,7 +8,10 @@ struct StepFleetCommand: AsyncParsableCommand {
         commandName: "stepfleet",
         abstract: "Run infrastructure changes as trees of steps on a fleet of workers.",
         version: StepFleetVersion.current,
-        subcommands: [WorkerCommand.self, PatchCommand.self, DevCommand.self, BenchCommand.self]
+        subcommands: [
+            DispatcherCommand.self, WorkerCommand.self, ProjectCommand.self, EnvironmentCommand.self, PropertiesCommand.self,
+            ChangeCommand.self, PatchCommand.self, DevCommand.self, BenchCommand.self,
+        ]
     )
 }
 

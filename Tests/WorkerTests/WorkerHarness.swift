@@ -52,7 +52,7 @@ final class WorkerHarness: Sendable {
             brokers: brokers, engine: try DockerEngine(endpoint: docker), logger: Self.logger)
         client = AMQPClient(
             endpoints: brokers,
-            topology: WorkerTopology.topology(pool: pool, controlQueue: "unused.\(pool)")
+            topology: FleetTopology.worker(pool: pool, controlQueue: "unused.\(pool)")
                 + AMQPTopology(queues: [.init(name: replyQueue, durable: false, autoDelete: true)]),
             logger: Self.logger)
         _ = try await client.connected()

@@ -240,3 +240,12 @@ public struct ChangeTree: Sendable, Equatable {
         return result
     }
 }
+
+extension ChangeTree {
+    /// Extends every running attempt's lease to at least `until`.
+    mutating func renewLeases(until: Double) {
+        for (id, step) in steps where step.status == .running && step.leaseExpiresAt != nil {
+            steps[id]!.leaseExpiresAt = max(step.leaseExpiresAt!, until)
+        }
+    }
+}

@@ -1,0 +1,63 @@
+import Foundation
+import Protocol
+
+/// The JSON shapes of the API's answers.
+enum Views {
+    static func project(_ project: Project) -> JSON {
+        ["code": .string(project.code), "name": .string(project.name), "git_remote": .string(project.gitRemote)]
+    }
+
+    static func environment(_ environment: Environment) -> JSON {
+        ["project": .string(environment.projectCode), "code": .string(environment.code), "name": .string(environment.name)]
+    }
+
+    static func properties(_ version: PropertiesVersion) -> JSON {
+        ["version": JSON(version.version), "properties": version.properties]
+    }
+
+    static func time(_ seconds: Double?) -> JSON {
+        guard let seconds else { return .null }
+        return .string(ISO8601DateFormatter().string(from: Date(timeIntervalSince1970: seconds)))
+    }
+
+    static func change(_ change: ChangeRecord) -> JSON {
+        [
+            "id": .string(change.id), "project": .string(change.projectCode), "environment": .string(change.environmentCode),
+            "action": .string(change.action), "git_rev": .string(change.gitRev), "git_sha": .string(change.gitSha),
+            "status": .string(change.status.rawValue), "user": .string(change.user), "retry_of": change.retryOf.map(JSON.string) ?? .null,
+            "created_at": time(change.createdAt), "started_at": time(change.startedAt), "finished_at": time(change.finishedAt),
+        ]
+    }
+
+    /// A change with its step tree.
+    static func changeWithSteps(_ change: ChangeRecord, _ tree: ChangeTree) -> JSON {
+        guard case .object(var members) = self.change(change) else { return .null }
+        members["root"] = tree.root.map { step(tree, $0) } ?? .null
+        return .object(members)
+    }
+
+    static func step(_ tree: ChangeTree, _ step: StepRecord) -> JSON {
+        var duration: JSON = .null
+        if let started = step.startedAt {
+            duration = JSON(Int(((step.finishedAt ?? Date().timeIntervalSince1970) - started) * 1000))
+        }
+        return [
+            "id": .string(step.id), "action": .string(step.action), "status": .string(step.status.rawValue), "attempt": JSON(step.attempt),
+            "child_execution_strategy": step.childStrategy.map { .string($0.rawValue) } ?? .null, "error": step.error.map(JSON.string) ?? .null,
+            "worker": step.worker.map(JSON.string) ?? .null, "started_at": time(step.startedAt), "finished_at": time(step.finishedAt),
+            "duration_ms": duration, "children": .array(tree.children(of: step.id).map { self.step(tree, $0) }),
+        ]
+    }
+
+    static func logLine(_ line: Store.LogLine, actions: [String: String]) -> JSON {
+        [
+            "step": .string(line.stepId), "action": .string(actions[line.stepId] ?? ""), "attempt": JSON(line.attempt), "seq": JSON(line.seq),
+            "stream": .string(line.stream), "text": .string(line.text), "at": .number(JSONNumber(Int(line.at))),
+        ]
+    }
+
+    static func logText(_ line: Store.LogLine, actions: [String: String]) -> String {
+        let time = ISO8601DateFormatter().string(from: Date(timeIntervalSince1970: Double(line.at) / 1000))
+        return "\(time) [\(actions[line.stepId] ?? line.stepId)#\(line.attempt)] \(line.stream == "system" ? "" : line.stream + ": ")\(line.text)"
+    }
+}

@@ -1,0 +1,298 @@
+import Foundation
+import GRDB
+import Logging
+import Protocol
+
+/// Applies every event to the store in one transaction each: the change's tree moves, property
+/// diffs apply, and the resulting jobs and control messages go into the outbox. Only the
+/// outbox publisher talks to the broker.
+public struct DispatcherEngine: Sendable {
+    public let store: Store
+    public let configuration: DispatcherConfiguration
+    let metrics: DispatcherMetrics
+    let logger: Logger
+
+    public init(store: Store, configuration: DispatcherConfiguration, metrics: DispatcherMetrics = DispatcherMetrics(), logger: Logger) {
+        self.store = store
+        self.configuration = configuration
+        self.metrics = metrics
+        self.logger = logger
+    }
+
+    static func newID() -> String { UUID().uuidString.lowercased() }
+
+    // MARK: Changes
+
+    /// Creates a change on `sha` (resolved by the caller at creation) and starts it unless
+    /// another change runs on its project environment.
+    public func createChange(project: String, environment: String, action: String, gitRev: String, gitSha: String, user: String, retryOf: String? = nil, steps: [StepRecord]? = nil) async throws -> ChangeRecord {
+        let configuration = configuration
+        return try await store.write { db in
+            _ = try Store.environment(db, project, environment)
+            let change = ChangeRecord(
+                id: Self.newID(), projectCode: project, environmentCode: environment, action: action, gitRev: gitRev, gitSha: gitSha,
+                status: .pending, user: user, retryOf: retryOf, createdAt: Store.now())
+            try Store.insertChange(db, change)
+            var tree = ChangeTree(changeId: change.id, steps: steps ?? [StepRecord(id: Self.newID(), changeId: change.id, parentId: nil, position: 0, action: action)], leaseSeconds: configuration.leaseSeconds)
+            try Store.save(db, tree, before: nil)
+            _ = tree
+            try startWaitingChanges(db, project: project, environment: environment)
+            return try Store.change(db, change.id)
+        }
+    }
+
+    /// Starts the oldest pending change of a project environment when none runs there.
+    func startWaitingChanges(_ db: Database, project: String, environment: String) throws {
+        let running = try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM changes WHERE project_code = ? AND environment_code = ? AND status = 'running'", arguments: [project, environment]) ?? 0
+        guard running == 0 else { return }
+        guard let next = try String.fetchOne(db, sql: """
+            SELECT id FROM changes WHERE project_code = ? AND environment_code = ? AND status = 'pending' ORDER BY seq LIMIT 1
+            """, arguments: [project, environment])
+        else { return }
+        let now = Store.now()
+        try Store.updateChange(db, next, status: .running, now: now)
+        try mutate(db, changeId: next) { tree in tree.start(now: now) }
+    }
+
+    /// Cancels a change: finished steps keep their state; the rest end `cancelled`.
+    public func cancel(changeId: String) async throws -> ChangeRecord {
+        try await store.write { db in
+            let change = try Store.change(db, changeId)
+            guard !change.status.isFinal else { throw StoreError.conflict("change \(changeId) has finished (\(change.status.rawValue)); nothing to cancel") }
+            if change.status == .pending {
+                try Store.updateChange(db, changeId, status: .cancelled, now: Store.now())
+                try mutate(db, changeId: changeId) { tree in tree.cancel(now: Store.now()) }
+            } else {
+                try mutate(db, changeId: changeId) { tree in tree.cancel(now: Store.now()) }
+            }
+            return try Store.change(db, changeId)
+        }
+    }
+
+    /// A new change that re-runs what did not succeed in a failed or cancelled one.
+    public func retry(changeId: String, refreshedSha: String?, user: String) async throws -> ChangeRecord {
+        let (old, tree) = try await store.read { db in
+            (try Store.change(db, changeId), try Store.tree(db, changeId: changeId, leaseSeconds: 0))
+        }
+        guard old.status == .error || old.status == .cancelled else {
+            throw StoreError.conflict("only a failed or cancelled change can be retried; \(changeId) is \(old.status.rawValue)")
+        }
+        let newId = Self.newID()
+        let steps = tree.retried(as: newId, makeID: Self.newID)
+        return try await createChangeWithID(newId, from: old, sha: refreshedSha ?? old.gitSha, user: user, steps: steps)
+    }
+
+    private func createChangeWithID(_ id: String, from old: ChangeRecord, sha: String, user: String, steps: [StepRecord]) async throws -> ChangeRecord {
+        let configuration = configuration
+        return try await store.write { db in
+            let change = ChangeRecord(
+                id: id, projectCode: old.projectCode, environmentCode: old.environmentCode, action: old.action, gitRev: old.gitRev,
+                gitSha: sha, status: .pending, user: user, retryOf: old.id, createdAt: Store.now())
+            try Store.insertChange(db, change)
+            try Store.save(db, ChangeTree(changeId: id, steps: steps, leaseSeconds: configuration.leaseSeconds), before: nil)
+            try startWaitingChanges(db, project: old.projectCode, environment: old.environmentCode)
+            return try Store.change(db, id)
+        }
+    }
+
+    // MARK: Worker messages
+
+    public func handle(_ event: WorkerEvent) async throws {
+        let metrics = metrics
+        try await store.write { db in
+            guard let changeId = try Store.changeId(db, ofStep: event.ref.stepId) else { return }
+            let now = Store.now()
+            try mutate(db, changeId: changeId) { tree in
+                switch event.kind {
+                case .claimed:
+                    if let step = tree.steps[event.ref.stepId], step.status == .queued, step.attempt == event.ref.attempt, let queuedAt = step.queuedAt {
+                        metrics.queueLatency.record(now - queuedAt)
+                    }
+                    return tree.claimed(event.ref, by: event.worker, now: now)
+                case .heartbeat:
+                    return tree.heard(event.ref, from: event.worker, runStarted: false, policy: nil, now: now)
+                case .phase:
+                    let runStarted = event.phase?.name == .run && event.phase?.state == .started
+                    return tree.heard(event.ref, from: event.worker, runStarted: runStarted, policy: event.policy, now: now)
+                }
+            }
+        }
+    }
+
+    public func handle(_ batch: LogBatch) async throws {
+        try await store.write { db in
+            guard let changeId = try Store.changeId(db, ofStep: batch.ref.stepId) else { return }
+            try Store.appendLogs(db, changeId: changeId, batch)
+        }
+    }
+
+    /// Applies an outcome: for a success, the step's diffs to the *current* properties (new
+    /// versions), atomically; a diff that does not apply fails the step and changes nothing.
+    public func handle(_ outcome: StepOutcome) async throws {
+        let metrics = metrics
+        try await store.write { db in
+            guard let changeId = try Store.changeId(db, ofStep: outcome.ref.stepId) else { return }
+            let change = try Store.change(db, changeId)
+            let tree = try Store.tree(db, changeId: changeId, leaseSeconds: configuration.leaseSeconds)
+            guard let step = tree.steps[outcome.ref.stepId], tree.accepts(outcome.ref, from: outcome.worker) else {
+                logger.debug("dropping an outcome for an old, finished or foreign attempt", metadata: ["step": "\(outcome.ref)"])
+                return
+            }
+            var verdict: Verdict
+            switch outcome.status {
+            case .cancelled:
+                verdict = .cancelled
+            case .error:
+                verdict = .failure(error: outcome.error ?? "the step failed", policy: outcome.policy)
+            case .success:
+                let result = outcome.result ?? StepResult()
+                verdict = .success(children: result.steps.children, strategy: result.steps.childExecutionStrategy, policy: outcome.policy)
+                if let conflict = try applyDiffs(db, change: change, step: step, result: result) {
+                    metrics.patchConflicts.increment()
+                    verdict = .failure(error: conflict, policy: outcome.policy)
+                }
+            }
+            try Store.setStepResult(db, step.id, result: outcome.result)
+            if let durationMs = outcome.runMs { metrics.stepDuration.record(Double(durationMs) / 1000) }
+            try mutate(db, changeId: changeId) { tree in
+                tree.outcome(outcome.ref, from: outcome.worker, verdict, now: Store.now(), makeID: Self.newID)
+            }
+        }
+    }
+
+    /// Applies a successful step's project and environment diffs; returns the failure text
+    /// when one does not apply (and then nothing is written), nil when both applied.
+    private func applyDiffs(_ db: Database, change: ChangeRecord, step: StepRecord, result: StepResult) throws -> String? {
+        let context = try Store.stepContext(db, step.id)
+        var writes: [(environment: String?, document: JSON)] = []
+        for (kind, environment, diff, original) in [
+            ("project", nil as String?, result.project.propertiesDiff, context?.project.properties),
+            ("environment", change.environmentCode as String?, result.environment.propertiesDiff, context?.environment.properties),
+        ] where !diff.isEmpty {
+            let current = try Store.properties(db, change.projectCode, environment)
+            do {
+                writes.append((environment, try diff.apply(to: current.properties)))
+            } catch {
+                let message = "Updates made to the \(kind) properties in step \"[\(step.id)] \(step.action)\" could not be applied"
+                let patched = original.flatMap { try? diff.apply(to: $0) }
+                for line in [
+                    message + ": \(error)",
+                    "original \(kind) properties: \(original?.serialized() ?? "unknown")",
+                    "patch: \(diff.json.serialized())",
+                    "patched original: \(patched?.serialized() ?? "unknown")",
+                    "current \(kind) properties (version \(current.version)): \(current.properties.serialized())",
+                ] {
+                    try Store.appendSystemLog(db, changeId: change.id, stepId: step.id, attempt: step.attempt, line)
+                }
+                return message
+            }
+        }
+        for write in writes {
+            try Store.setProperties(db, change.projectCode, write.environment, write.document, ifVersion: nil, step: step.id)
+        }
+        return nil
+    }
+
+    // MARK: Leases
+
+    /// Expires the leases that ran out; returns how many.
+    @discardableResult
+    public func expireLeases() async throws -> Int {
+        try await store.write { db in
+            let now = Store.now()
+            var count = 0
+            for changeId in try Store.changesWithExpiredLeases(db, now: now) {
+                try mutate(db, changeId: changeId) { tree in
+                    let refs = tree.expiredLeases(now: now)
+                    count += refs.count
+                    return refs.flatMap { tree.leaseExpired($0, now: now) }
+                }
+            }
+            return count
+        }
+    }
+
+    /// After a restart: give running attempts a fresh lease so their workers can be heard.
+    public func renewLeasesAfterRestart() async throws {
+        let until = Store.now() + configuration.leaseSeconds
+        try await store.write { db in try Store.renewAllLeases(db, until: until) }
+    }
+
+    // MARK: Effects
+
+    /// Loads a change's tree, runs `transition`, saves what changed and carries out the effects.
+    func mutate(_ db: Database, changeId: String, _ transition: (inout ChangeTree) throws -> [Effect]) throws {
+        let before = try Store.tree(db, changeId: changeId, leaseSeconds: configuration.leaseSeconds)
+        var tree = before
+        let effects = try transition(&tree)
+        try Store.save(db, tree, before: before)
+        let change = try Store.change(db, changeId)
+        for effect in effects {
+            switch effect {
+            case .enqueue(let stepId, let attempt):
+                try enqueue(db, change: change, step: tree.steps[stepId]!, attempt: attempt)
+            case .cancelAttempt(let ref, let worker):
+                let body = WireCodec.encode(ControlMessage(kind: .cancel, ref: ref, worker: worker))
+                try Store.addToOutbox(db, exchange: Names.controlExchange, routingKey: "", replyTo: nil, messageType: ControlMessage.messageType, body: body)
+            case .changeFinished(let status):
+                if change.status != status {
+                    try Store.updateChange(db, changeId, status: status, now: Store.now())
+                    logger.info("change finished", metadata: ["change": "\(changeId)", "status": "\(status.rawValue)"])
+                }
+                try startWaitingChanges(db, project: change.projectCode, environment: change.environmentCode)
+            }
+        }
+        if tree.changeStatus == .running, change.status == .pending {
+            try Store.updateChange(db, changeId, status: .running, now: Store.now())
+        }
+    }
+
+    /// Writes a step's job to the outbox: the context from the *current* properties.
+    private func enqueue(_ db: Database, change: ChangeRecord, step: StepRecord, attempt: Int) throws {
+        let project = try Store.project(db, change.projectCode)
+        let environment = try Store.environment(db, change.projectCode, change.environmentCode)
+        let projectProperties = try Store.properties(db, change.projectCode, nil).properties
+        let environmentProperties = try Store.properties(db, change.projectCode, change.environmentCode).properties
+        let context = StepContext(
+            context: .init(
+                project: ["code": .string(project.code), "name": .string(project.name)],
+                environment: ["code": .string(environment.code), "name": .string(environment.name)],
+                change: ["id": .string(change.id), "action": .string(change.action), "git_rev": .string(change.gitRev), "git_sha": .string(change.gitSha)],
+                step: ["id": .string(step.id), "action": .string(step.action), "attempt": JSON(attempt)],
+                user: ["name": .string(change.user)]),
+            project: .init(properties: projectProperties), environment: .init(properties: environmentProperties))
+        try Store.setStepContext(db, step.id, context)
+        let merged = context.mergedProperties
+        let pool = merged["opschain"]?["config"]?["pool"]?.stringValue ?? Names.defaultPool
+        let job = StepJob(
+            changeId: change.id, stepId: step.id, attempt: attempt, action: step.action,
+            git: GitSource(remote: project.gitRemote, rev: change.gitRev, sha: change.gitSha), context: context, runner: configuration.runner,
+            buildSecrets: Self.buildSecrets(project: projectProperties, environment: environmentProperties, default: configuration.defaultBuildSecrets),
+            pool: pool)
+        try Store.addToOutbox(db, exchange: Names.jobsExchange, routingKey: pool, replyTo: Names.outcomesQueue, messageType: StepJob.messageType, body: WireCodec.encode(job))
+        if attempt > 1 {
+            try Store.appendSystemLog(db, changeId: change.id, stepId: step.id, attempt: attempt, "attempt \(attempt) queued\(step.error.map { " after: \($0)" } ?? "")")
+        }
+    }
+
+    /// The seed's rule: project lists then environment lists; the default set only when
+    /// neither lists any.
+    static func buildSecrets(project: JSON, environment: JSON, default defaults: [String]) -> [String] {
+        func list(_ properties: JSON) -> [String]? {
+            properties["opschain"]?["config"]?["build_secrets"]?.arrayValue?.compactMap(\.stringValue)
+        }
+        let projectList = list(project)
+        let environmentList = list(environment)
+        if projectList == nil && environmentList == nil { return defaults }
+        return (projectList ?? []) + (environmentList ?? [])
+    }
+}
+
+extension ChangeTree {
+    /// Whether `outcome` would be taken: the current attempt of an unfinished step, from the
+    /// lease holder (or before any claim was seen).
+    func accepts(_ ref: AttemptRef, from worker: String) -> Bool {
+        guard let step = steps[ref.stepId], ref.attempt == step.attempt, !step.status.isFinal, !step.ownDone else { return false }
+        return step.status == .queued || (step.status == .running && step.worker == worker)
+    }
+}

@@ -1,0 +1,47 @@
+import AMQP
+import Foundation
+
+/// Counters and histograms the dispatcher exposes on /metrics (Prometheus text format).
+public final class DispatcherMetrics: Sendable {
+    public let patchConflicts = Counter()
+    /// Seconds from a job's creation to its claim.
+    public let queueLatency = Histogram(buckets: [0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60])
+    /// Seconds a step's run phase took.
+    public let stepDuration = Histogram(buckets: [0.1, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 1800])
+
+    public init() {}
+
+    public final class Counter: Sendable {
+        private let value = LockedValue(0)
+        public func increment() { value.withLock { $0 += 1 } }
+        public var count: Int { value.value }
+    }
+
+    public final class Histogram: Sendable {
+        let buckets: [Double]
+        private let state: LockedValue<(counts: [Int], sum: Double, count: Int)>
+
+        init(buckets: [Double]) {
+            self.buckets = buckets
+            state = LockedValue((Array(repeating: 0, count: buckets.count), 0, 0))
+        }
+
+        public func record(_ value: Double) {
+            state.withLock { state in
+                for (index, bound) in buckets.enumerated() where value <= bound { state.counts[index] += 1 }
+                state.sum += value
+                state.count += 1
+            }
+        }
+
+        func exposition(_ name: String, help: String) -> String {
+            let snapshot = state.value
+            var lines = ["# HELP \(name) \(help)", "# TYPE \(name) histogram"]
+            for (index, bound) in buckets.enumerated() { lines.append("\(name)_bucket{le=\"\(bound)\"} \(snapshot.counts[index])") }
+            lines.append("\(name)_bucket{le=\"+Inf\"} \(snapshot.count)")
+            lines.append("\(name)_sum \(snapshot.sum)")
+            lines.append("\(name)_count \(snapshot.count)")
+            return lines.joined(separator: "\n")
+        }
+    }
+}

@@ -1,0 +1,154 @@
+import AMQP
+import Foundation
+import Logging
+import Protocol
+
+/// The dispatcher's broker side: publishes the outbox (marking rows sent only once the broker
+/// confirmed them), consumes claims, phases, heartbeats, logs and outcomes, and expires leases.
+public actor DispatcherService {
+    public let engine: DispatcherEngine
+    private let client: AMQPClient
+    private let logger: Logger
+    private var declaredPools: Set<String> = []
+    private var tasks: [Task<Void, Never>] = []
+    private var sleeper: CheckedContinuation<Void, Never>?
+    private var wakePending = false
+
+    public init(engine: DispatcherEngine, brokers: [AMQPConfiguration], logger: Logger) {
+        self.engine = engine
+        self.logger = logger
+        client = AMQPClient(endpoints: brokers, topology: FleetTopology.common + FleetTopology.pool(Names.defaultPool), logger: logger)
+    }
+
+    /// Starts publishing and consuming; returns at once.
+    public func start() async throws {
+        try await engine.renewLeasesAfterRestart()
+        await client.start()
+        let events = await client.subscribe(queue: Names.eventsQueue, prefetch: 200)
+        let logs = await client.subscribe(queue: Names.logsQueue, prefetch: 200)
+        let outcomes = await client.subscribe(queue: Names.outcomesQueue, prefetch: 50)
+        let engine = engine
+        tasks = [
+            Task { await self.consume(events, WorkerEvent.self) { try await engine.handle($0) } },
+            Task { await self.consume(logs, LogBatch.self) { try await engine.handle($0) } },
+            Task { await self.consume(outcomes, StepOutcome.self) { try await engine.handle($0); self.outboxChanged() } },
+            Task { await self.publishOutbox() },
+            Task { await self.watchLeases() },
+        ]
+        outboxChanged()
+    }
+
+    public func stop() async {
+        for task in tasks { task.cancel() }
+        await client.stop()
+    }
+
+    /// Wakes the outbox publisher (after a write that may have added rows).
+    public nonisolated func outboxChanged() {
+        Task { await self.wake() }
+    }
+
+    private func wake() {
+        if let sleeper {
+            self.sleeper = nil
+            sleeper.resume()
+        } else {
+            wakePending = true
+        }
+    }
+
+    /// Returns when woken, or after half a second in any case.
+    private func sleepUntilWoken() async {
+        if wakePending {
+            wakePending = false
+            return
+        }
+        let timer = Task {
+            try? await Task.sleep(for: .milliseconds(500))
+            await self.wake()
+        }
+        await withCheckedContinuation { sleeper = $0 }
+        timer.cancel()
+    }
+
+    private func consume<Message: WireMessage>(_ subscription: AMQPSubscription, _ type: Message.Type, _ handle: @escaping @Sendable (Message) async throws -> Void) async {
+        for await delivery in subscription {
+            let message: Message
+            do {
+                message = try WireCodec.decode(Message.self, from: delivery.body)
+            } catch {
+                logger.warning("dead-lettering a message that does not decode", metadata: ["queue": "\(Message.messageType)", "reason": "\(error)"])
+                try? await delivery.reject(requeue: false)
+                continue
+            }
+            do {
+                try await handle(message)
+                outboxChanged()
+                try? await delivery.ack()
+            } catch {
+                logger.error("cannot handle a message; it will be delivered again", metadata: ["type": "\(Message.messageType)", "error": "\(error)"])
+                try? await Task.sleep(for: .milliseconds(500))
+                try? await delivery.nack(requeue: true)
+            }
+        }
+    }
+
+    /// Sends unsent outbox rows, many at once, each marked sent after its confirm.
+    private func publishOutbox() async {
+        while !Task.isCancelled {
+            let rows: [Store.OutboxRow]
+            do {
+                rows = try await engine.store.read { db in try Store.unsentOutbox(db, limit: 200) }
+            } catch {
+                logger.error("cannot read the outbox", metadata: ["error": "\(error)"])
+                try? await Task.sleep(for: .seconds(1))
+                continue
+            }
+            if rows.isEmpty {
+                await sleepUntilWoken()
+                continue
+            }
+            var sent: [Int64] = []
+            await withTaskGroup(of: Int64?.self) { group in
+                for row in rows {
+                    group.addTask { await self.publish(row) ? row.id : nil }
+                }
+                for await id in group { if let id { sent.append(id) } }
+            }
+            do {
+                let ids = sent
+                try await engine.store.write { db in try Store.markSent(db, ids) }
+            } catch {
+                logger.error("cannot mark outbox rows sent; they will be sent again", metadata: ["error": "\(error)"])
+            }
+            if sent.count < rows.count { try? await Task.sleep(for: .milliseconds(200)) }
+        }
+    }
+
+    private func publish(_ row: Store.OutboxRow) async -> Bool {
+        do {
+            if row.messageType == StepJob.messageType, !declaredPools.contains(row.routingKey) {
+                try await client.connected().declare(FleetTopology.pool(row.routingKey))
+                declaredPools.insert(row.routingKey)
+            }
+            try await client.publish(
+                AMQPMessage(body: row.body, properties: AMQPProperties(messageId: "outbox-\(row.id)", replyTo: row.replyTo, type: row.messageType, appId: "stepfleet-dispatcher")),
+                exchange: row.exchange, routingKey: row.routingKey, timeout: .seconds(5))
+            return true
+        } catch {
+            logger.warning("outbox publish failed; will retry", metadata: ["row": "\(row.id)", "error": "\(error)"])
+            return false
+        }
+    }
+
+    private func watchLeases() async {
+        while !Task.isCancelled {
+            try? await Task.sleep(for: .seconds(1))
+            do {
+                if try await engine.expireLeases() > 0 { outboxChanged() }
+            } catch {
+                logger.error("cannot check leases", metadata: ["error": "\(error)"])
+            }
+        }
+    }
+}

@@ -1,0 +1,85 @@
+import GRDB
+
+/// The store's schema, one migration per version; a database is migrated on open.
+enum Schema {
+    static var migrator: DatabaseMigrator {
+        var migrator = DatabaseMigrator()
+        migrator.registerMigration("v1: projects, environments, properties, changes, steps, logs, outbox") { db in
+            try db.execute(sql: """
+                CREATE TABLE projects (
+                    code TEXT PRIMARY KEY,
+                    name TEXT NOT NULL,
+                    git_remote TEXT NOT NULL,
+                    created_at REAL NOT NULL
+                );
+                CREATE TABLE environments (
+                    project_code TEXT NOT NULL REFERENCES projects(code),
+                    code TEXT NOT NULL,
+                    name TEXT NOT NULL,
+                    created_at REAL NOT NULL,
+                    PRIMARY KEY (project_code, code)
+                );
+                -- Every version of every properties document; environment_code '' for a project's.
+                CREATE TABLE properties (
+                    project_code TEXT NOT NULL,
+                    environment_code TEXT NOT NULL,
+                    version INTEGER NOT NULL,
+                    document TEXT NOT NULL,
+                    written_by_step TEXT,
+                    created_at REAL NOT NULL,
+                    PRIMARY KEY (project_code, environment_code, version)
+                );
+                CREATE TABLE changes (
+                    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+                    id TEXT NOT NULL UNIQUE,
+                    project_code TEXT NOT NULL,
+                    environment_code TEXT NOT NULL,
+                    action TEXT NOT NULL,
+                    git_rev TEXT NOT NULL,
+                    git_sha TEXT NOT NULL,
+                    status TEXT NOT NULL,
+                    user TEXT NOT NULL,
+                    retry_of TEXT,
+                    created_at REAL NOT NULL,
+                    started_at REAL,
+                    finished_at REAL
+                );
+                CREATE INDEX changes_by_environment ON changes (project_code, environment_code, status, seq);
+                CREATE TABLE steps (
+                    id TEXT PRIMARY KEY,
+                    change_id TEXT NOT NULL,
+                    record TEXT NOT NULL,
+                    status TEXT NOT NULL,
+                    lease_expires_at REAL,
+                    result TEXT,
+                    context TEXT
+                );
+                CREATE INDEX steps_by_change ON steps (change_id);
+                CREATE INDEX steps_by_lease ON steps (status, lease_expires_at);
+                CREATE TABLE log_lines (
+                    change_id TEXT NOT NULL,
+                    step_id TEXT NOT NULL,
+                    attempt INTEGER NOT NULL,
+                    seq INTEGER NOT NULL,
+                    stream TEXT NOT NULL,
+                    text TEXT NOT NULL,
+                    at INTEGER NOT NULL,
+                    PRIMARY KEY (step_id, attempt, seq)
+                );
+                CREATE INDEX log_lines_by_change ON log_lines (change_id, at);
+                CREATE TABLE outbox (
+                    id INTEGER PRIMARY KEY AUTOINCREMENT,
+                    exchange TEXT NOT NULL,
+                    routing_key TEXT NOT NULL,
+                    reply_to TEXT,
+                    message_type TEXT NOT NULL,
+                    body BLOB NOT NULL,
+                    created_at REAL NOT NULL,
+                    sent_at REAL
+                );
+                CREATE INDEX outbox_unsent ON outbox (sent_at, id);
+                """)
+        }
+        return migrator
+    }
+}

@@ -1,0 +1,125 @@
+import ArgumentParser
+import Foundation
+import Protocol
+
+struct ProjectCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "project", abstract: "Projects.", subcommands: [Create.self, List.self, Show.self])
+
+    struct Create: AsyncParsableCommand {
+        @OptionGroup var options: ServerOptions
+        @Argument(help: "Project code.") var code: String
+        @Option(help: "Display name.") var name: String?
+        @Option(help: "The project's git repository: a path or URL the workers can fetch.") var gitRemote: String
+
+        func run() async throws {
+            let project = try await options.client.request("POST", "/projects", body: ["code": .string(code), "name": .string(name ?? code), "git_remote": .string(gitRemote)])
+            say("created project \(project["code"]?.stringValue ?? code)")
+        }
+    }
+
+    struct List: AsyncParsableCommand {
+        @OptionGroup var options: ServerOptions
+        @Flag(help: "Print JSON.") var json = false
+
+        func run() async throws {
+            let projects = try await options.client.request("GET", "/projects")
+            if json { return say(projects.serialized(pretty: true)) }
+            for project in projects.arrayValue ?? [] {
+                say("\(project["code"]?.stringValue ?? "")\t\(project["name"]?.stringValue ?? "")\t\(project["git_remote"]?.stringValue ?? "")")
+            }
+        }
+    }
+
+    struct Show: AsyncParsableCommand {
+        @OptionGroup var options: ServerOptions
+        @Argument(help: "Project code.") var code: String
+        @Flag(help: "Print JSON.") var json = false
+
+        func run() async throws {
+            let project = try await options.client.request("GET", "/projects/\(code)")
+            if json { return say(project.serialized(pretty: true)) }
+            say("\(project["code"]?.stringValue ?? "") (\(project["name"]?.stringValue ?? "")): \(project["git_remote"]?.stringValue ?? "")")
+        }
+    }
+}
+
+struct EnvironmentCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "environment", abstract: "A project's environments.", subcommands: [Create.self, List.self])
+
+    struct Create: AsyncParsableCommand {
+        @OptionGroup var options: ServerOptions
+        @Option(help: "Project code.") var project: String
+        @Argument(help: "Environment code.") var code: String
+        @Option(help: "Display name.") var name: String?
+
+        func run() async throws {
+            _ = try await options.client.request("POST", "/projects/\(project)/environments", body: ["code": .string(code), "name": .string(name ?? code)])
+            say("created environment \(project)/\(code)")
+        }
+    }
+
+    struct List: AsyncParsableCommand {
+        @OptionGroup var options: ServerOptions
+        @Option(help: "Project code.") var project: String
+        @Flag(help: "Print JSON.") var json = false
+
+        func run() async throws {
+            let environments = try await options.client.request("GET", "/projects/\(project)/environments")
+            if json { return say(environments.serialized(pretty: true)) }
+            for environment in environments.arrayValue ?? [] {
+                say("\(environment["code"]?.stringValue ?? "")\t\(environment["name"]?.stringValue ?? "")")
+            }
+        }
+    }
+}
+
+struct PropertiesCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "properties", abstract: "Project or environment properties (versioned).", subcommands: [Show.self, Set.self, Patch.self])
+
+    struct Owner: ParsableArguments {
+        @Option(help: "Project code.") var project: String
+        @Option(help: "Environment code (omit for the project's own properties).") var environment: String?
+
+        var path: String { environment.map { "/projects/\(project)/environments/\($0)/properties" } ?? "/projects/\(project)/properties" }
+    }
+
+    struct Show: AsyncParsableCommand {
+        @OptionGroup var options: ServerOptions
+        @OptionGroup var owner: Owner
+        @Flag(help: "Print JSON with the version.") var json = false
+
+        func run() async throws {
+            let answer = try await options.client.request("GET", owner.path)
+            say(json ? answer.serialized(pretty: true) : (answer["properties"] ?? .null).serialized(pretty: true))
+        }
+    }
+
+    struct Set: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Replace the properties with a JSON document (a file, or - for stdin).")
+        @OptionGroup var options: ServerOptions
+        @OptionGroup var owner: Owner
+        @Argument(help: "The new properties document.") var file: String
+        @Option(help: "Only if the current version is this one.") var version: Int?
+
+        func run() async throws {
+            let document = try JSON.parse(bytes: InputFile.read(file))
+            let answer = try await options.client.request("PUT", owner.path, body: document, headers: version.map { ["If-Match": String($0)] } ?? [:])
+            say("properties at version \(answer["version"]?.intValue ?? 0)")
+        }
+    }
+
+    struct Patch: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Apply an RFC 6902 patch (a file, or - for stdin).")
+        @OptionGroup var options: ServerOptions
+        @OptionGroup var owner: Owner
+        @Argument(help: "The patch.") var file: String
+        @Option(help: "Only if the current version is this one.") var version: Int?
+
+        func run() async throws {
+            let patch = try JSON.parse(bytes: InputFile.read(file))
+            let answer = try await options.client.request("PATCH", owner.path, body: patch, headers: version.map { ["If-Match": String($0)] } ?? [:])
+            say("properties at version \(answer["version"]?.intValue ?? 0)")
+        }
+    }
+}

@@ -1,0 +1,47 @@
+import AMQP
+import ArgumentParser
+import Dispatcher
+import Foundation
+import Hummingbird
+import Logging
+import Protocol
+
+struct DispatcherCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "dispatcher",
+        abstract: "Run the dispatcher: state on SQLite, jobs out through the broker, the HTTP API."
+    )
+
+    @Option(help: "Broker URL(s), comma-separated (env STEPFLEET_AMQP).")
+    var amqp = ProcessInfo.processInfo.environment["STEPFLEET_AMQP"] ?? "amqp://guest:guest@127.0.0.1:5672/"
+    @Option(help: "The SQLite database file.")
+    var db = FileManager.default.currentDirectoryPath + "/stepfleet.sqlite"
+    @Option(help: "HOST:PORT for the HTTP API.")
+    var listen = "127.0.0.1:8080"
+    @Option(help: "Seconds a claim or heartbeat keeps an attempt's lease.")
+    var lease = 20.0
+    @Option(help: "Base runner image for step images (OPSCHAIN_BASE_RUNNER).")
+    var runnerImage = "stepfleet/runner:\(StepFleetVersion.current)"
+    @Option(help: "Log level.")
+    var logLevel = "info"
+
+    func run() async throws {
+        let logger = makeLogger("stepfleet.dispatcher", level: logLevel)
+        let parts = listen.split(separator: ":")
+        guard parts.count == 2, let port = Int(parts[1]) else { throw ValidationError("--listen must be HOST:PORT") }
+        let store = try Store(path: db)
+        let engine = DispatcherEngine(
+            store: store,
+            configuration: DispatcherConfiguration(leaseSeconds: lease, runner: RunnerSettings(baseImage: runnerImage, version: StepFleetVersion.current)),
+            logger: logger)
+        let service = DispatcherService(engine: engine, brokers: try AMQPConfiguration.list(amqp), logger: logger)
+        try await service.start()
+        let app = Application(
+            router: HTTPAPI(engine: engine, service: service).router(),
+            configuration: .init(address: .hostname(String(parts[0]), port: port), serverName: "stepfleet"),
+            logger: logger)
+        logger.info("dispatcher listening", metadata: ["address": "\(listen)", "db": "\(db)"])
+        try await app.runService()
+        await service.stop()
+    }
+}
