@@ -79,6 +79,8 @@ public struct ActionRunner: Sendable {
         let projectCopy = scratch.appendingPathComponent("project_properties.json")
         let environmentCopy = scratch.appendingPathComponent("environment_properties.json")
         let childSteps = scratch.appendingPathComponent("child_steps.json")
+        let projectGuards = scratch.appendingPathComponent("project_guards.json")
+        let environmentGuards = scratch.appendingPathComponent("environment_guards.json")
         try Data(context.project.properties.serialized(pretty: true).utf8).write(to: projectCopy)
         try Data(context.environment.properties.serialized(pretty: true).utf8).write(to: environmentCopy)
 
@@ -91,13 +93,18 @@ public struct ActionRunner: Sendable {
             environment["OPSCHAIN_PROJECT_PROPERTIES"] = projectCopy.path
             environment["OPSCHAIN_ENVIRONMENT_PROPERTIES"] = environmentCopy.path
             environment["OPSCHAIN_CHILD_STEPS"] = childSteps.path
+            environment["OPSCHAIN_PROJECT_GUARDS"] = projectGuards.path
+            environment["OPSCHAIN_ENVIRONMENT_GUARDS"] = environmentGuards.path
             (commandStatus, commandFailure) = try runCommand(command, environment: environment)
         }
 
         // The diffs are computed whatever the command's status: the dispatcher applies them
         // only for a successful step, but they help to see what a failed step did.
-        result.project.propertiesDiff = try diffCopy(projectCopy, against: context.project.properties, what: "project")
-        result.environment.propertiesDiff = try diffCopy(environmentCopy, against: context.environment.properties, what: "environment")
+        result.project.propertiesDiff = try guarded(
+            diffCopy(projectCopy, against: context.project.properties, what: "project"), guards: projectGuards, original: context.project.properties, what: "project")
+        result.environment.propertiesDiff = try guarded(
+            diffCopy(environmentCopy, against: context.environment.properties, what: "environment"), guards: environmentGuards,
+            original: context.environment.properties, what: "environment")
         var children = StepResult.Children(children: action.steps.map(ChildStep.init(action:)), childExecutionStrategy: action.strategy)
         try addRuntimeChildren(from: childSteps, to: &children, actions: actions)
         if let commandFailure {
@@ -165,6 +172,27 @@ public struct ActionRunner: Sendable {
         } catch {
             throw Failure(message: "the \(what) properties copy ($OPSCHAIN_\(what.uppercased())_PROPERTIES) was left as invalid JSON: \(error)")
         }
+    }
+
+    /// A non-empty diff prefixed with `test` operations for the JSON pointers listed in the
+    /// guards file: the diff then applies only if those values are still what the step saw
+    /// (optimistic locking against a parallel sibling's change).
+    private func guarded(_ diff: JSONPatch, guards file: URL, original: JSON, what: String) throws -> JSONPatch {
+        guard !diff.isEmpty, let data = FileManager.default.contents(atPath: file.path),
+            !String(decoding: data, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines).isEmpty
+        else { return diff }
+        let variable = "$OPSCHAIN_\(what.uppercased())_GUARDS"
+        guard case .array(let entries)? = try? JSON.parse(bytes: data) else {
+            throw Failure(message: "the guards file (\(variable)) must hold a JSON list of JSON pointers")
+        }
+        var tests: [JSONPatch.Operation] = []
+        for entry in entries {
+            guard let text = entry.stringValue, let pointer = try? JSONPointer(text) else {
+                throw Failure(message: "the guards file (\(variable)) has an entry that is not a JSON pointer: \(entry)")
+            }
+            if let value = original.value(at: pointer) { tests.append(.test(path: pointer, value: value)) }
+        }
+        return JSONPatch(tests + diff.operations)
     }
 
     /// `OPSCHAIN_CHILD_STEPS` may hold a list of action names (or `{"action": …}` objects), or

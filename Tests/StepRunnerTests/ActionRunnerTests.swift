@@ -112,3 +112,13 @@ import Testing
         #expect(throws: ExecError.self) { try ExecEnvironment.variables(path: "/nonexistent/step_context_env.json") }
     }
 }
+
+extension ActionRunnerTests {
+    @Test func guardsPrefixTheDiffWithTests() throws {
+        let sandbox = try Sandbox(
+            actions: "actions:\n  bump: { run: 'echo \"[\\\"/counter\\\", \\\"/absent\\\"]\" > \"$OPSCHAIN_PROJECT_GUARDS\"; jq \".counter += 1\" \"$OPSCHAIN_PROJECT_PROPERTIES\" > /tmp/g-$$ && mv /tmp/g-$$ \"$OPSCHAIN_PROJECT_PROPERTIES\"' }",
+            project: ["counter": 1])
+        #expect(sandbox.runner.run(action: "bump") == 0)
+        #expect(try sandbox.result().project.propertiesDiff.json == JSON.parse(#"[{"op":"test","path":"/counter","value":1},{"op":"replace","path":"/counter","value":2}]"#))
+    }
+}

@@ -1,0 +1,45 @@
+import Foundation
+import Protocol
+import Testing
+@testable import Dispatcher
+
+extension FleetTests {
+    @Suite struct APITests {
+        @Test func badRequestsGet4xxAndChangeNothing() async throws {
+            let fleet = try await FleetHarness(workers: 0)
+            let repo = try await fleet.project("actions:\n  a: { run: 'true' }", project: ["k": 1])
+            let before = try await fleet.properties(repo)
+            let cases: [(String, String, String?, [String: String], Int, String)] = [
+                ("POST", "/projects", "{bad json", [:], 400, "not valid JSON"),
+                ("POST", "/projects", #"{"code": "Bad Code!", "git_remote": "/x"}"#, [:], 400, "must be 1 to 64"),
+                ("POST", "/projects", #"{"code": "\#(repo.project)", "git_remote": "/x"}"#, [:], 409, "exists already"),
+                ("GET", "/projects/nope", nil, [:], 404, "no project"),
+                ("PUT", "/projects/\(repo.project)/properties", "[1,2]", [:], 400, "must be a JSON object"),
+                ("PUT", "/projects/\(repo.project)/properties", #"{"k": 2}"#, ["If-Match": "1"], 409, "not 1"),
+                ("PATCH", "/projects/\(repo.project)/properties", #"[{"op": "remove", "path": "/missing"}]"#, [:], 409, "does not apply"),
+                ("PATCH", "/projects/\(repo.project)/properties", #"[{"op": "jump"}]"#, [:], 400, "unknown operation"),
+                ("POST", "/changes", #"{"project": "\#(repo.project)", "environment": "e"}"#, [:], 400, "missing \"action\""),
+                ("POST", "/changes", #"{"project": "\#(repo.project)", "environment": "zz", "action": "a"}"#, [:], 404, "no environment"),
+                ("POST", "/changes", #"{"project": "\#(repo.project)", "environment": "e", "action": "a", "git_rev": "no-such-branch"}"#, [:], 400, "is not a branch, tag or full SHA"),
+                ("GET", "/changes?status=sideways", nil, [:], 400, "unknown status"),
+                ("POST", "/changes/nope/cancel", nil, [:], 404, "no change"),
+                ("POST", "/projects", String(repeating: " ", count: 2 << 20), [:], 413, "over 1 MiB"),
+            ]
+            for (method, path, body, headers, status, message) in cases {
+                let (got, answer) = try await fleet.raw(method, path, body, headers: headers)
+                #expect(got == status, "\(method) \(path): \(got) \(answer)")
+                #expect(answer["error"]?.stringValue?.contains(message) == true, "\(method) \(path): \(answer)")
+            }
+            #expect(try await fleet.properties(repo) == before)
+            #expect(try await fleet.get("/changes").arrayValue?.isEmpty == true)
+
+            // The good paths: a versioned PUT and an RFC 6902 PATCH.
+            let put = try await fleet.send("PUT", "/projects/\(repo.project)/properties", ["k": 2], headers: ["If-Match": "\(before.version)"])
+            #expect(put["version"]?.intValue == before.version + 1)
+            let patched = try await fleet.send("PATCH", "/projects/\(repo.project)/properties", [["op": "add", "path": "/list", "value": [1]]])
+            #expect(patched["properties"] == ["k": 2, "list": [1]])
+            #expect(try await fleet.get("/healthz")["status"] == "ok")
+            await fleet.stop()
+        }
+    }
+}

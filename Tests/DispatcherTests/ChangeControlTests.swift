@@ -1,0 +1,112 @@
+import Foundation
+import Protocol
+import Testing
+@testable import Dispatcher
+
+extension FleetTests {
+    @Suite struct ChangeControlTests {
+        @Test func cancellingMidChangeStopsTheContainerAndEndsEveryStep() async throws {
+            let fleet = try await FleetHarness()
+            let repo = try await fleet.project("""
+                actions:
+                  main: { run: 'true', steps: [first, sleepy, after] }
+                  first: { run: 'true' }
+                  sleepy: { run: 'sleep 60' }
+                  after: { run: 'true' }
+                """)
+            let id = try await fleet.createChange(repo, action: "main")
+            let deadline = ContinuousClock.now + .seconds(60)
+            while ContinuousClock.now < deadline, try await fleet.snapshot(id).1.step("sleepy")?.runStarted != true {
+                try await Task.sleep(for: .milliseconds(100))
+            }
+            _ = try await fleet.post("/changes/\(id)/cancel", nil)
+            let (change, tree) = try await fleet.snapshot(id)
+            #expect(change.status == .cancelled)
+            #expect(tree.steps.values.allSatisfy { $0.status.isFinal })
+            #expect(tree.step("first")?.status == .success)
+            #expect(tree.step("sleepy")?.status == .cancelled)
+            #expect(tree.children(of: tree.root!.id).map(\.status) == [.success, .cancelled, .cancelled])
+            // The container is killed through the control exchange.
+            let stopped = ContinuousClock.now + .seconds(20)
+            while ContinuousClock.now < stopped, try await !fleet.leftoverContainers().isEmpty { try await Task.sleep(for: .milliseconds(200)) }
+            #expect(try await fleet.leftoverContainers().isEmpty)
+            let (status, body) = try await fleet.raw("POST", "/changes/\(id)/cancel", nil)
+            #expect(status == 409 && body["error"]?.stringValue?.contains("has finished") == true)
+            await fleet.stop()
+        }
+
+        @Test func retryRunsOnlyWhatDidNotSucceed() async throws {
+            let fleet = try await FleetHarness()
+            let bump = #"jq ".runs[\"$OPSCHAIN_ACTION\"] = ((.runs[\"$OPSCHAIN_ACTION\"] // 0) + 1)" "$OPSCHAIN_PROJECT_PROPERTIES" > /tmp/p && mv /tmp/p "$OPSCHAIN_PROJECT_PROPERTIES""#
+            let repo = try await fleet.project("""
+                actions:
+                  main: { run: '\(bump)', steps: [a, b, c] }
+                  a: { run: '\(bump)' }
+                  b: { run: 'jq -e .fixed "$OPSCHAIN_PROJECT_PROPERTIES" >/dev/null && \(bump)' }
+                  c: { run: '\(bump)' }
+                """, project: ["runs": [:]])
+            let id = try await fleet.createChange(repo, action: "main")
+            let (failed, failedTree) = try await fleet.waitForChange(id)
+            #expect(failed.status == .error)
+            #expect(failedTree.children(of: failedTree.root!.id).map(\.status) == [.success, .error, .aborted])
+
+            _ = try await fleet.send("PATCH", "/projects/\(repo.project)/properties", [["op": "add", "path": "/fixed", "value": true]])
+            let retried = try await fleet.post("/changes/\(id)/retry", nil)
+            let newId = try #require(retried["id"]?.stringValue)
+            #expect(retried["retry_of"]?.stringValue == id)
+            let (change, tree) = try await fleet.waitForChange(newId)
+            #expect(change.status == .success)
+            #expect(change.gitSha == failed.gitSha)
+            #expect(tree.steps.values.allSatisfy { $0.status == .success })
+            // main and a ran once (in the first change); b and c once (in the retry).
+            #expect(try await fleet.properties(repo).properties["runs"] == ["main": 1, "a": 1, "b": 1, "c": 1])
+            let (status, _) = try await fleet.raw("POST", "/changes/\(newId)/retry", nil)
+            #expect(status == 409)
+            await fleet.stop()
+        }
+
+        @Test func aDispatcherRestartedMidChangeFinishesItWithNothingLostOrRunTwice() async throws {
+            let fleet = try await FleetHarness(workers: 1, slots: 2)
+            let repo = try await fleet.project("""
+                actions:
+                  main: { run: 'sleep 1', steps: [p1, p2, s1], strategy: serial }
+                  p1: { run: 'sleep 1', steps: [x, y], strategy: parallel }
+                  p2: { run: 'sleep 1' }
+                  s1: { run: 'sleep 1' }
+                  x: { run: 'sleep 2' }
+                  y: { run: 'sleep 2' }
+                """)
+            let id = try await fleet.createChange(repo, action: "main")
+            try await Task.sleep(for: .seconds(3))
+            await fleet.stopDispatcher()
+            try await Task.sleep(for: .seconds(2))
+            try await fleet.startDispatcher()
+            let (change, tree) = try await fleet.waitForChange(id)
+            #expect(change.status == .success)
+            #expect(tree.steps.count == 6)
+            #expect(tree.steps.values.allSatisfy { $0.status == .success && $0.attempt == 1 })
+            let runs = try await fleet.logs(id).filter { $0.text == "run: started" }
+            #expect(runs.count == 6)
+            #expect(Set(runs.map(\.stepId)).count == 6)
+            await fleet.stop()
+        }
+
+        @Test func freeingWorkerSlotsNeverQueuesTheSameStepTwice() async throws {
+            let fleet = try await FleetHarness(workers: 2, slots: 1)
+            let repo = try await fleet.project("""
+                actions:
+                  fan: { run: 'true', steps: [s, s, s, s, s, s, s, s], strategy: parallel }
+                  s: { run: 'sleep 0.3' }
+                """)
+            let id = try await fleet.createChange(repo, action: "fan")
+            let (change, tree) = try await fleet.waitForChange(id)
+            #expect(change.status == .success)
+            #expect(tree.steps.count == 9)
+            #expect(tree.steps.values.allSatisfy { $0.attempt == 1 })
+            let runs = try await fleet.logs(id).filter { $0.text == "run: started" }
+            #expect(runs.count == 9)
+            #expect(Set(runs.map(\.stepId)).count == 9)
+            await fleet.stop()
+        }
+    }
+}

@@ -1,0 +1,232 @@
+import AMQP
+import AsyncHTTPClient
+import Foundation
+import Hummingbird
+import Logging
+import NIOCore
+import Protocol
+import Testing
+@testable import Dispatcher
+@testable import Worker
+
+/// A whole fleet in this process: a dispatcher on a real SQLite file with its HTTP API, and
+/// real workers, over the real broker (a vhost of its own) and the real Docker engine.
+final class FleetHarness: Sendable {
+    static let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+    static let vhost = "stepfleet-fleet-tests"
+    static var broker: AMQPConfiguration { try! AMQPConfiguration(url: "amqp://guest:guest@127.0.0.1:5672/\(vhost)?heartbeat=5") }
+
+    static let logger: Logger = {
+        var logger = Logger(label: "fleet-test")
+        logger.logLevel = ProcessInfo.processInfo.environment["STEPFLEET_TEST_LOG"].flatMap(Logger.Level.init(rawValue:)) ?? .warning
+        return logger
+    }()
+
+    private static let vhostReady: Bool = {
+        _ = try? rabbitmqctl("add_vhost", vhost)
+        _ = try? rabbitmqctl("set_permissions", "-p", vhost, "guest", ".*", ".*", ".*")
+        return true
+    }()
+
+    let folder: String
+    let databasePath: String
+    let port: Int
+    let leaseSeconds: Double
+    private let dispatcher = LockedValue<(engine: DispatcherEngine, service: DispatcherService, api: Task<Void, any Error>)?>(nil)
+    private let workers = LockedValue<[(WorkerService, Task<Void, Never>)]>([])
+
+    var engine: DispatcherEngine { dispatcher.value!.engine }
+    var store: Store { engine.store }
+
+    init(workers count: Int = 1, slots: Int = 2, leaseSeconds: Double = 6) async throws {
+        _ = Self.vhostReady
+        folder = FileManager.default.temporaryDirectory.appendingPathComponent("fleet-\(UUID().uuidString.prefix(8))").path
+        try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true)
+        databasePath = folder + "/stepfleet.sqlite"
+        port = Int.random(in: 20_000..<40_000)
+        self.leaseSeconds = leaseSeconds
+        try await startDispatcher()
+        for index in 0..<count { try await startWorker(index, slots: slots) }
+    }
+
+    func startDispatcher() async throws {
+        let engine = DispatcherEngine(store: try Store(path: databasePath), configuration: DispatcherConfiguration(leaseSeconds: leaseSeconds), logger: Self.logger)
+        let service = DispatcherService(engine: engine, brokers: [Self.broker], logger: Self.logger)
+        try await service.start()
+        let app = Application(
+            router: HTTPAPI(engine: engine, service: service).router(), configuration: .init(address: .hostname("127.0.0.1", port: port)),
+            logger: Self.logger)
+        let api = Task { try await app.run() }
+        dispatcher.value = (engine, service, api)
+        for _ in 0..<50 where (try? await get("/healthz")) == nil { try await Task.sleep(for: .milliseconds(100)) }
+    }
+
+    /// Stops the dispatcher at once (its unsent outbox rows stay in the database).
+    func stopDispatcher() async {
+        guard let current = dispatcher.value else { return }
+        current.api.cancel()
+        await current.service.stop()
+        _ = await current.api.result
+    }
+
+    func startWorker(_ index: Int, slots: Int) async throws {
+        let worker = WorkerService(
+            configuration: WorkerConfiguration(
+                name: "fleet-worker-\(index)-\(UUID().uuidString.prefix(4))", pool: Names.defaultPool, slots: slots, workDirectory: folder + "/worker-\(index)",
+                heartbeatInterval: .seconds(1), defaultTimeout: .seconds(120), limits: ContainerLimits(memoryBytes: 256 << 20, pids: 256, cpus: 1)),
+            brokers: [Self.broker], engine: try DockerEngine(), logger: Self.logger)
+        let task = Task { await worker.run() }
+        workers.withLock { $0.append((worker, task)) }
+    }
+
+    func stop() async {
+        for (worker, task) in workers.value {
+            await worker.shutdown()
+            await task.value
+        }
+        await stopDispatcher()
+        try? FileManager.default.removeItem(atPath: folder)
+    }
+
+    // MARK: Setting up a project
+
+    /// A project `p` with environment `e` on a fresh repository holding `actions`.
+    func project(_ actions: String, project properties: JSON = [:], environment environmentProperties: JSON = [:], files: [String: String] = [:]) async throws -> TestRepo {
+        let repository = try TestRepo.make(files.merging([".opschain/actions.yml": actions]) { $1 })
+        let code = "p\(UUID().uuidString.prefix(6).lowercased())"
+        _ = try await post("/projects", ["code": .string(code), "git_remote": .string(repository.path)])
+        _ = try await post("/projects/\(code)/environments", ["code": "e"])
+        _ = try await send("PUT", "/projects/\(code)/properties", properties)
+        _ = try await send("PUT", "/projects/\(code)/environments/e/properties", environmentProperties)
+        return TestRepo(path: repository.path, sha: repository.sha, project: code)
+    }
+
+    func createChange(_ repo: TestRepo, action: String) async throws -> String {
+        let change = try await post("/changes", ["project": .string(repo.project), "environment": "e", "action": .string(action), "git_rev": "main"])
+        return try #require(change["id"]?.stringValue)
+    }
+
+    /// Waits for the change to finish; returns its tree.
+    @discardableResult
+    func waitForChange(_ id: String, timeout: Duration = .seconds(180)) async throws -> (ChangeRecord, ChangeTree) {
+        let deadline = ContinuousClock.now + timeout
+        while ContinuousClock.now < deadline {
+            let (change, tree) = try await snapshot(id)
+            if change.status.isFinal {
+                try await Task.sleep(for: .milliseconds(300))
+                return try await snapshot(id)
+            }
+            try await Task.sleep(for: .milliseconds(100))
+        }
+        throw FleetError("change \(id) did not finish within \(timeout)")
+    }
+
+    func snapshot(_ id: String) async throws -> (ChangeRecord, ChangeTree) {
+        let lease = leaseSeconds
+        return try await store.read { db in (try Store.change(db, id), try Store.tree(db, changeId: id, leaseSeconds: lease)) }
+    }
+
+    func properties(_ repo: TestRepo, environment: Bool = false) async throws -> PropertiesVersion {
+        try await store.read { db in try Store.properties(db, repo.project, environment ? "e" : nil) }
+    }
+
+    func logs(_ id: String) async throws -> [Store.LogLine] {
+        try await store.read { db in try Store.logs(db, changeId: id).map(\.line) }
+    }
+
+    /// Step containers of this harness's workers that still exist.
+    func leftoverContainers() async throws -> [String] {
+        let engine = try DockerEngine()
+        var all: [String] = []
+        for (worker, _) in workers.value {
+            all += try await engine.containers(label: "org.stepfleet.worker=\(worker.configuration.name)")
+        }
+        return all
+    }
+
+    // MARK: HTTP
+
+    func get(_ path: String) async throws -> JSON { try await send("GET", path, nil) }
+    func post(_ path: String, _ body: JSON?) async throws -> JSON { try await send("POST", path, body) }
+
+    @discardableResult
+    func send(_ method: String, _ path: String, _ body: JSON?, headers: [String: String] = [:]) async throws -> JSON {
+        let (status, json) = try await raw(method, path, body.map { $0.serialized() }, headers: headers)
+        guard (200..<300).contains(status) else { throw FleetError("\(method) \(path): \(status) \(json.serialized())") }
+        return json
+    }
+
+    func raw(_ method: String, _ path: String, _ body: String?, headers: [String: String] = [:]) async throws -> (Int, JSON) {
+        var request = HTTPClientRequest(url: "http://127.0.0.1:\(port)\(path)")
+        request.method = .init(rawValue: method)
+        for (name, value) in headers { request.headers.add(name: name, value: value) }
+        if let body { request.body = .bytes(ByteBuffer(string: body)) }
+        let response = try await HTTPClient.shared.execute(request, timeout: .seconds(30))
+        let data = try await response.body.collect(upTo: 16 << 20)
+        return (Int(response.status.code), (try? JSON.parse(bytes: data.readableBytesView)) ?? .string(String(buffer: data)))
+    }
+
+    @discardableResult
+    static func rabbitmqctl(_ arguments: String...) throws -> String {
+        let process = Process()
+        process.executableURL = root.appendingPathComponent("ops/rabbitmqctl")
+        process.arguments = arguments
+        let pipe = Pipe()
+        process.standardOutput = pipe
+        process.standardError = pipe
+        try process.run()
+        let output = String(decoding: pipe.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        process.waitUntilExit()
+        guard process.terminationStatus == 0 else { throw FleetError("rabbitmqctl: \(output)") }
+        return output
+    }
+}
+
+struct TestRepo: Sendable {
+    let path: String
+    let sha: String
+    var project: String = ""
+
+    static func make(_ files: [String: String]) throws -> TestRepo {
+        let path = FileManager.default.temporaryDirectory.appendingPathComponent("fleet-repo-\(UUID().uuidString.prefix(8))").path
+        for (name, contents) in files {
+            let file = (path as NSString).appendingPathComponent(name)
+            try FileManager.default.createDirectory(atPath: (file as NSString).deletingLastPathComponent, withIntermediateDirectories: true)
+            try Data(contents.utf8).write(to: URL(fileURLWithPath: file))
+        }
+        try git(path, "init", "--quiet", "--initial-branch=main")
+        try git(path, "add", "-A")
+        try git(path, "-c", "user.name=t", "-c", "user.email=t@example.invalid", "commit", "--quiet", "-m", "t")
+        return TestRepo(path: path, sha: try git(path, "rev-parse", "HEAD").trimmingCharacters(in: .whitespacesAndNewlines))
+    }
+
+    @discardableResult
+    static func git(_ directory: String, _ arguments: String...) throws -> String {
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: "/usr/bin/git")
+        process.arguments = ["-C", directory] + arguments
+        let pipe = Pipe()
+        process.standardOutput = pipe
+        process.standardError = pipe
+        try process.run()
+        let output = String(decoding: pipe.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        process.waitUntilExit()
+        guard process.terminationStatus == 0 else { throw FleetError("git: \(output)") }
+        return output
+    }
+}
+
+struct FleetError: Error, CustomStringConvertible {
+    let description: String
+    init(_ description: String) { self.description = description }
+}
+
+/// The fleet suites share their vhost's queues: one at a time.
+@Suite(.serialized) struct FleetTests {}
+
+extension ChangeTree {
+    /// The step running `action` (the first, when several do).
+    func step(_ action: String) -> StepRecord? {
+        steps.values.filter { $0.action == action }.sorted { ($0.startedAt ?? 0) < ($1.startedAt ?? 0) }.first
+    }
+}
