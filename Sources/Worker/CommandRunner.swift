@@ -1,7 +1,10 @@
-import AMQP
 import Foundation
 
 /// Runs a host program (git, tar) and captures its output, off the cooperative pool.
+///
+/// The output is read with one blocking read-to-end on a dispatch queue: `FileHandle`'s
+/// `readabilityHandler` registers a dispatch source on the pipe, and tearing that down while
+/// the descriptor closes has crashed libdispatch's event loop on Linux.
 enum CommandRunner {
     struct Result {
         let status: Int32
@@ -19,25 +22,16 @@ enum CommandRunner {
             process.standardOutput = pipe
             process.standardError = pipe
             process.standardInput = FileHandle.nullDevice
-            let output = LockedValue(Data())
-            pipe.fileHandleForReading.readabilityHandler = { handle in
-                let data = handle.availableData
-                output.withLock { $0.append(data) }
-            }
-            process.terminationHandler = { process in
-                pipe.fileHandleForReading.readabilityHandler = nil
-                let rest = pipe.fileHandleForReading.readDataToEndOfFile()
-                let text = output.withLock { data -> String in
-                    data.append(rest)
-                    return String(decoding: data, as: UTF8.self)
-                }
-                continuation.resume(returning: Result(status: process.terminationStatus, output: text))
-            }
             do {
                 try process.run()
             } catch {
-                pipe.fileHandleForReading.readabilityHandler = nil
                 continuation.resume(throwing: error)
+                return
+            }
+            DispatchQueue.global().async {
+                let output = pipe.fileHandleForReading.readDataToEndOfFile()
+                process.waitUntilExit()
+                continuation.resume(returning: Result(status: process.terminationStatus, output: String(decoding: output, as: UTF8.self)))
             }
         }
     }

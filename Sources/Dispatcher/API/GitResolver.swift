@@ -29,7 +29,6 @@ enum GitResolver {
             process.standardOutput = pipe
             process.standardError = pipe
             process.standardInput = FileHandle.nullDevice
-            process.terminationHandler = { _ in }
             do {
                 try process.run()
             } catch {
