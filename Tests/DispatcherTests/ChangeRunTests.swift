@@ -49,6 +49,10 @@ extension FleetTests {
             let shown = try await fleet.get("/changes/\(id)")
             #expect(shown["status"] == "success")
             #expect(shown["root"]?["children"]?.arrayValue?.map { $0["action"]?.stringValue } == ["build", "verify", "release"])
+            let rootAttempts = shown["root"]?["attempts"]?.arrayValue ?? []
+            #expect(rootAttempts.count == 1)
+            #expect(rootAttempts.first?["status"] == "success" && rootAttempts.first?["run_started"] == true)
+            #expect(rootAttempts.first?["worker"]?.stringValue?.hasPrefix("fleet-worker-0") == true)
             await fleet.stop()
         }
 

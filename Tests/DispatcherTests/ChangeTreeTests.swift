@@ -258,3 +258,25 @@ import Testing
         #expect(succeed(&retry, b.id, ids: retryIDs) == [.enqueue(stepId: retry.children(of: root.id)[2].id, attempt: 1)])
     }
 }
+
+extension ChangeTreeTests {
+    @Test func anAttemptFarPastItsTimeoutIsFailedByTheDispatcher() {
+        var tree = tree()
+        _ = tree.start(now: 0)
+        _ = tree.claimed(ref("root"), by: "w1", now: 1)
+        _ = tree.heard(ref("root"), from: "w1", runStarted: true, policy: ActionPolicy(timeoutSeconds: 30), now: 2)
+        #expect(tree.overdue(now: 40, grace: 20) == [])
+        #expect(tree.overdue(now: 53, grace: 20) == [ref("root")])
+        #expect(tree.timedOut(ref("root"), now: 53) == [.cancelAttempt(ref("root"), worker: "w1"), .changeFinished(.error)])
+        #expect(tree.steps["root"]?.error == "the step ran past its timeout of 30 s and its worker did not stop it; the dispatcher failed it")
+        #expect(tree.timedOut(ref("root"), now: 54) == [])
+    }
+
+    @Test func withoutATimeoutNothingIsOverdue() {
+        var tree = tree()
+        _ = tree.start(now: 0)
+        _ = tree.claimed(ref("root"), by: "w1", now: 1)
+        _ = tree.heard(ref("root"), from: "w1", runStarted: true, policy: nil, now: 2)
+        #expect(tree.overdue(now: 1_000_000, grace: 20) == [])
+    }
+}

@@ -59,8 +59,10 @@ public struct HTTPAPI: Sendable {
         router.get("/changes/:change") { _, context in
             let id = try context.parameters.require("change")
             let leaseSeconds = engine.configuration.leaseSeconds
-            let (change, tree) = try await store.read { db in (try Store.change(db, id), try Store.tree(db, changeId: id, leaseSeconds: leaseSeconds)) }
-            return JSONResponse.ok(Views.changeWithSteps(change, tree))
+            let (change, tree, attempts) = try await store.read { db in
+                (try Store.change(db, id), try Store.tree(db, changeId: id, leaseSeconds: leaseSeconds), try Store.attempts(db, changeId: id))
+            }
+            return JSONResponse.ok(Views.changeWithSteps(change, tree, attempts: attempts))
         }
         router.post("/changes/:change/cancel") { _, context in
             let change = try await engine.cancel(changeId: try context.parameters.require("change"))

@@ -29,14 +29,14 @@ enum Views {
         ]
     }
 
-    /// A change with its step tree.
-    static func changeWithSteps(_ change: ChangeRecord, _ tree: ChangeTree) -> JSON {
+    /// A change with its step tree (and each step's attempts).
+    static func changeWithSteps(_ change: ChangeRecord, _ tree: ChangeTree, attempts: [String: [Store.AttemptRow]] = [:]) -> JSON {
         guard case .object(var members) = self.change(change) else { return .null }
-        members["root"] = tree.root.map { step(tree, $0) } ?? .null
+        members["root"] = tree.root.map { step(tree, $0, attempts) } ?? .null
         return .object(members)
     }
 
-    static func step(_ tree: ChangeTree, _ step: StepRecord) -> JSON {
+    static func step(_ tree: ChangeTree, _ step: StepRecord, _ attempts: [String: [Store.AttemptRow]]) -> JSON {
         var duration: JSON = .null
         if let started = step.startedAt {
             duration = JSON(Int(((step.finishedAt ?? Date().timeIntervalSince1970) - started) * 1000))
@@ -45,7 +45,13 @@ enum Views {
             "id": .string(step.id), "action": .string(step.action), "status": .string(step.status.rawValue), "attempt": JSON(step.attempt),
             "child_execution_strategy": step.childStrategy.map { .string($0.rawValue) } ?? .null, "error": step.error.map(JSON.string) ?? .null,
             "worker": step.worker.map(JSON.string) ?? .null, "started_at": time(step.startedAt), "finished_at": time(step.finishedAt),
-            "duration_ms": duration, "children": .array(tree.children(of: step.id).map { self.step(tree, $0) }),
+            "duration_ms": duration, "children": .array(tree.children(of: step.id).map { self.step(tree, $0, attempts) }),
+            "attempts": .array((attempts[step.id] ?? []).map { attempt in
+                [
+                    "attempt": JSON(attempt.attempt), "worker": attempt.worker.map(JSON.string) ?? .null, "status": .string(attempt.status),
+                    "run_started": .bool(attempt.runStarted), "error": attempt.error.map(JSON.string) ?? .null,
+                ]
+            }),
         ]
     }
 

@@ -195,17 +195,22 @@ public struct DispatcherEngine: Sendable {
 
     // MARK: Leases
 
-    /// Expires the leases that ran out; returns how many.
+    /// Expires the leases that ran out and fails attempts far past their timeout; returns how
+    /// many attempts that touched.
     @discardableResult
-    public func expireLeases() async throws -> Int {
-        try await store.write { db in
+    public func checkDeadlines() async throws -> Int {
+        let grace = configuration.leaseSeconds
+        return try await store.write { db in
             let now = Store.now()
             var count = 0
-            for changeId in try Store.changesWithExpiredLeases(db, now: now) {
+            for changeId in try Store.changesWithRunningSteps(db) {
+                let tree = try Store.tree(db, changeId: changeId, leaseSeconds: configuration.leaseSeconds)
+                let expired = tree.expiredLeases(now: now)
+                let overdue = tree.overdue(now: now, grace: grace).filter { !expired.contains($0) }
+                guard !expired.isEmpty || !overdue.isEmpty else { continue }
+                count += expired.count + overdue.count
                 try mutate(db, changeId: changeId) { tree in
-                    let refs = tree.expiredLeases(now: now)
-                    count += refs.count
-                    return refs.flatMap { tree.leaseExpired($0, now: now) }
+                    expired.flatMap { tree.leaseExpired($0, now: now) } + overdue.flatMap { tree.timedOut($0, now: now) }
                 }
             }
             return count

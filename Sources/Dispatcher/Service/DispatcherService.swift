@@ -145,7 +145,7 @@ public actor DispatcherService {
         while !Task.isCancelled {
             try? await Task.sleep(for: .seconds(1))
             do {
-                if try await engine.expireLeases() > 0 { outboxChanged() }
+                if try await engine.checkDeadlines() > 0 { outboxChanged() }
             } catch {
                 logger.error("cannot check leases", metadata: ["error": "\(error)"])
             }

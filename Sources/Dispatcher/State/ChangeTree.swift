@@ -56,6 +56,7 @@ public struct ChangeTree: Sendable, Equatable {
         steps[id]!.attempt += 1
         steps[id]!.status = .queued
         steps[id]!.runStarted = false
+        steps[id]!.runStartedAt = nil
         steps[id]!.worker = nil
         steps[id]!.leaseExpiresAt = nil
         steps[id]!.queuedAt = now
@@ -94,7 +95,10 @@ public struct ChangeTree: Sendable, Equatable {
             return []
         }
         steps[ref.stepId]!.leaseExpiresAt = now + leaseSeconds
-        if runStarted { steps[ref.stepId]!.runStarted = true }
+        if runStarted {
+            steps[ref.stepId]!.runStarted = true
+            steps[ref.stepId]!.runStartedAt = steps[ref.stepId]!.runStartedAt ?? now
+        }
         if let policy { adopt(policy, ref.stepId) }
         return []
     }
@@ -137,6 +141,7 @@ public struct ChangeTree: Sendable, Equatable {
     private mutating func adopt(_ policy: ActionPolicy, _ id: String) {
         steps[id]!.ignoreFailure = policy.ignoreFailure
         steps[id]!.retries = policy.retries
+        steps[id]!.timeoutSeconds = policy.timeoutSeconds ?? steps[id]!.timeoutSeconds
     }
 
     // MARK: Leases and cancel
@@ -157,6 +162,23 @@ public struct ChangeTree: Sendable, Equatable {
             return [stop] + queue(ref.stepId, now: now)
         }
         return [stop] + finish(ref.stepId, .error, error: "worker lost during run (\(step.worker ?? "unknown worker") went silent)", now: now)
+    }
+
+    /// Attempts still running `grace` seconds past their action's timeout: their worker should
+    /// have killed them, so the dispatcher does.
+    public func overdue(now: Double, grace: Double) -> [AttemptRef] {
+        steps.values.filter { step in
+            guard step.status == .running, !step.ownDone, let started = step.runStartedAt, let timeout = step.timeoutSeconds else { return false }
+            return now > started + Double(timeout) + grace
+        }.map(\.ref)
+    }
+
+    /// Fails an attempt that ran past its timeout and stops its container.
+    public mutating func timedOut(_ ref: AttemptRef, now: Double) -> [Effect] {
+        guard let step = steps[ref.stepId], ref.attempt == step.attempt, step.status == .running, !step.ownDone else { return [] }
+        let timeout = step.timeoutSeconds.map { "\($0) s" } ?? "timeout"
+        return [.cancelAttempt(ref, worker: step.worker)]
+            + finish(ref.stepId, .error, error: "the step ran past its timeout of \(timeout) and its worker did not stop it; the dispatcher failed it", now: now)
     }
 
     /// Cancels the change: finished steps keep their state, all others end `cancelled`, and

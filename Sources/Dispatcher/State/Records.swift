@@ -49,6 +49,10 @@ public struct StepRecord: Sendable, Equatable, Codable {
     public var queuedAt: Double?
     public var startedAt: Double?
     public var finishedAt: Double?
+    /// When the current attempt's run phase began.
+    public var runStartedAt: Double?
+    /// The action's timeout, as its worker reported it.
+    public var timeoutSeconds: Int?
 
     public init(id: String, changeId: String, parentId: String?, position: Int, action: String) {
         self.id = id

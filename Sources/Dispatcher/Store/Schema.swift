@@ -80,6 +80,23 @@ enum Schema {
                 CREATE INDEX outbox_unsent ON outbox (sent_at, id);
                 """)
         }
+        migrator.registerMigration("v2: attempt history") { db in
+            try db.execute(sql: """
+                CREATE TABLE attempts (
+                    step_id TEXT NOT NULL,
+                    attempt INTEGER NOT NULL,
+                    change_id TEXT NOT NULL,
+                    worker TEXT,
+                    status TEXT NOT NULL,
+                    run_started INTEGER NOT NULL DEFAULT 0,
+                    error TEXT,
+                    queued_at REAL,
+                    ended_at REAL,
+                    PRIMARY KEY (step_id, attempt)
+                );
+                CREATE INDEX attempts_by_change ON attempts (change_id);
+                """)
+        }
         return migrator
     }
 }

@@ -163,7 +163,7 @@ public final class Store: Sendable {
         try String.fetchOne(db, sql: "SELECT change_id FROM steps WHERE id = ?", arguments: [stepId])
     }
 
-    /// Writes every step of the tree that differs from what is stored.
+    /// Writes every step of the tree that differs from what is stored, and its attempt history.
     static func save(_ db: Database, _ tree: ChangeTree, before: ChangeTree?) throws {
         let encoder = JSONEncoder()
         encoder.outputFormatting = .sortedKeys
@@ -173,7 +173,42 @@ public final class Store: Sendable {
                 INSERT INTO steps (id, change_id, record, status, lease_expires_at) VALUES (?, ?, ?, ?, ?)
                 ON CONFLICT(id) DO UPDATE SET record = excluded.record, status = excluded.status, lease_expires_at = excluded.lease_expires_at
                 """, arguments: [step.id, step.changeId, record, step.status.rawValue, step.leaseExpiresAt])
+            try recordAttempts(db, step, previous: before?.steps[step.id])
         }
+    }
+
+    /// One row per attempt: a superseded attempt ends `retried` with the reason; the current
+    /// one mirrors the step.
+    private static func recordAttempts(_ db: Database, _ step: StepRecord, previous: StepRecord?) throws {
+        if let previous, previous.attempt > 0, previous.attempt != step.attempt {
+            try db.execute(sql: """
+                UPDATE attempts SET status = 'retried', error = ?, ended_at = ? WHERE step_id = ? AND attempt = ?
+                """, arguments: [step.error, now(), step.id, previous.attempt])
+        }
+        guard step.attempt > 0, step.status != .pending else { return }
+        try db.execute(sql: """
+            INSERT INTO attempts (step_id, attempt, change_id, worker, status, run_started, error, queued_at, ended_at)
+            VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
+            ON CONFLICT(step_id, attempt) DO UPDATE SET worker = COALESCE(excluded.worker, attempts.worker), status = excluded.status,
+                run_started = MAX(attempts.run_started, excluded.run_started), error = excluded.error, ended_at = excluded.ended_at
+            """, arguments: [step.id, step.attempt, step.changeId, step.worker, step.status.rawValue, step.runStarted, step.status.isFinal ? step.error : nil,
+                               step.queuedAt, step.status.isFinal ? step.finishedAt : nil])
+    }
+
+    public struct AttemptRow: Sendable, Equatable {
+        public var stepId: String
+        public var attempt: Int
+        public var worker: String?
+        public var status: String
+        public var runStarted: Bool
+        public var error: String?
+    }
+
+    static func attempts(_ db: Database, changeId: String) throws -> [String: [AttemptRow]] {
+        let rows = try Row.fetchAll(db, sql: "SELECT * FROM attempts WHERE change_id = ? ORDER BY step_id, attempt", arguments: [changeId]).map {
+            AttemptRow(stepId: $0["step_id"], attempt: $0["attempt"], worker: $0["worker"], status: $0["status"], runStarted: $0["run_started"], error: $0["error"])
+        }
+        return Dictionary(grouping: rows, by: \.stepId)
     }
 
     static func setStepResult(_ db: Database, _ stepId: String, result: StepResult?) throws {
@@ -196,9 +231,9 @@ public final class Store: Sendable {
         return try JSONDecoder().decode(StepContext.self, from: Data(text.utf8))
     }
 
-    /// Changes with a running attempt whose lease ran out.
-    static func changesWithExpiredLeases(_ db: Database, now: Double) throws -> [String] {
-        try String.fetchAll(db, sql: "SELECT DISTINCT change_id FROM steps WHERE status = 'running' AND lease_expires_at < ?", arguments: [now])
+    /// Changes with a step running right now.
+    static func changesWithRunningSteps(_ db: Database) throws -> [String] {
+        try String.fetchAll(db, sql: "SELECT DISTINCT change_id FROM steps WHERE status = 'running'")
     }
 
     /// Gives every running attempt a fresh lease (after a dispatcher restart, so that workers
