@@ -29,6 +29,8 @@ let package = Package(
         ),
         // The shared contract: pure values, no I/O.
         .target(name: "Protocol"),
+        // Running host programs (git, tar) without blocking the cooperative pool.
+        .target(name: "HostCommand"),
         // Async AMQP 0-9-1 client over librabbitmq.
         .target(
             name: "AMQP",
@@ -40,7 +42,7 @@ let package = Package(
         .target(
             name: "Dispatcher",
             dependencies: [
-                "Protocol", "AMQP",
+                "Protocol", "AMQP", "HostCommand",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "GRDB", package: "GRDB.swift"),
                 .product(name: "Hummingbird", package: "hummingbird"),
@@ -50,7 +52,7 @@ let package = Package(
         .target(
             name: "Worker",
             dependencies: [
-                "Protocol", "AMQP", "StepRunner",
+                "Protocol", "AMQP", "StepRunner", "HostCommand",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "NIOCore", package: "swift-nio"),
@@ -85,9 +87,11 @@ let package = Package(
             ],
             resources: [.copy("Fixtures")]
         ),
-        .testTarget(name: "AMQPTests", dependencies: ["AMQP", "Protocol"]),
+        // Helpers the end-to-end tests share: host commands, the private broker nodes, git repositories.
+        .target(name: "TestSupport", path: "Tests/TestSupport"),
+        .testTarget(name: "AMQPTests", dependencies: ["AMQP", "Protocol", "TestSupport"]),
         .testTarget(name: "StepRunnerTests", dependencies: ["StepRunner", "Protocol"]),
-        .testTarget(name: "WorkerTests", dependencies: ["Worker", "AMQP", "Protocol", "StepRunner"]),
-        .testTarget(name: "DispatcherTests", dependencies: ["Dispatcher", "Worker", "AMQP", "Protocol"]),
+        .testTarget(name: "WorkerTests", dependencies: ["Worker", "AMQP", "Protocol", "StepRunner", "TestSupport"]),
+        .testTarget(name: "DispatcherTests", dependencies: ["Dispatcher", "Worker", "AMQP", "Protocol", "TestSupport"]),
     ]
 )

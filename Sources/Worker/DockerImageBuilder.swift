@@ -1,5 +1,6 @@
 import Crypto
 import Foundation
+import HostCommand
 import Protocol
 
 /// Builds step images with the Docker engine's legacy builder.

@@ -1,5 +1,6 @@
 import Crypto
 import Foundation
+import HostCommand
 
 /// A local mirror per remote repository; a step's checkout comes from it. The remote is
 /// fetched only when the mirror lacks the requested commit.

@@ -1,12 +1,12 @@
 import AMQP
 import Foundation
 import Logging
+import TestSupport
 
 /// The brokers `ops/test` starts: the main private node, and a disposable one for tests that
 /// stop or disrupt the broker (so they never disturb tests running at the same time).
 enum TestBroker {
-    static let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
-    static let state = ProcessInfo.processInfo.environment["STEPFLEET_STATE"] ?? root.appendingPathComponent(".state").path
+    static let state = ProcessInfo.processInfo.environment["STEPFLEET_STATE"] ?? repositoryRoot.appendingPathComponent(".state").path
     static let tlsDirectory = state + "/tls"
 
     static var url: String { ProcessInfo.processInfo.environment["STEPFLEET_TEST_AMQP_URL"] ?? "amqp://guest:guest@127.0.0.1:5672/" }
@@ -27,28 +27,13 @@ enum TestBroker {
         return logger
     }()
 
-    /// Runs `ops/rabbitmqctl` against a private node; returns its output.
+    /// Runs `ops/rabbitmqctl` against a private node (the disposable one by default).
     @discardableResult
     static func rabbitmqctl(node: String = chaosNode, _ arguments: String...) throws -> String {
-        let process = Process()
-        process.executableURL = root.appendingPathComponent("ops/rabbitmqctl")
-        process.arguments = ["--node", node] + arguments
-        let pipe = Pipe()
-        process.standardOutput = pipe
-        process.standardError = pipe
-        try process.run()
-        let output = String(decoding: pipe.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-        process.waitUntilExit()
-        guard process.terminationStatus == 0 else {
-            throw TestFailure("rabbitmqctl \(arguments.joined(separator: " ")) failed: \(output)")
-        }
-        return output
+        let result = try runProgram(repositoryRoot.appendingPathComponent("ops/rabbitmqctl").path, ["--node", node] + arguments)
+        guard result.status == 0 else { throw TestSetupError("rabbitmqctl \(arguments.joined(separator: " ")) failed: \(result.output)") }
+        return result.output
     }
-}
-
-struct TestFailure: Error, CustomStringConvertible {
-    let description: String
-    init(_ description: String) { self.description = description }
 }
 
 /// Collects values from concurrent tasks.

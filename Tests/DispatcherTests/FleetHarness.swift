@@ -5,6 +5,7 @@ import Hummingbird
 import Logging
 import NIOCore
 import Protocol
+import TestSupport
 import Testing
 @testable import Dispatcher
 @testable import Worker
@@ -12,7 +13,6 @@ import Testing
 /// A whole fleet in this process: a dispatcher on a real SQLite file with its HTTP API, and
 /// real workers, over the real broker (a vhost of its own) and the real Docker engine.
 final class FleetHarness: Sendable {
-    static let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
     static let vhost = "stepfleet-fleet-tests"
     static var broker: AMQPConfiguration { try! AMQPConfiguration(url: "amqp://guest:guest@127.0.0.1:5672/\(vhost)?heartbeat=5") }
 
@@ -23,8 +23,7 @@ final class FleetHarness: Sendable {
     }()
 
     private static let vhostReady: Bool = {
-        _ = try? rabbitmqctl("add_vhost", vhost)
-        _ = try? rabbitmqctl("set_permissions", "-p", vhost, "guest", ".*", ".*", ".*")
+        ensureVhost(vhost)
         return true
     }()
 
@@ -92,7 +91,7 @@ final class FleetHarness: Sendable {
 
     /// A project `p` with environment `e` on a fresh repository holding `actions`.
     func project(_ actions: String, project properties: JSON = [:], environment environmentProperties: JSON = [:], files: [String: String] = [:]) async throws -> TestRepo {
-        let repository = try TestRepo.make(files.merging([".opschain/actions.yml": actions]) { $1 })
+        let repository = try TestRepository.make(files.merging([".opschain/actions.yml": actions]) { $1 })
         let code = "p\(UUID().uuidString.prefix(6).lowercased())"
         _ = try await post("/projects", ["code": .string(code), "git_remote": .string(repository.path)])
         _ = try await post("/projects/\(code)/environments", ["code": "e"])
@@ -118,7 +117,7 @@ final class FleetHarness: Sendable {
             }
             try await Task.sleep(for: .milliseconds(100))
         }
-        throw FleetError("change \(id) did not finish within \(timeout)")
+        throw TestSetupError("change \(id) did not finish within \(timeout)")
     }
 
     func snapshot(_ id: String) async throws -> (ChangeRecord, ChangeTree) {
@@ -152,7 +151,7 @@ final class FleetHarness: Sendable {
     @discardableResult
     func send(_ method: String, _ path: String, _ body: JSON?, headers: [String: String] = [:]) async throws -> JSON {
         let (status, json) = try await raw(method, path, body.map { $0.serialized() }, headers: headers)
-        guard (200..<300).contains(status) else { throw FleetError("\(method) \(path): \(status) \(json.serialized())") }
+        guard (200..<300).contains(status) else { throw TestSetupError("\(method) \(path): \(status) \(json.serialized())") }
         return json
     }
 
@@ -165,60 +164,13 @@ final class FleetHarness: Sendable {
         let data = try await response.body.collect(upTo: 16 << 20)
         return (Int(response.status.code), (try? JSON.parse(bytes: data.readableBytesView)) ?? .string(String(buffer: data)))
     }
-
-    @discardableResult
-    static func rabbitmqctl(_ arguments: String...) throws -> String {
-        let process = Process()
-        process.executableURL = root.appendingPathComponent("ops/rabbitmqctl")
-        process.arguments = arguments
-        let pipe = Pipe()
-        process.standardOutput = pipe
-        process.standardError = pipe
-        try process.run()
-        let output = String(decoding: pipe.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-        process.waitUntilExit()
-        guard process.terminationStatus == 0 else { throw FleetError("rabbitmqctl: \(output)") }
-        return output
-    }
 }
 
+/// A test project: its repository and its project code.
 struct TestRepo: Sendable {
     let path: String
     let sha: String
-    var project: String = ""
-
-    static func make(_ files: [String: String]) throws -> TestRepo {
-        let path = FileManager.default.temporaryDirectory.appendingPathComponent("fleet-repo-\(UUID().uuidString.prefix(8))").path
-        for (name, contents) in files {
-            let file = (path as NSString).appendingPathComponent(name)
-            try FileManager.default.createDirectory(atPath: (file as NSString).deletingLastPathComponent, withIntermediateDirectories: true)
-            try Data(contents.utf8).write(to: URL(fileURLWithPath: file))
-        }
-        try git(path, "init", "--quiet", "--initial-branch=main")
-        try git(path, "add", "-A")
-        try git(path, "-c", "user.name=t", "-c", "user.email=t@example.invalid", "commit", "--quiet", "-m", "t")
-        return TestRepo(path: path, sha: try git(path, "rev-parse", "HEAD").trimmingCharacters(in: .whitespacesAndNewlines))
-    }
-
-    @discardableResult
-    static func git(_ directory: String, _ arguments: String...) throws -> String {
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: "/usr/bin/git")
-        process.arguments = ["-C", directory] + arguments
-        let pipe = Pipe()
-        process.standardOutput = pipe
-        process.standardError = pipe
-        try process.run()
-        let output = String(decoding: pipe.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-        process.waitUntilExit()
-        guard process.terminationStatus == 0 else { throw FleetError("git: \(output)") }
-        return output
-    }
-}
-
-struct FleetError: Error, CustomStringConvertible {
-    let description: String
-    init(_ description: String) { self.description = description }
+    let project: String
 }
 
 /// The fleet suites share their vhost's queues: one at a time.

@@ -1,4 +1,5 @@
 import Foundation
+import TestSupport
 import Testing
 @testable import Worker
 
@@ -13,13 +14,7 @@ import Testing
         try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
         defer { try? FileManager.default.removeItem(at: folder) }
         try archive.write(to: folder.appendingPathComponent("a.tar"))
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: "/bin/tar")
-        process.arguments = ["-xf", "a.tar"]
-        process.currentDirectoryURL = folder
-        try process.run()
-        process.waitUntilExit()
-        #expect(process.terminationStatus == 0)
+        #expect(try runProgram("/bin/tar", ["-xf", "a.tar"], in: folder.path).status == 0)
         let extracted = folder.appendingPathComponent(".opschain/step_context.json")
         #expect(try String(contentsOf: extracted, encoding: .utf8) == "{\"a\":1}")
         let mode = try FileManager.default.attributesOfItem(atPath: extracted.path)[.posixPermissions] as? Int

@@ -1,6 +1,7 @@
 import AMQP
 import Foundation
 import Protocol
+import TestSupport
 import Testing
 @testable import Worker
 

@@ -2,13 +2,13 @@ import AMQP
 import Foundation
 import Logging
 import Protocol
+import TestSupport
 import Testing
 @testable import Worker
 
 /// A real worker on its own vhost of the test broker, with the test playing dispatcher:
 /// it publishes jobs and collects claims, phases, logs and outcomes.
 final class WorkerHarness: Sendable {
-    static let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
     static let vhost = "stepfleet-worker-tests"
     static let runnerImage = "stepfleet/runner:\(StepFleetVersion.current)"
 
@@ -33,8 +33,7 @@ final class WorkerHarness: Sendable {
 
     /// Creates the vhost once per test process.
     private static let vhostReady: Bool = {
-        _ = try? rabbitmqctl("add_vhost", vhost)
-        _ = try? rabbitmqctl("set_permissions", "-p", vhost, "guest", ".*", ".*", ".*")
+        ensureVhost(vhost)
         return true
     }()
 
@@ -126,7 +125,7 @@ final class WorkerHarness: Sendable {
             if let outcome = outcomes.value.first(where: { $0.ref == ref }) { return outcome }
             try await Task.sleep(for: .milliseconds(50))
         }
-        throw HarnessError("no outcome for \(ref) within \(timeout)")
+        throw TestSetupError("no outcome for \(ref) within \(timeout)")
     }
 
     func outcomes(for stepId: String) -> [StepOutcome] { outcomes.value.filter { $0.ref.stepId == stepId } }
@@ -145,68 +144,12 @@ final class WorkerHarness: Sendable {
             if events(for: ref).contains(where: matches) { return }
             try await Task.sleep(for: .milliseconds(20))
         }
-        throw HarnessError("no matching event for \(ref) within \(timeout)")
+        throw TestSetupError("no matching event for \(ref) within \(timeout)")
     }
 
     /// Containers this worker created that still exist.
     func leftoverContainers() async throws -> [String] {
         try await engine.containers(label: "\(ContainerLabels.worker)=test-\(pool)")
-    }
-
-    @discardableResult
-    static func rabbitmqctl(_ arguments: String...) throws -> String {
-        let process = Process()
-        process.executableURL = root.appendingPathComponent("ops/rabbitmqctl")
-        process.arguments = arguments
-        let pipe = Pipe()
-        process.standardOutput = pipe
-        process.standardError = pipe
-        try process.run()
-        let output = String(decoding: pipe.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-        process.waitUntilExit()
-        guard process.terminationStatus == 0 else { throw HarnessError("rabbitmqctl \(arguments.joined(separator: " ")): \(output)") }
-        return output
-    }
-}
-
-struct HarnessError: Error, CustomStringConvertible {
-    let description: String
-    init(_ description: String) { self.description = description }
-}
-
-/// A real git repository made for a test.
-struct TestRepository: Sendable {
-    let path: String
-    let sha: String
-
-    /// Commits `files` (path → contents) to a new repository on branch main.
-    static func make(_ files: [String: String]) throws -> TestRepository {
-        let path = FileManager.default.temporaryDirectory.appendingPathComponent("repo-\(UUID().uuidString.prefix(8))").path
-        try FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true)
-        for (name, contents) in files {
-            let file = (path as NSString).appendingPathComponent(name)
-            try FileManager.default.createDirectory(atPath: (file as NSString).deletingLastPathComponent, withIntermediateDirectories: true)
-            try Data(contents.utf8).write(to: URL(fileURLWithPath: file))
-        }
-        try git(path, "init", "--quiet", "--initial-branch=main")
-        try git(path, "add", "-A")
-        try git(path, "-c", "user.name=test", "-c", "user.email=test@example.invalid", "commit", "--quiet", "-m", "test")
-        return TestRepository(path: path, sha: try git(path, "rev-parse", "HEAD").trimmingCharacters(in: .whitespacesAndNewlines))
-    }
-
-    @discardableResult
-    static func git(_ directory: String, _ arguments: String...) throws -> String {
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: "/usr/bin/git")
-        process.arguments = ["-C", directory] + arguments
-        let pipe = Pipe()
-        process.standardOutput = pipe
-        process.standardError = pipe
-        try process.run()
-        let output = String(decoding: pipe.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-        process.waitUntilExit()
-        guard process.terminationStatus == 0 else { throw HarnessError("git \(arguments.joined(separator: " ")): \(output)") }
-        return output
     }
 }
 

@@ -1,17 +1,18 @@
 import Foundation
 
-/// Runs a host program (git, tar) and captures its output, off the cooperative pool.
+/// Runs a host program (git, tar) and captures its output (stdout and stderr together), off
+/// Swift's cooperative pool.
 ///
 /// The output is read with one blocking read-to-end on a dispatch queue: `FileHandle`'s
 /// `readabilityHandler` registers a dispatch source on the pipe, and tearing that down while
 /// the descriptor closes has crashed libdispatch's event loop on Linux.
-enum CommandRunner {
-    struct Result {
-        let status: Int32
-        let output: String
+public enum CommandRunner {
+    public struct Result: Sendable {
+        public let status: Int32
+        public let output: String
     }
 
-    static func run(_ executable: String, _ arguments: [String], in directory: String? = nil, environment: [String: String]? = nil) async throws -> Result {
+    public static func run(_ executable: String, _ arguments: [String], in directory: String? = nil, environment: [String: String]? = nil) async throws -> Result {
         try await withCheckedThrowingContinuation { continuation in
             let process = Process()
             process.executableURL = URL(fileURLWithPath: executable)

@@ -1,0 +1,68 @@
+import Foundation
+
+/// The repository's root folder.
+public let repositoryRoot = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+
+/// A failure of test set-up, with what went wrong.
+public struct TestSetupError: Error, CustomStringConvertible {
+    public let description: String
+    public init(_ description: String) { self.description = description }
+}
+
+/// Runs a program to its end; returns its exit status and its stdout and stderr together.
+@discardableResult
+public func runProgram(_ executable: String, _ arguments: [String], in directory: String? = nil) throws -> (status: Int32, output: String) {
+    let process = Process()
+    process.executableURL = URL(fileURLWithPath: executable)
+    process.arguments = arguments
+    if let directory { process.currentDirectoryURL = URL(fileURLWithPath: directory) }
+    let pipe = Pipe()
+    process.standardOutput = pipe
+    process.standardError = pipe
+    try process.run()
+    let output = String(decoding: pipe.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+    process.waitUntilExit()
+    return (process.terminationStatus, output)
+}
+
+/// `ops/rabbitmqctl` against a private node (default: the main one); throws on failure.
+@discardableResult
+public func rabbitmqctl(node: String? = nil, _ arguments: String...) throws -> String {
+    let result = try runProgram(repositoryRoot.appendingPathComponent("ops/rabbitmqctl").path, (node.map { ["--node", $0] } ?? []) + arguments)
+    guard result.status == 0 else { throw TestSetupError("rabbitmqctl \(arguments.joined(separator: " ")): \(result.output)") }
+    return result.output
+}
+
+/// Creates a vhost on the main test node (once is enough; again is harmless).
+public func ensureVhost(_ vhost: String) {
+    _ = try? rabbitmqctl("add_vhost", vhost)
+    _ = try? rabbitmqctl("set_permissions", "-p", vhost, "guest", ".*", ".*", ".*")
+}
+
+/// A git repository made for a test, with one commit on branch main.
+public struct TestRepository: Sendable {
+    public let path: String
+    public let sha: String
+
+    /// Commits `files` (relative path → contents) to a new repository.
+    public static func make(_ files: [String: String]) throws -> TestRepository {
+        let path = FileManager.default.temporaryDirectory.appendingPathComponent("repo-\(UUID().uuidString.prefix(8))").path
+        try FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true)
+        for (name, contents) in files {
+            let file = (path as NSString).appendingPathComponent(name)
+            try FileManager.default.createDirectory(atPath: (file as NSString).deletingLastPathComponent, withIntermediateDirectories: true)
+            try Data(contents.utf8).write(to: URL(fileURLWithPath: file))
+        }
+        try git(path, "init", "--quiet", "--initial-branch=main")
+        try git(path, "add", "-A")
+        try git(path, "-c", "user.name=test", "-c", "user.email=test@example.invalid", "commit", "--quiet", "-m", "test")
+        return TestRepository(path: path, sha: try git(path, "rev-parse", "HEAD").trimmingCharacters(in: .whitespacesAndNewlines))
+    }
+
+    @discardableResult
+    public static func git(_ directory: String, _ arguments: String...) throws -> String {
+        let result = try runProgram("/usr/bin/git", ["-C", directory] + arguments)
+        guard result.status == 0 else { throw TestSetupError("git \(arguments.joined(separator: " ")): \(result.output)") }
+        return result.output
+    }
+}
