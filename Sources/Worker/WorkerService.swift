@@ -64,6 +64,13 @@ public actor WorkerService {
         tasks.append(Task { for await delivery in control { await self.control(delivery) } })
         tasks.append(Task { await self.heartbeats() })
         tasks.append(Task { await self.watchEngine() })
+        tasks.append(Task {
+            // Containers of a worker that died on this host go within seconds, not when it restarts.
+            while !Task.isCancelled {
+                try? await Task.sleep(for: .seconds(3))
+                await self.reapLeftoverContainers()
+            }
+        })
         await withCheckedContinuation { stopped = $0 }
     }
 

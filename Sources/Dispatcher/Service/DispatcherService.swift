@@ -141,10 +141,21 @@ public actor DispatcherService {
         }
     }
 
+    /// Checks leases every second, but only while connected: a dispatcher that cannot hear its
+    /// workers must not declare them lost. After a reconnect every running attempt gets a fresh
+    /// lease, so a broker outage never fails a step by itself.
     private func watchLeases() async {
+        var seenConnection = await client.connectionCount
         while !Task.isCancelled {
             try? await Task.sleep(for: .seconds(1))
+            guard await client.isConnected else { continue }
             do {
+                let connection = await client.connectionCount
+                if connection != seenConnection {
+                    seenConnection = connection
+                    try await engine.renewLeasesAfterRestart()
+                    continue
+                }
                 if try await engine.checkDeadlines() > 0 { outboxChanged() }
             } catch {
                 logger.error("cannot check leases", metadata: ["error": "\(error)"])

@@ -1,0 +1,51 @@
+import ArgumentParser
+import Foundation
+import Protocol
+
+struct ChaosCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "chaos",
+        abstract: "Run a batch of changes on a real fleet, inject a fault, and count what was lost or applied twice.",
+        discussion: """
+            Starts a dispatcher and workers (this binary, as separate processes) against --amqp, submits --changes \
+            changes of six steps each (serial and parallel children, every step adding 1 to its own counter in its \
+            environment's properties), injects the scenario's fault, waits for the batch to settle and prints one line: \
+            steps expected, finished, lost (never finished, or a successful step whose effect is missing), applied twice, \
+            re-run after their run phase had started, final change statuses, wall time. Exits 1 if anything was lost or \
+            doubled. ops/chaos starts a broker node of its own for this.
+            """
+    )
+
+    static let scenarios = ["kill-workers", "dispatcher-restart", "connections-dropped", "broker-restart", "broker-alarm", "poison", "worker-lost-during-run"]
+
+    @Argument(help: "One of: \(ChaosCommand.scenarios.joined(separator: ", ")), or all.")
+    var scenario: String
+    @Option(help: "Broker URL (a vhost of its own: the scenario purges it).")
+    var amqp = "amqp://guest:guest@127.0.0.1:5682/stepfleet-chaos?heartbeat=2"
+    @Option(help: "rabbitmqctl for the broker's node (for broker faults).")
+    var rabbitmqctl = "ops/rabbitmqctl --node stepfleet-chaos@localhost"
+    @Option(help: "Changes in the batch.")
+    var changes = 50
+    @Option(help: "Workers.")
+    var workers = 4
+    @Option(help: "Seconds each step's command runs.")
+    var stepSeconds = 0.2
+
+    func validate() throws {
+        guard scenario == "all" || Self.scenarios.contains(scenario) else {
+            throw ValidationError("unknown scenario \(scenario): \(Self.scenarios.joined(separator: ", ")) or all")
+        }
+        guard changes > 0, workers > 0 else { throw ValidationError("--changes and --workers must be positive") }
+    }
+
+    func run() async throws {
+        var clean = true
+        for name in scenario == "all" ? Self.scenarios : [scenario] {
+            let runner = ChaosScenario(name: name, amqp: amqp, rabbitmqctl: rabbitmqctl.split(separator: " ").map(String.init), changes: changes, workers: workers, stepSeconds: stepSeconds)
+            let (report, wall) = try await runner.run()
+            say(report.line(name, wall: wall))
+            clean = clean && report.clean
+        }
+        if !clean { throw ExitCode(1) }
+    }
+}

@@ -1,0 +1,135 @@
+import AMQP
+import Foundation
+import Protocol
+import Worker
+
+extension ChaosScenario {
+    /// Injects the scenario's fault while the batch runs.
+    func inject(fleet: ChaosFleet, client: APIClient, ids: [String], settled: LockedValue<Bool>) async throws {
+        switch name {
+        case "kill-workers":
+            while !settled.value {
+                try await Task.sleep(for: .seconds(3))
+                guard !settled.value, let victim = fleet.workerNames.randomElement() else { break }
+                fleet.killWorker(victim)
+                try fleet.startWorker()
+            }
+        case "dispatcher-restart":
+            for pause in [3, 4] {
+                try await Task.sleep(for: .seconds(pause))
+                fleet.killDispatcher()
+                try await Task.sleep(for: .seconds(2))
+                try fleet.startDispatcher()
+            }
+        case "connections-dropped":
+            for _ in 0..<5 {
+                try await Task.sleep(for: .seconds(2))
+                try broker("close_all_connections", "chaos: dropping every connection")
+            }
+        case "broker-restart":
+            try await Task.sleep(for: .seconds(3))
+            try broker("stop_app")
+            try await Task.sleep(for: .seconds(3))
+            try broker("start_app")
+        case "broker-alarm":
+            try await Task.sleep(for: .seconds(2))
+            try broker("set_vm_memory_high_watermark", "0.000001")
+            try await Task.sleep(for: .seconds(5))
+            try broker("set_vm_memory_high_watermark", "0.4")
+        case "poison":
+            try await poison(client: client, ids: ids)
+        case "worker-lost-during-run":
+            try await loseWorkersDuringRun(fleet: fleet, client: client, ids: ids)
+        default:
+            break
+        }
+    }
+
+    func broker(_ arguments: String...) throws {
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: rabbitmqctl[0])
+        process.arguments = Array(rabbitmqctl.dropFirst()) + arguments
+        process.standardOutput = FileHandle.nullDevice
+        process.standardError = FileHandle.nullDevice
+        try process.run()
+        process.waitUntilExit()
+        guard process.terminationStatus == 0 else { throw CLIError("rabbitmqctl \(arguments.joined(separator: " ")) failed") }
+    }
+
+    /// Thousands of bad messages into every queue, from Debian's amqp-publish (not our client):
+    /// malformed, truncated, wrong schema, wrong type, oversized, and well-formed ones for an
+    /// attempt that does not exist.
+    private func poison(client: APIClient, ids: [String]) async throws {
+        try await Task.sleep(for: .seconds(1))
+        let change = try await client.request("GET", "/changes/\(ids[0])")
+        let stepId = change["root"]?["id"]?.stringValue ?? "unknown"
+        let ref = AttemptRef(stepId: stepId, attempt: 99)
+        let valid = String(decoding: WireCodec.encode(WorkerEvent(kind: .claimed, ref: ref, worker: "intruder", at: 0)), as: UTF8.self)
+        let bodies = [
+            "{not json", String(valid.prefix(40)), #"{"schema":99,"type":"worker_event"}"#, #"{"schema":1,"type":"control","kind":"drain","worker":"nobody"}"#,
+            valid,
+            String(decoding: WireCodec.encode(WorkerEvent(kind: .heartbeat, ref: ref, worker: "intruder", at: 0)), as: UTF8.self),
+            String(decoding: WireCodec.encode(StepOutcome(ref: ref, worker: "intruder", status: .success, result: StepResult(project: .init(propertiesDiff: JSONPatch([.add(path: JSONPointer(tokens: ["poisoned"]), value: true)]))), runStarted: true)), as: UTF8.self),
+            String(decoding: WireCodec.encode(LogBatch(ref: ref, worker: "intruder", lines: [.init(seq: 0, stream: .stdout, text: "intruder", at: 0)])), as: UTF8.self),
+        ]
+        let targets = [
+            (Names.jobsExchange, Names.defaultPool), (Names.eventsExchange, Names.eventsRoutingKey), (Names.eventsExchange, Names.logsRoutingKey),
+            ("", Names.outcomesQueue), (Names.controlExchange, ""),
+        ]
+        let url = amqp.components(separatedBy: "?")[0]
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            for (exchange, key) in targets {
+                group.addTask {
+                    let lines = (0..<50).flatMap { _ in bodies }.joined(separator: "\n") + "\n"
+                    try publish(url: url, exchange: exchange, key: key, input: Data(lines.utf8), lineBuffered: true)
+                    try publish(url: url, exchange: exchange, key: key, input: Data(repeating: 0x7B, count: 17 << 20), lineBuffered: false)
+                }
+            }
+            try await group.waitForAll()
+        }
+    }
+
+    private func publish(url: String, exchange: String, key: String, input: Data, lineBuffered: Bool) throws {
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: "/usr/bin/amqp-publish")
+        process.arguments = ["--url=\(url)", "-e", exchange, "-r", key, "-p"] + (lineBuffered ? ["-l"] : [])
+        let stdin = Pipe()
+        process.standardInput = stdin
+        process.standardOutput = FileHandle.nullDevice
+        process.standardError = FileHandle.nullDevice
+        try process.run()
+        stdin.fileHandleForWriting.write(input)
+        try stdin.fileHandleForWriting.close()
+        process.waitUntilExit()
+        guard process.terminationStatus == 0 else { throw CLIError("amqp-publish to \(exchange)/\(key) failed") }
+    }
+
+    /// Kills the workers while both changes' root steps run, starts a fresh one, and checks that
+    /// the dead workers' containers are gone within the lease.
+    private func loseWorkersDuringRun(fleet: ChaosFleet, client: APIClient, ids: [String]) async throws {
+        let deadline = ContinuousClock.now + .seconds(120)
+        while ContinuousClock.now < deadline {
+            var started = 0
+            for id in ids {
+                let change = try await client.request("GET", "/changes/\(id)")
+                if change["root"]?["attempts"]?.arrayValue?.last?["run_started"] == true { started += 1 }
+            }
+            if started == ids.count { break }
+            try await Task.sleep(for: .milliseconds(200))
+        }
+        let victims = fleet.workerNames
+        for victim in victims { fleet.killWorker(victim) }
+        let killedAt = ContinuousClock.now
+        try fleet.startWorker()
+        let engine = try DockerEngine()
+        while ContinuousClock.now - killedAt < .seconds(Double(fleet.lease) + 20) {
+            var left = 0
+            for victim in victims { left += try await engine.containers(label: "org.stepfleet.worker=\(victim)").count }
+            if left == 0 { break }
+            try await Task.sleep(for: .milliseconds(250))
+        }
+        let outlived = (ContinuousClock.now - killedAt).seconds
+        say(String(format: "worker-lost-during-run: the dead workers' containers were gone %.1f s after the kill (lease %d s)", outlived, fleet.lease))
+        if outlived > Double(fleet.lease) + 5 { throw CLIError("containers outlived their dead worker by more than the lease") }
+    }
+}
