@@ -33,9 +33,8 @@ public struct DispatcherEngine: Sendable {
                 id: Self.newID(), projectCode: project, environmentCode: environment, action: action, gitRev: gitRev, gitSha: gitSha,
                 status: .pending, user: user, retryOf: retryOf, createdAt: Store.now())
             try Store.insertChange(db, change)
-            var tree = ChangeTree(changeId: change.id, steps: steps ?? [StepRecord(id: Self.newID(), changeId: change.id, parentId: nil, position: 0, action: action)], leaseSeconds: configuration.leaseSeconds)
-            try Store.save(db, tree, before: nil)
-            _ = tree
+            let root = StepRecord(id: Self.newID(), changeId: change.id, parentId: nil, position: 0, action: action)
+            try Store.save(db, ChangeTree(changeId: change.id, steps: steps ?? [root], leaseSeconds: configuration.leaseSeconds), before: nil)
             try startWaitingChanges(db, project: project, environment: environment)
             return try Store.change(db, change.id)
         }
@@ -59,12 +58,8 @@ public struct DispatcherEngine: Sendable {
         try await store.write { db in
             let change = try Store.change(db, changeId)
             guard !change.status.isFinal else { throw StoreError.conflict("change \(changeId) has finished (\(change.status.rawValue)); nothing to cancel") }
-            if change.status == .pending {
-                try Store.updateChange(db, changeId, status: .cancelled, now: Store.now())
-                try mutate(db, changeId: changeId) { tree in tree.cancel(now: Store.now()) }
-            } else {
-                try mutate(db, changeId: changeId) { tree in tree.cancel(now: Store.now()) }
-            }
+            // A pending change's tree has nothing queued; cancelling it marks its steps all the same.
+            try mutate(db, changeId: changeId) { tree in tree.cancel(now: Store.now()) }
             return try Store.change(db, changeId)
         }
     }
