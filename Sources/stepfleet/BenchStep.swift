@@ -34,7 +34,8 @@ struct BenchStep: AsyncParsableCommand {
         let broker = try AMQPConfiguration(url: amqp)
         let pool = "bench-\(UUID().uuidString.prefix(6).lowercased())"
         let replyQueue = "stepfleet.bench.outcomes.\(pool)"
-        let repository = try BenchRepository.make()
+        let repositoryPath = FileManager.default.temporaryDirectory.appendingPathComponent("stepfleet-bench-repo-\(UUID().uuidString.prefix(6))").path
+        let repository = (path: repositoryPath, sha: try LocalRepository.make(at: repositoryPath, files: [".opschain/actions.yml": "actions:\n  noop: { run: 'true' }\n"]))
         defer { try? FileManager.default.removeItem(atPath: repository.path) }
         let workDirectory = FileManager.default.temporaryDirectory.appendingPathComponent("stepfleet-bench-\(pool)").path
         defer { try? FileManager.default.removeItem(atPath: workDirectory) }
@@ -89,7 +90,7 @@ struct BenchStep: AsyncParsableCommand {
         for _ in 0..<steps {
             let clock = ContinuousClock()
             let start = clock.now
-            let status = try BenchRepository.run("/usr/bin/docker", ["run", "--rm", "--network", "none", image, "true"])
+            let status = try LocalRepository.run("/usr/bin/docker", ["run", "--rm", "--network", "none", image, "true"]).status
             guard status == 0 else { throw CLIError("docker run exited with \(status)") }
             dockerSamples.append((clock.now - start).seconds * 1000)
         }
@@ -101,34 +102,33 @@ struct BenchStep: AsyncParsableCommand {
     }
 }
 
-/// The bench's project: one no-op action, in a git repository made on the spot.
-enum BenchRepository {
-    static func make() throws -> (path: String, sha: String) {
-        let path = FileManager.default.temporaryDirectory.appendingPathComponent("stepfleet-bench-repo-\(UUID().uuidString.prefix(6))").path
-        try FileManager.default.createDirectory(atPath: path + "/.opschain", withIntermediateDirectories: true)
-        try Data("actions:\n  noop: { run: 'true' }\n".utf8).write(to: URL(fileURLWithPath: path + "/.opschain/actions.yml"))
-        for arguments in [["init", "--quiet", "--initial-branch=main"], ["add", "-A"], ["-c", "user.name=bench", "-c", "user.email=bench@example.invalid", "commit", "--quiet", "-m", "bench"]] {
-            guard try run("/usr/bin/git", ["-C", path] + arguments) == 0 else { throw CLIError("git \(arguments[0]) failed") }
+/// A git repository made on the spot (for the bench and chaos projects), one commit on main.
+enum LocalRepository {
+    /// Writes `files` (relative path → contents) into `path` and commits them; returns the SHA.
+    @discardableResult
+    static func make(at path: String, files: [String: String]) throws -> String {
+        for (name, contents) in files {
+            let file = (path as NSString).appendingPathComponent(name)
+            try FileManager.default.createDirectory(atPath: (file as NSString).deletingLastPathComponent, withIntermediateDirectories: true)
+            try Data(contents.utf8).write(to: URL(fileURLWithPath: file))
         }
-        let pipe = Pipe()
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: "/usr/bin/git")
-        process.arguments = ["-C", path, "rev-parse", "HEAD"]
-        process.standardOutput = pipe
-        try process.run()
-        let sha = String(decoding: pipe.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
-        process.waitUntilExit()
-        return (path, sha)
+        for arguments in [["init", "--quiet", "--initial-branch=main"], ["add", "-A"], ["-c", "user.name=stepfleet", "-c", "user.email=stepfleet@localhost", "commit", "--quiet", "-m", "StepFleet"]] {
+            guard try run("/usr/bin/git", ["-C", path] + arguments).status == 0 else { throw CLIError("git \(arguments[0]) failed in \(path)") }
+        }
+        return try run("/usr/bin/git", ["-C", path, "rev-parse", "HEAD"]).output.trimmingCharacters(in: .whitespacesAndNewlines)
     }
 
-    static func run(_ executable: String, _ arguments: [String]) throws -> Int32 {
+    /// Runs a program to its end; returns its status and standard output.
+    static func run(_ executable: String, _ arguments: [String]) throws -> (status: Int32, output: String) {
         let process = Process()
         process.executableURL = URL(fileURLWithPath: executable)
         process.arguments = arguments
-        process.standardOutput = FileHandle.nullDevice
+        let pipe = Pipe()
+        process.standardOutput = pipe
         process.standardError = FileHandle.nullDevice
         try process.run()
+        let output = String(decoding: pipe.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
         process.waitUntilExit()
-        return process.terminationStatus
+        return (process.terminationStatus, output)
     }
 }

@@ -21,16 +21,7 @@ struct ChaosBatch {
     /// A git repository holding the batch's actions.
     static func repository(in folder: String, name: String, retries: Int, rootSeconds: Double, stepSeconds: Double) throws -> String {
         let path = folder + "/\(name).git"
-        try FileManager.default.createDirectory(atPath: path + "/.opschain", withIntermediateDirectories: true)
-        try Data(actions(retries: retries, rootSeconds: rootSeconds, stepSeconds: stepSeconds).utf8).write(to: URL(fileURLWithPath: path + "/.opschain/actions.yml"))
-        for arguments in [["init", "-q", "-b", "main"], ["add", "-A"], ["-c", "user.name=chaos", "-c", "user.email=chaos@localhost", "commit", "-qm", "chaos"]] {
-            let process = Process()
-            process.executableURL = URL(fileURLWithPath: "/usr/bin/git")
-            process.arguments = ["-C", path] + arguments
-            try process.run()
-            process.waitUntilExit()
-            guard process.terminationStatus == 0 else { throw CLIError("git \(arguments[0]) failed in \(path)") }
-        }
+        try LocalRepository.make(at: path, files: [".opschain/actions.yml": actions(retries: retries, rootSeconds: rootSeconds, stepSeconds: stepSeconds)])
         return path
     }
 }
