@@ -19,11 +19,13 @@ public enum FleetTopology {
             .quorum(Names.logsQueue, deliveryLimit: 20, deadLetterExchange: Names.deadExchange),
             .quorum(Names.outcomesQueue, deliveryLimit: 20, deadLetterExchange: Names.deadExchange),
             .init(name: Names.deadQueue),
+            .init(name: Names.deadJobsQueue),
         ],
         bindings: [
             .init(queue: Names.eventsQueue, exchange: Names.eventsExchange, routingKey: Names.eventsRoutingKey),
             .init(queue: Names.logsQueue, exchange: Names.eventsExchange, routingKey: Names.logsRoutingKey),
             .init(queue: Names.deadQueue, exchange: Names.deadExchange),
+            .init(queue: Names.deadJobsQueue, exchange: Names.deadExchange),
         ])
 
     /// A pool's job queue and its binding.

@@ -9,6 +9,9 @@ public enum Names {
     /// Exchange and queue for poison and over-delivered messages.
     public static let deadExchange = "stepfleet.dead"
     public static let deadQueue = "stepfleet.dead"
+    /// The dispatcher's copy of everything dead-lettered (the exchange is a fanout), so that it
+    /// notices step jobs the broker gave up on; `deadQueue` keeps everything for operators.
+    public static let deadJobsQueue = "stepfleet.dead.dispatcher"
 
     public static let eventsQueue = "stepfleet.events"
     public static let logsQueue = "stepfleet.logs"

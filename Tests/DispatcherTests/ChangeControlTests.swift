@@ -1,3 +1,4 @@
+import AMQP
 import Foundation
 import Protocol
 import Testing
@@ -106,6 +107,35 @@ extension FleetTests {
             let runs = try await fleet.logs(id).filter { $0.text == "run: started" }
             #expect(runs.count == 9)
             #expect(Set(runs.map(\.stepId)).count == 9)
+            await fleet.stop()
+        }
+    }
+}
+
+extension FleetTests {
+    @Suite struct DeadLetterTests {
+        @Test func aDeadLetteredJobIsQueuedAgainAsANewAttempt() async throws {
+            let fleet = try await FleetHarness(workers: 0)
+            let repo = try await fleet.project("actions:\n  a: { run: 'true' }")
+            let id = try await fleet.createChange(repo, action: "a")
+            // No worker: take the job off the queue and reject it, as a broker giving up would.
+            let client = AMQPClient(endpoints: [FleetHarness.broker], topology: FleetTopology.pool(Names.defaultPool), logger: FleetHarness.logger)
+            let connection = try await client.connected()
+            let consumer = try await connection.consume(queue: Names.stepsQueue(pool: Names.defaultPool), prefetch: 1)
+            for try await delivery in consumer {
+                let job = try WireCodec.decode(StepJob.self, from: delivery.body)
+                #expect(job.attempt == 1)
+                try await delivery.reject(requeue: false)
+                break
+            }
+            await consumer.cancel()
+            let deadline = ContinuousClock.now + .seconds(20)
+            while ContinuousClock.now < deadline, try await fleet.snapshot(id).1.root?.attempt != 2 { try await Task.sleep(for: .milliseconds(100)) }
+            let root = try #require(try await fleet.snapshot(id).1.root)
+            #expect(root.attempt == 2 && root.status == .queued)
+            #expect(root.error?.hasPrefix("the broker dead-lettered the job (rejected on stepfleet.steps.default)") == true, "\(root.error ?? "")")
+            _ = try await connection.deleteQueue(Names.stepsQueue(pool: Names.defaultPool))
+            await client.stop()
             await fleet.stop()
         }
     }

@@ -280,3 +280,24 @@ extension ChangeTreeTests {
         #expect(tree.overdue(now: 1_000_000, grace: 20) == [])
     }
 }
+
+extension ChangeTreeTests {
+    @Test func aDeadLetteredJobIsQueuedAgainThenGivenUp() {
+        var tree = tree()
+        _ = tree.start(now: 0)
+        #expect(tree.jobDeadLettered(ref("root"), reason: "delivery_limit", now: 1, limit: 2) == [.enqueue(stepId: "root", attempt: 2)])
+        #expect(tree.steps["root"]?.error == "the broker dead-lettered the job (delivery_limit); queued again")
+        // An old attempt's dead letter changes nothing.
+        #expect(tree.jobDeadLettered(ref("root", 1), reason: "delivery_limit", now: 2, limit: 2) == [])
+        #expect(tree.jobDeadLettered(ref("root", 2), reason: "rejected", now: 3, limit: 2) == [.changeFinished(.error)])
+        #expect(tree.steps["root"]?.error == "the broker dead-lettered this step's job 2 times (last: rejected)")
+    }
+
+    @Test func aClaimedStepIgnoresItsDeadLetteredJob() {
+        var tree = tree()
+        _ = tree.start(now: 0)
+        _ = tree.claimed(ref("root"), by: "w1", now: 1)
+        #expect(tree.jobDeadLettered(ref("root"), reason: "delivery_limit", now: 2) == [])
+        #expect(tree.steps["root"]?.status == .running)
+    }
+}

@@ -188,6 +188,16 @@ public struct DispatcherEngine: Sendable {
         return nil
     }
 
+    /// A step job the broker dead-lettered.
+    public func handleDeadLettered(_ job: StepJob, reason: String) async throws {
+        try await store.write { db in
+            guard try Store.changeId(db, ofStep: job.stepId) != nil else { return }
+            try mutate(db, changeId: job.changeId) { tree in
+                tree.jobDeadLettered(AttemptRef(stepId: job.stepId, attempt: job.attempt), reason: reason, now: Store.now())
+            }
+        }
+    }
+
     // MARK: Leases
 
     /// Expires the leases that ran out and fails attempts far past their timeout; returns how

@@ -27,11 +27,13 @@ public actor DispatcherService {
         let events = await client.subscribe(queue: Names.eventsQueue, prefetch: 200)
         let logs = await client.subscribe(queue: Names.logsQueue, prefetch: 200)
         let outcomes = await client.subscribe(queue: Names.outcomesQueue, prefetch: 50)
+        let deadLettered = await client.subscribe(queue: Names.deadJobsQueue, prefetch: 50)
         let engine = engine
         tasks = [
             Task { await self.consume(events, WorkerEvent.self) { try await engine.handle($0) } },
             Task { await self.consume(logs, LogBatch.self) { try await engine.handle($0) } },
             Task { await self.consume(outcomes, StepOutcome.self) { try await engine.handle($0); self.outboxChanged() } },
+            Task { await self.watchDeadLetters(deadLettered) },
             Task { await self.publishOutbox() },
             Task { await self.watchLeases() },
         ]
@@ -90,6 +92,27 @@ public actor DispatcherService {
                 try? await Task.sleep(for: .milliseconds(500))
                 try? await delivery.nack(requeue: true)
             }
+        }
+    }
+
+    /// Step jobs among the dead-lettered messages go back to the engine; the rest (poison) is
+    /// dropped from this copy and stays in `stepfleet.dead` for operators.
+    private func watchDeadLetters(_ subscription: AMQPSubscription) async {
+        for await delivery in subscription {
+            if WireCodec.peekType(delivery.body) == StepJob.messageType, let job = try? WireCodec.decode(StepJob.self, from: delivery.body) {
+                let reason = delivery.deathReasons.first.map { "\($0) on \(delivery.properties.headers["x-first-death-queue"]?.stringValue ?? "a queue")" } ?? "dead-lettered"
+                logger.warning("a step job was dead-lettered", metadata: ["step": "\(job.stepId)", "attempt": "\(job.attempt)", "reason": "\(reason)"])
+                do {
+                    try await engine.handleDeadLettered(job, reason: reason)
+                    outboxChanged()
+                } catch {
+                    logger.error("cannot handle a dead-lettered job; it will be delivered again", metadata: ["error": "\(error)"])
+                    try? await Task.sleep(for: .milliseconds(500))
+                    try? await delivery.nack(requeue: true)
+                    continue
+                }
+            }
+            try? await delivery.ack()
         }
     }
 

@@ -60,7 +60,7 @@ public struct ChangeTree: Sendable, Equatable {
         steps[id]!.worker = nil
         steps[id]!.leaseExpiresAt = nil
         steps[id]!.queuedAt = now
-        steps[id]!.error = nil
+        // `error` keeps why an earlier attempt ended until this one finishes.
         return [.enqueue(stepId: id, attempt: steps[id]!.attempt)]
     }
 
@@ -179,6 +179,17 @@ public struct ChangeTree: Sendable, Equatable {
         let timeout = step.timeoutSeconds.map { "\($0) s" } ?? "timeout"
         return [.cancelAttempt(ref, worker: step.worker)]
             + finish(ref.stepId, .error, error: "the step ran past its timeout of \(timeout) and its worker did not stop it; the dispatcher failed it", now: now)
+    }
+
+    /// The broker dead-lettered an attempt's job before any worker claimed it (its delivery
+    /// limit, say): the step is queued again as a new attempt, `limit` times at most.
+    public mutating func jobDeadLettered(_ ref: AttemptRef, reason: String, now: Double, limit: Int = 5) -> [Effect] {
+        guard let step = steps[ref.stepId], ref.attempt == step.attempt, step.status == .queued else { return [] }
+        if step.attempt >= limit {
+            return finish(ref.stepId, .error, error: "the broker dead-lettered this step's job \(step.attempt) times (last: \(reason))", now: now)
+        }
+        steps[ref.stepId]!.error = "the broker dead-lettered the job (\(reason)); queued again"
+        return queue(ref.stepId, now: now)
     }
 
     /// Cancels the change: finished steps keep their state, all others end `cancelled`, and
