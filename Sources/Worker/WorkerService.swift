@@ -93,8 +93,16 @@ public actor WorkerService {
         stepLogger[metadataKey: "change"] = "\(job.changeId)"
         stepLogger[metadataKey: "step"] = "\(job.stepId)"
         stepLogger[metadataKey: "attempt"] = "\(job.attempt)"
-        guard !draining, engineHealthy, running.count + claiming < configuration.slots, running[ref] == nil else {
+        if running[ref] != nil {
+            // Delivered again although this worker claimed and acked it: its ack was lost (a
+            // broker restart loses acks in flight). It runs here already; drop the copy.
+            stepLogger.info("dropping a second delivery of a job this worker runs")
+            try? await delivery.ack()
+            return
+        }
+        guard !draining, engineHealthy, running.count + claiming < configuration.slots else {
             // Only in a race with a prefetch change: give it back for another worker.
+            stepLogger.info("no free slot for a delivered job; giving it back", metadata: ["running": "\(running.count)", "claiming": "\(claiming)"])
             try? await delivery.nack(requeue: true)
             return
         }

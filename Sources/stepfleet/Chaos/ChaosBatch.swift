@@ -36,6 +36,8 @@ struct ChaosReport {
     var statuses: [String: Int] = [:]
     /// Scenario-specific expectations that did not hold.
     var failures: [String] = []
+    /// Why steps failed, with counts (failed steps are finished, not lost, but worth seeing).
+    var stepErrors: [String: Int] = [:]
 
     var clean: Bool { lost == 0 && doubled == 0 && failures.isEmpty }
 
@@ -44,6 +46,7 @@ struct ChaosReport {
         return String(
             format: "%@: steps expected %d, finished %d, lost %d, applied twice %d, re-run after run start %d, changes %@, wall %.1f s",
             scenario, expected, finished, lost, doubled, reRunAfterStart, changes, wall)
+            + stepErrors.keys.sorted().map { "\n  step error ×\(stepErrors[$0]!): \($0)" }.joined()
             + failures.map { "\n  FAILED: \($0)" }.joined()
     }
 }

@@ -108,6 +108,7 @@ struct ChaosScenario {
                 let effects = counters[action]?.intValue ?? 0
                 if ["success", "error", "cancelled", "aborted"].contains(status) { report.finished += 1 } else { report.lost += 1 }
                 if status == "success" && effects == 0 { report.lost += 1 }
+                if status == "error", let error = step["error"]?.stringValue, !error.hasPrefix("child step") { report.stepErrors[error, default: 0] += 1 }
                 if effects > 1 { report.doubled += effects - 1 }
                 let attempts = step["attempts"]?.arrayValue ?? []
                 report.reRunAfterStart += attempts.filter { $0["status"] == "retried" && $0["run_started"] == true }.count
