@@ -46,14 +46,9 @@ extension ChaosScenario {
     }
 
     func broker(_ arguments: String...) throws {
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: rabbitmqctl[0])
-        process.arguments = Array(rabbitmqctl.dropFirst()) + arguments
-        process.standardOutput = FileHandle.nullDevice
-        process.standardError = FileHandle.nullDevice
-        try process.run()
-        process.waitUntilExit()
-        guard process.terminationStatus == 0 else { throw CLIError("rabbitmqctl \(arguments.joined(separator: " ")) failed") }
+        guard try LocalRepository.run(rabbitmqctl[0], Array(rabbitmqctl.dropFirst()) + arguments).status == 0 else {
+            throw CLIError("rabbitmqctl \(arguments.joined(separator: " ")) failed")
+        }
     }
 
     /// Thousands of bad messages into every queue, from Debian's amqp-publish (not our client):
@@ -90,18 +85,10 @@ extension ChaosScenario {
     }
 
     private func publish(url: String, exchange: String, key: String, input: Data, lineBuffered: Bool) throws {
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: "/usr/bin/amqp-publish")
-        process.arguments = ["--url=\(url)", "-e", exchange, "-r", key, "-p"] + (lineBuffered ? ["-l"] : [])
-        let stdin = Pipe()
-        process.standardInput = stdin
-        process.standardOutput = FileHandle.nullDevice
-        process.standardError = FileHandle.nullDevice
-        try process.run()
-        stdin.fileHandleForWriting.write(input)
-        try stdin.fileHandleForWriting.close()
-        process.waitUntilExit()
-        guard process.terminationStatus == 0 else { throw CLIError("amqp-publish to \(exchange)/\(key) failed") }
+        let arguments = ["--url=\(url)", "-e", exchange, "-r", key, "-p"] + (lineBuffered ? ["-l"] : [])
+        guard try LocalRepository.run("/usr/bin/amqp-publish", arguments, input: input).status == 0 else {
+            throw CLIError("amqp-publish to \(exchange)/\(key) failed")
+        }
     }
 
     /// Kills the workers while both changes' root steps run, starts a fresh one, and checks that
