@@ -22,15 +22,16 @@ public actor AMQPClient {
     private final class Subscription: Sendable {
         let queue: String
         let prefetch: UInt16
+        /// Set for a credit subscription (`subscribe(queue:capacity:)`).
+        let credit: CreditState?
         let continuation: AsyncStream<AMQPDelivery>.Continuation
         let consumer = LockedValue<AMQPConsumer?>(nil)
-        let desiredPrefetch: LockedValue<UInt16>
 
-        init(queue: String, prefetch: UInt16, continuation: AsyncStream<AMQPDelivery>.Continuation) {
+        init(queue: String, prefetch: UInt16, credit: CreditState?, continuation: AsyncStream<AMQPDelivery>.Continuation) {
             self.queue = queue
             self.prefetch = prefetch
+            self.credit = credit
             self.continuation = continuation
-            desiredPrefetch = LockedValue(prefetch)
         }
     }
 
@@ -98,9 +99,21 @@ public actor AMQPClient {
     /// was not acked (marked redelivered); acking a delivery of a lost connection throws
     /// `.staleDelivery`.
     public func subscribe(queue: String, prefetch: UInt16) -> AMQPSubscription {
+        add(Subscription(queue: queue, prefetch: prefetch, credit: nil, continuation: AsyncStream<AMQPDelivery>.makeStream().continuation))
+    }
+
+    /// Deliveries from `queue`, at most `capacity` held by the application at once whether acked
+    /// or not: each takes a slot until `AMQPSubscription.release()`. For work that is acked when
+    /// claimed but runs long after. Starts paused when `paused` (see `setPaused`).
+    public func subscribe(queue: String, capacity: Int, paused: Bool = false) -> AMQPSubscription {
+        let credit = CreditState(capacity: capacity, paused: paused)
+        return add(Subscription(queue: queue, prefetch: 1, credit: credit, continuation: AsyncStream<AMQPDelivery>.makeStream().continuation))
+    }
+
+    private func add(_ template: Subscription) -> AMQPSubscription {
         let (stream, continuation) = AsyncStream<AMQPDelivery>.makeStream()
         let id = UUID()
-        let subscription = Subscription(queue: queue, prefetch: prefetch, continuation: continuation)
+        let subscription = Subscription(queue: template.queue, prefetch: template.prefetch, credit: template.credit, continuation: continuation)
         subscriptions[id] = subscription
         continuation.onTermination = { _ in Task { await self.unsubscribe(id) } }
         if let connection, connection.isOpen {
@@ -117,16 +130,28 @@ public actor AMQPClient {
         await subscription.consumer.value?.cancel()
     }
 
-    /// Changes the prefetch of a subscription; 0 pauses it. RabbitMQ applies a prefetch only
-    /// to consumers started after it (and quorum queues have no channel-wide prefetch), so
-    /// this starts a new consumer: deliveries not yet acked go back to the queue and are
-    /// delivered again, and acking them here throws `.staleDelivery`.
-    func setPrefetch(_ id: UUID, _ count: UInt16) async {
-        guard let subscription = subscriptions[id], subscription.desiredPrefetch.value != count else { return }
-        subscription.desiredPrefetch.value = count
-        await subscription.consumer.value?.cancel()
-        subscription.consumer.value = nil
-        if count > 0, let connection, connection.isOpen { await attach(subscription, to: connection) }
+    /// A credit subscription's delivery no longer takes a slot.
+    func release(_ id: UUID) async {
+        guard let subscription = subscriptions[id], let credit = subscription.credit else { return }
+        credit.release()
+        await replenish(subscription)
+    }
+
+    /// Pauses or resumes a credit subscription. While paused no delivery is taken; one the broker
+    /// sent just before still arrives (and takes a slot).
+    func setPaused(_ id: UUID, _ paused: Bool) async {
+        guard let subscription = subscriptions[id], let credit = subscription.credit else { return }
+        credit.setPaused(paused)
+        await replenish(subscription)
+    }
+
+    private func replenish(_ subscription: Subscription) async {
+        do {
+            try await subscription.consumer.value?.replenish()
+        } catch {
+            // A lost channel or connection: the next attach starts what the credit wants.
+            logger.debug("cannot start consumers", metadata: ["queue": "\(subscription.queue)", "error": "\(error)"])
+        }
     }
 
     private func maintain() async {
@@ -153,7 +178,7 @@ public actor AMQPClient {
             connection = opened
             connectionCount += 1
             logger.info("connected to the broker", metadata: ["broker": "\(opened.endpoint)", "connection": "\(connectionCount)"])
-            for subscription in subscriptions.values where subscription.desiredPrefetch.value > 0 {
+            for subscription in subscriptions.values {
                 await attach(subscription, to: opened)
             }
             for waiter in connectionWaiters.values { waiter.resume(returning: opened) }
@@ -181,13 +206,20 @@ public actor AMQPClient {
 
     private func attach(_ subscription: Subscription, to connection: AMQPConnection) async {
         do {
-            let consumer = try await connection.consume(queue: subscription.queue, prefetch: subscription.desiredPrefetch.value)
+            let consumer: AMQPConsumer
+            if let credit = subscription.credit {
+                consumer = try await connection.consume(queue: subscription.queue, credit: credit)
+            } else {
+                consumer = try await connection.consume(queue: subscription.queue, prefetch: subscription.prefetch)
+            }
             subscription.consumer.value = consumer
             Task {
                 do {
                     for try await delivery in consumer { subscription.continuation.yield(delivery) }
                 } catch {
-                    logger.debug("consumer ended", metadata: ["queue": "\(subscription.queue)", "error": "\(error)"])
+                    guard connection.isOpen else { return }  // the maintainer resumes it on the next connection
+                    logger.warning("consumer's channel closed; consuming again", metadata: ["queue": "\(subscription.queue)", "error": "\(error)"])
+                    await self.resumeAfterChannelLoss(subscription, consumer: consumer, connection: connection)
                 }
             }
         } catch {
@@ -200,6 +232,17 @@ public actor AMQPClient {
                 }
             }
         }
+    }
+
+    /// A consumer's channel closed while the connection lives on (a consumer timeout, a queue
+    /// deleted and declared again): consume again after a pause. A lost connection is the
+    /// maintainer's to resume.
+    private func resumeAfterChannelLoss(_ subscription: Subscription, consumer: AMQPConsumer, connection: AMQPConnection) async {
+        try? await Task.sleep(for: backoff.delay(attempt: 2))
+        guard connection.isOpen, let current = self.connection, current === connection, has(subscription),
+            let attached = subscription.consumer.value, attached.channel == consumer.channel
+        else { return }
+        await attach(subscription, to: connection)
     }
 
     private func has(_ subscription: Subscription) -> Bool {
@@ -218,10 +261,15 @@ public struct AMQPSubscription: AsyncSequence, Sendable {
         stream.makeAsyncIterator()
     }
 
-    /// Changes how many unacked deliveries the broker may hand over; 0 pauses consuming.
-    /// Deliveries not yet acked go back to the queue (see `AMQPClient.setPrefetch`).
-    public func setPrefetch(_ count: UInt16) async {
-        await client.setPrefetch(id, count)
+    /// For a credit subscription: the slot of one delivery is free again (call exactly once per
+    /// delivery, after it is settled and its work is done).
+    public func release() async {
+        await client.release(id)
+    }
+
+    /// For a credit subscription: stop taking deliveries (`true`) or take them again.
+    public func setPaused(_ paused: Bool) async {
+        await client.setPaused(id, paused)
     }
 
     /// Stops consuming; unacked deliveries go back to the queue.

@@ -59,6 +59,14 @@ public final class AMQPConnection: Sendable {
         return AMQPConsumer(stream: stream, tag: tag, channel: channel, connection: thread)
     }
 
+    /// Starts a credit consumer: at most `credit.wanted` deliveries are handed over until the
+    /// application releases slots (see `CreditState`); call `replenish()` after a release.
+    func consume(queue: String, credit: CreditState) async throws(AMQPError) -> AMQPConsumer {
+        let (stream, continuation) = AsyncThrowingStream<AMQPDelivery, any Error>.makeStream()
+        let channel = try await thread.perform { try $0.consume(queue: queue, credit: credit, continuation: continuation) }
+        return AMQPConsumer(stream: stream, tag: "", channel: channel, connection: thread, credited: true)
+    }
+
     /// Deletes a queue and returns how many messages it held.
     @discardableResult
     public func deleteQueue(_ name: String) async throws(AMQPError) -> Int {

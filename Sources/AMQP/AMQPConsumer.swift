@@ -63,6 +63,8 @@ public struct AMQPConsumer: AsyncSequence, Sendable {
     public let tag: String
     let channel: UInt16
     let connection: ConnectionThread
+    /// A credit consumer (`AMQPConnection.consume(queue:credit:)`): a channel of one-delivery consumers.
+    var credited = false
 
     public func makeAsyncIterator() -> AsyncThrowingStream<AMQPDelivery, any Error>.AsyncIterator {
         stream.makeAsyncIterator()
@@ -71,6 +73,17 @@ public struct AMQPConsumer: AsyncSequence, Sendable {
     /// Stops the consumer and closes its channel; unacked deliveries go back to the queue.
     public func cancel() async {
         let tag = tag
-        _ = try? await connection.perform { $0.cancel(consumerTag: tag) }
+        let channel = channel
+        if credited {
+            _ = try? await connection.perform { $0.cancelCredit(channel: channel) }
+        } else {
+            _ = try? await connection.perform { $0.cancel(consumerTag: tag) }
+        }
+    }
+
+    /// A credit consumer starts or cancels consumers to match its credit's wanted count.
+    func replenish() async throws(AMQPError) {
+        let channel = channel
+        try await connection.perform { try $0.replenish(channel: channel) }
     }
 }

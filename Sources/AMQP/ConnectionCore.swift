@@ -3,20 +3,21 @@ import Foundation
 
 /// One librabbitmq connection. Not thread-safe, like the library: only its `ConnectionThread`
 /// touches it. Channel 1 publishes in confirm mode, channel 2 carries declarations, every
-/// consumer has a channel of its own.
+/// subscription has a channel of its own. Channel numbers are never reused on a connection, so
+/// an ack for a delivery of a closed channel can never land on another consumer's channel.
 final class ConnectionCore {
     typealias ConfirmWaiter = @Sendable (Result<Void, AMQPError>) -> Void
 
-    private let state: amqp_connection_state_t
+    let state: amqp_connection_state_t
     let endpoint: String
     /// Set when the connection can no longer be used; the thread then tears it down.
     private(set) var failure: AMQPError?
     private(set) var blocked = false
     private var confirms = ConfirmTracker<ConfirmWaiter>()
     private var heldPublishes: [HeldPublish] = []
-    private var consumers: [String: ConsumerSink] = [:]
+    var consumers: [String: ConsumerSink] = [:]
+    var creditChannels: [amqp_channel_t: CreditChannel] = [:]
     private var openChannels: Set<amqp_channel_t> = []
-    private var freeChannels: [amqp_channel_t] = []
     private var nextChannel: amqp_channel_t = 3
     private let connection: AMQPConnection.Handle
 
@@ -34,6 +35,8 @@ final class ConnectionCore {
     struct ConsumerSink {
         let channel: amqp_channel_t
         let continuation: AsyncThrowingStream<AMQPDelivery, any Error>.Continuation
+        /// One of a credit channel's one-delivery consumers.
+        var credited = false
     }
 
     private init(state: amqp_connection_state_t, endpoint: String, connection: AMQPConnection.Handle) {
@@ -176,11 +179,8 @@ final class ConnectionCore {
     func consume(queue: String, prefetch: UInt16, continuation: AsyncThrowingStream<AMQPDelivery, any Error>.Continuation) throws(AMQPError)
         -> (tag: String, channel: UInt16)
     {
-        let channel = allocateChannel()
+        let channel = try openConsumerChannel(prefetch: prefetch, queue: queue)
         do throws(AMQPError) {
-            try openChannel(channel)
-            amqp_basic_qos(state, channel, 0, prefetch, 0)
-            try checkOn(channel, amqp_get_rpc_reply(state), "set prefetch on \(queue)")
             let arena = CArena()
             let ok = amqp_basic_consume(state, channel, arena.bytes(queue), amqp_empty_bytes, 0, 0, 0, amqp_empty_table)
             try checkOn(channel, amqp_get_rpc_reply(state), "consume from queue \(queue)")
@@ -189,19 +189,30 @@ final class ConnectionCore {
             consumers[tag] = ConsumerSink(channel: channel, continuation: continuation)
             return (tag, channel)
         } catch {
-            releaseChannel(channel)
+            closeChannel(channel)
             throw error
         }
+    }
+
+    /// Opens a channel for one subscription, with a per-consumer prefetch.
+    func openConsumerChannel(prefetch: UInt16, queue: String) throws(AMQPError) -> amqp_channel_t {
+        let channel = try allocateChannel()
+        try openChannel(channel)
+        amqp_basic_qos(state, channel, 0, prefetch, 0)
+        do throws(AMQPError) {
+            try checkOn(channel, amqp_get_rpc_reply(state), "set prefetch on \(queue)")
+        } catch {
+            closeChannel(channel)
+            throw error
+        }
+        return channel
     }
 
     /// Stops a consumer and closes its channel: the broker requeues what it had not acked.
     func cancel(consumerTag: String) {
         guard let sink = consumers.removeValue(forKey: consumerTag) else { return }
         sink.continuation.finish()
-        guard openChannels.contains(sink.channel) else { return }
-        amqp_channel_close(state, sink.channel, Int32(AMQP_REPLY_SUCCESS))
-        openChannels.remove(sink.channel)
-        freeChannels.append(sink.channel)
+        closeChannel(sink.channel)
     }
 
     enum Settlement: Sendable {
@@ -265,7 +276,9 @@ final class ConnectionCore {
             let delivery = AMQPDelivery(
                 message: delivered, deliveryTag: deliver.delivery_tag, redelivered: deliver.redelivered != 0, exchange: exchange,
                 routingKey: routingKey, consumerTag: consumerTag, channel: frame.channel, connection: connection)
-            if let sink = consumers[consumerTag] {
+            if creditDelivered(delivery) {
+                break
+            } else if let sink = consumers[consumerTag] {
                 sink.continuation.yield(delivery)
             } else {
                 amqp_basic_reject(state, frame.channel, deliver.delivery_tag, 1)
@@ -285,8 +298,14 @@ final class ConnectionCore {
         case stepfleet_basic_cancel:
             let cancel = method.decoded.assumingMemoryBound(to: amqp_basic_cancel_t.self).pointee
             let tag = CCopy.string(cancel.consumer_tag)
-            consumers.removeValue(forKey: tag)?.continuation.finish(
-                throwing: AMQPError.operationFailed(operation: "consume", reason: "the broker cancelled consumer \(tag) (queue deleted?)"))
+            let error = AMQPError.operationFailed(operation: "consume", reason: "the broker cancelled consumer \(tag) (queue deleted?)")
+            guard let sink = consumers.removeValue(forKey: tag) else { break }
+            if sink.credited {
+                creditChannelClosed(sink.channel, error)
+                closeChannel(sink.channel)
+            } else {
+                sink.continuation.finish(throwing: error)
+            }
         case stepfleet_channel_close:
             let close = method.decoded.assumingMemoryBound(to: amqp_channel_close_t.self).pointee
             let error = AMQPError.channelClosed(code: Int(close.reply_code), reason: CCopy.string(close.reply_text))
@@ -319,11 +338,11 @@ final class ConnectionCore {
         case Self.declareChannel:
             try? openChannel(Self.declareChannel)
         default:
+            creditChannelClosed(channel, error)
             for (tag, sink) in consumers where sink.channel == channel {
                 consumers.removeValue(forKey: tag)
                 sink.continuation.finish(throwing: error)
             }
-            freeChannels.append(channel)
         }
     }
 
@@ -339,6 +358,8 @@ final class ConnectionCore {
         heldPublishes.removeAll()
         for sink in consumers.values { sink.continuation.finish(throwing: failure!) }
         consumers.removeAll()
+        for entry in creditChannels.values { entry.continuation.finish(throwing: failure!) }
+        creditChannels.removeAll()
         openChannels.removeAll()
     }
 
@@ -352,17 +373,29 @@ final class ConnectionCore {
 
     // MARK: Channels and replies
 
-    private func allocateChannel() -> amqp_channel_t {
-        if let reused = freeChannels.popLast() { return reused }
+    /// The next unused channel number. When the connection's channels run out it is failed, and
+    /// the reconnect starts numbering afresh.
+    private func allocateChannel() throws(AMQPError) -> amqp_channel_t {
+        let maximum = amqp_get_channel_max(state)
+        guard maximum == 0 || Int(nextChannel) <= Int(maximum), nextChannel < amqp_channel_t.max else {
+            let error = AMQPError.connectionClosed(reason: "all \(maximum) channels of the connection were used; reconnecting")
+            fail(error)
+            throw error
+        }
         defer { nextChannel += 1 }
         return nextChannel
     }
 
-    private func releaseChannel(_ channel: amqp_channel_t) {
-        if openChannels.remove(channel) != nil {
-            amqp_channel_close(state, channel, Int32(AMQP_REPLY_SUCCESS))
+    /// Closes a channel we opened (waiting for close-ok); its number is not used again.
+    func closeChannel(_ channel: amqp_channel_t) {
+        guard openChannels.remove(channel) != nil, failure == nil else { return }
+        let reply = amqp_channel_close(state, channel, Int32(AMQP_REPLY_SUCCESS))
+        if reply.reply_type == AMQP_RESPONSE_SERVER_EXCEPTION, reply.reply.id == stepfleet_channel_close {
+            // The broker closed it at the same moment: answer its close too.
+            stepfleet_amqp_send_channel_close_ok(state, channel)
+        } else if reply.reply_type != AMQP_RESPONSE_NORMAL, reply.reply_type != AMQP_RESPONSE_SERVER_EXCEPTION {
+            fail(.connectionClosed(reason: "closing channel \(channel): \(describe(reply))"))
         }
-        freeChannels.append(channel)
     }
 
     private func openChannel(_ channel: amqp_channel_t) throws(AMQPError) {
@@ -385,7 +418,7 @@ final class ConnectionCore {
         if !openChannels.contains(Self.declareChannel) { try openChannel(Self.declareChannel) }
     }
 
-    private func checkOn(_ channel: amqp_channel_t, _ reply: amqp_rpc_reply_t, _ operation: String) throws(AMQPError) {
+    func checkOn(_ channel: amqp_channel_t, _ reply: amqp_rpc_reply_t, _ operation: String) throws(AMQPError) {
         switch reply.reply_type {
         case AMQP_RESPONSE_NORMAL:
             return
@@ -400,7 +433,7 @@ final class ConnectionCore {
         }
     }
 
-    private func describe(_ reply: amqp_rpc_reply_t) -> String {
+    func describe(_ reply: amqp_rpc_reply_t) -> String {
         switch reply.reply_type {
         case AMQP_RESPONSE_NORMAL:
             return "ok"

@@ -42,6 +42,15 @@ static inline int stepfleet_amqp_send_connection_close_ok(
   return amqp_send_method(state, 0, AMQP_CONNECTION_CLOSE_OK_METHOD, &reply);
 }
 
+/* basic.cancel without waiting for cancel-ok: sent from inside frame handling. */
+static inline int stepfleet_amqp_cancel_nowait(
+    amqp_connection_state_t state, amqp_channel_t channel, amqp_bytes_t tag) {
+  amqp_basic_cancel_t request;
+  request.consumer_tag = tag;
+  request.nowait = 1;
+  return amqp_send_method(state, channel, AMQP_BASIC_CANCEL_METHOD, &request);
+}
+
 /* Polls the connection's socket and an extra wake-up descriptor. Returns
    a bit set: 1 = socket readable (or error/hangup), 2 = wake-up readable. */
 static inline int stepfleet_poll2(int sockfd, int wakefd, int timeout_ms) {

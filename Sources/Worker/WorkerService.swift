@@ -3,7 +3,8 @@ import Foundation
 import Logging
 import Protocol
 
-/// A worker process: consumes its pool's jobs with prefetch = free slots, claims each (the
+/// A worker process: takes at most one job per free slot from its pool's queue (a credit
+/// subscription: a job holds its slot from delivery until it finished), claims each (the
 /// claim is confirmed before the job is acked), runs it, and publishes the outcome to the
 /// job's reply-to queue. Stateless: kill it at any moment and the dispatcher's leases bring
 /// its steps home.
@@ -18,9 +19,8 @@ public actor WorkerService {
 
     private var jobs: AMQPSubscription?
     private var running: [AttemptRef: StepCancellation] = [:]
-    /// Deliveries being claimed (not yet acked); prefetch changes wait for them.
+    /// Deliveries being claimed (not yet acked).
     private var claiming = 0
-    private var currentPrefetch: UInt16
     private var engineHealthy = true
     private var draining = false
     private var shuttingDown = false
@@ -46,7 +46,6 @@ public actor WorkerService {
                 maximumConcurrentBuilds: configuration.maximumConcurrentBuilds),
             runtime: DockerContainerRuntime(engine: engine),
             publisher: publisher)
-        currentPrefetch = UInt16(clamping: configuration.slots)
     }
 
     /// Runs until `shutdown()` has finished.
@@ -56,8 +55,7 @@ public actor WorkerService {
         engineHealthy = await engine.ping()
         if !engineHealthy { logger.error("the Docker engine at \(engine.socketPath) does not answer: not taking jobs until it does") }
         await client.start()
-        let jobs = await client.subscribe(queue: Names.stepsQueue(pool: configuration.pool), prefetch: engineHealthy ? currentPrefetch : 0)
-        if !engineHealthy { currentPrefetch = 0 }
+        let jobs = await client.subscribe(queue: Names.stepsQueue(pool: configuration.pool), capacity: configuration.slots, paused: !engineHealthy)
         self.jobs = jobs
         let control = await client.subscribe(queue: controlQueue, prefetch: 50)
         tasks.append(Task { for await delivery in jobs { await self.received(delivery) } })
@@ -86,6 +84,7 @@ public actor WorkerService {
         } catch {
             logger.warning("rejecting a job that does not decode; it is dead-lettered", metadata: ["reason": "\(error)"])
             try? await delivery.reject(requeue: false)
+            await jobs?.release()
             return
         }
         let ref = AttemptRef(stepId: job.stepId, attempt: job.attempt)
@@ -98,12 +97,14 @@ public actor WorkerService {
             // broker restart loses acks in flight). It runs here already; drop the copy.
             stepLogger.info("dropping a second delivery of a job this worker runs")
             try? await delivery.ack()
+            await jobs?.release()
             return
         }
         guard !draining, engineHealthy, running.count + claiming < configuration.slots else {
-            // Only in a race with a prefetch change: give it back for another worker.
-            stepLogger.info("no free slot for a delivered job; giving it back", metadata: ["running": "\(running.count)", "claiming": "\(claiming)"])
+            // Sent by the broker a moment before a pause (drain, engine down): give it back.
+            stepLogger.info("not taking a job delivered as this worker paused; giving it back", metadata: ["running": "\(running.count)", "claiming": "\(claiming)"])
             try? await delivery.nack(requeue: true)
+            await jobs?.release()
             return
         }
         claiming += 1
@@ -114,6 +115,7 @@ public actor WorkerService {
             claiming -= 1
             stepLogger.warning("cannot publish the claim; giving the job back", metadata: ["error": "\(error)"])
             try? await delivery.nack(requeue: true)
+            await jobs?.release()
             return
         }
         do {
@@ -122,7 +124,7 @@ public actor WorkerService {
             // The broker will deliver it again (here or elsewhere); this claim is void.
             claiming -= 1
             stepLogger.warning("the job could not be acked after the claim; leaving it to its redelivery", metadata: ["error": "\(error)"])
-            await adjustPrefetch()
+            await jobs?.release()
             return
         }
         claiming -= 1
@@ -131,7 +133,6 @@ public actor WorkerService {
         stepLogger.info("claimed", metadata: ["action": "\(job.action)"])
         let replyTo = delivery.properties.replyTo ?? Names.outcomesQueue
         stepTasks[ref] = Task { await self.execute(job, ref: ref, claimedAt: claimedAt, replyTo: replyTo, cancellation: cancellation, logger: stepLogger) }
-        await adjustPrefetch()
     }
 
     private func execute(_ job: StepJob, ref: AttemptRef, claimedAt: EpochMilliseconds, replyTo: String, cancellation: StepCancellation, logger: Logger) async {
@@ -141,23 +142,18 @@ public actor WorkerService {
         let publisher = publisher
         let delivered = await publisher.untilConfirmed("outcome") { () throws(AMQPError) in try await publisher.outcome(outcome, replyTo: replyTo) }
         logger.info("step finished", metadata: ["status": "\(outcome.status.rawValue)", "published": "\(delivered)", "error": "\(outcome.error ?? "")"])
-        finished(ref)
+        await finished(ref)
     }
 
-    private func finished(_ ref: AttemptRef) {
+    private func finished(_ ref: AttemptRef) async {
         running[ref] = nil
         stepTasks[ref] = nil
-        Task { await adjustPrefetch() }
+        await jobs?.release()
     }
 
-    /// Keeps the broker's prefetch equal to the free slots (0 while draining or while the
-    /// engine is down), once no delivery is half-claimed.
-    private func adjustPrefetch() async {
-        guard claiming == 0, let jobs else { return }
-        let target = draining || !engineHealthy ? 0 : UInt16(clamping: max(0, configuration.slots - running.count))
-        guard target != currentPrefetch else { return }
-        currentPrefetch = target
-        await jobs.setPrefetch(target)
+    /// Takes no jobs while draining or while the engine is down.
+    private func updatePause() async {
+        await jobs?.setPaused(draining || !engineHealthy)
     }
 
     // MARK: Heartbeats, control, engine health
@@ -188,7 +184,7 @@ public actor WorkerService {
             guard message.worker == nil || message.worker == configuration.name else { return }
             logger.info("draining: taking no more jobs")
             draining = true
-            await adjustPrefetch()
+            await updatePause()
         }
     }
 
@@ -208,7 +204,7 @@ public actor WorkerService {
             } else {
                 logger.error("the Docker engine at \(engine.socketPath) does not answer: not taking jobs until it does")
             }
-            await adjustPrefetch()
+            await updatePause()
         }
     }
 

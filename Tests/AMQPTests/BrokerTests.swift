@@ -215,36 +215,49 @@ import Testing
 }
 
 @Suite struct SubscriptionTests {
-    @Test func prefetchCanBeChangedAndPaused() async throws {
-        let queue = TestBroker.uniqueName("resize")
+    /// Claim-then-ack: acking does not free a slot, only `release` does; pausing and resuming
+    /// returns nothing to the queue, so no message is ever redelivered.
+    @Test func creditSubscriptionHoldsSlotsUntilReleased() async throws {
+        let queue = TestBroker.uniqueName("credit")
         let client = AMQPClient(endpoints: [try TestBroker.configuration()], topology: AMQPTopology(queues: [.quorum(queue)]), logger: TestBroker.logger)
         let connection = try await client.connected()
         for index in 0..<20 {
             try await connection.publish(AMQPMessage(body: Data("s\(index)".utf8)), routingKey: queue)
         }
-        let subscription = await client.subscribe(queue: queue, prefetch: 2)
+        let subscription = await client.subscribe(queue: queue, capacity: 2)
         let received = LockedValue<[AMQPDelivery]>([])
         let reader = Task {
-            for await delivery in subscription { received.withLock { $0.append(delivery) } }
+            for await delivery in subscription {
+                received.withLock { $0.append(delivery) }
+                try? await delivery.ack()
+            }
         }
         #expect(await eventually { received.value.count == 2 })
         try await Task.sleep(for: .milliseconds(300))
-        #expect(received.value.count == 2)
+        #expect(received.value.count == 2, "acked deliveries still hold their slots")
 
-        // Pause: the two unacked go back to the queue; nothing more arrives.
-        await subscription.setPrefetch(0)
-        await #expect(throws: AMQPError.staleDelivery) { try await received.value[0].ack() }
+        await subscription.release()
+        #expect(await eventually { received.value.count == 3 })
         try await Task.sleep(for: .milliseconds(300))
-        #expect(received.value.count == 2)
+        #expect(received.value.count == 3)
 
-        // Resume with a larger window: exactly five more, the returned two among them.
-        await subscription.setPrefetch(5)
-        #expect(await eventually { received.value.count == 7 })
+        // Paused: a released slot is not refilled.
+        await subscription.setPaused(true)
+        await subscription.release()
+        await subscription.release()
         try await Task.sleep(for: .milliseconds(300))
-        #expect(received.value.count == 7)
-        #expect(received.value[2...].filter(\.redelivered).count == 2)
-        for delivery in received.value[2...] { try await delivery.ack() }
-        #expect(await eventually { received.value.count == 12 })
+        #expect(received.value.count == 3)
+
+        // Resumed: two free slots, two more deliveries.
+        await subscription.setPaused(false)
+        #expect(await eventually { received.value.count == 5 })
+        try await Task.sleep(for: .milliseconds(300))
+        #expect(received.value.count == 5)
+        for _ in 0..<15 { await subscription.release() }
+        #expect(await eventually { received.value.count == 20 })
+        #expect(received.value.allSatisfy { !$0.redelivered })
+        #expect(Set(received.value.map { String(decoding: $0.body, as: UTF8.self) }).count == 20)
+        #expect(try await connection.messageCount(queue: queue) == 0)
 
         reader.cancel()
         try await connection.deleteQueue(queue)
