@@ -72,7 +72,7 @@ let package = Package(
         .executableTarget(
             name: "stepfleet",
             dependencies: [
-                "Protocol", "AMQP", "Dispatcher", "Worker", "StepRunner",
+                "Protocol", "AMQP", "Dispatcher", "Worker", "StepRunner", "HostCommand",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "Hummingbird", package: "hummingbird"),

@@ -124,13 +124,69 @@ CONF
     die "RabbitMQ did not start within 120 s (logs: $RABBIT_DIR/log)"
 }
 
+# with_node NAME CMD...: runs CMD with the STEPFLEET_RABBIT_* variables of one of our private
+# nodes: stepfleet (5672, amqps 5671), stepfleet-chaos (5682, amqps 5681), and the cluster nodes
+# stepfleet-c1..c3 (569N, amqps 579N). Distribution ports are the AMQP port + 20000.
+with_node() {
+    local name=${1%%@*} port
+    shift
+    case $name in
+        stepfleet) port=5672 ;;
+        stepfleet-chaos) port=5682 ;;
+        stepfleet-c[1-3]) port=$((5690 + ${name#stepfleet-c})) ;;
+        *) die "unknown private node $name (stepfleet, stepfleet-chaos, stepfleet-c1..c3)" ;;
+    esac
+    local tls=$((port - 1))
+    [[ $name == stepfleet-c[1-3] ]] && tls=$((port + 100))
+    (
+        STEPFLEET_RABBIT_NODE=$name@localhost STEPFLEET_AMQP_PORT=$port STEPFLEET_AMQPS_PORT=$tls \
+            STEPFLEET_RABBIT_DIST_PORT=$((port + 20000)) "$@"
+    )
+}
+
 # start_chaos_rabbitmq: a second, disposable node for tests that stop or disrupt the broker,
 # so they never disturb tests running at the same time on the main node.
-start_chaos_rabbitmq() {
-    (
-        STEPFLEET_RABBIT_NODE=stepfleet-chaos@localhost STEPFLEET_AMQP_PORT=5682 STEPFLEET_AMQPS_PORT=5681 \
-            STEPFLEET_RABBIT_DIST_PORT=25682 start_rabbitmq
-    )
+start_chaos_rabbitmq() { with_node stepfleet-chaos start_rabbitmq; }
+
+# kill_rabbitmq: SIGKILL the node's Erlang VM (a crash, not a shutdown).
+kill_rabbitmq() {
+    local pidfile
+    pidfile=$(rabbit_dir)/rabbitmq.pid
+    [[ -s $pidfile ]] || die "no pid file for $STEPFLEET_RABBIT_NODE ($pidfile)"
+    kill -KILL "$(cat "$pidfile")" 2>/dev/null || true
+    for _ in $(seq 1 50); do
+        rabbit_answers || { rm -f "$pidfile"; return 0; }
+        sleep 0.2
+    done
+    die "$STEPFLEET_RABBIT_NODE still answers after SIGKILL"
+}
+
+# start_cluster: stepfleet-c1..c3 as one cluster (a shared Erlang cookie; c2 and c3 join c1).
+start_cluster() {
+    local cookie=$STEPFLEET_STATE/rabbitmq/cluster.cookie
+    mkdir -p "$STEPFLEET_STATE/rabbitmq"
+    [[ -s $cookie ]] || { head -c 24 /dev/urandom | od -An -tx1 | tr -d ' \n' >"$cookie"; chmod 400 "$cookie"; }
+    local node home
+    for node in stepfleet-c1 stepfleet-c2 stepfleet-c3; do
+        home=$STEPFLEET_STATE/rabbitmq/$node/home
+        mkdir -p "$home"
+        if ! cmp -s "$cookie" "$home/.erlang.cookie"; then
+            rm -f "$home/.erlang.cookie"
+            cp "$cookie" "$home/.erlang.cookie"
+            chmod 400 "$home/.erlang.cookie"
+        fi
+        with_node $node start_rabbitmq
+    done
+    for node in stepfleet-c2 stepfleet-c3; do
+        if with_node $node rabbitmqctl_private -q cluster_status --formatter json 2>/dev/null | grep -q '"stepfleet-c1@localhost"'; then
+            continue
+        fi
+        log "joining $node to stepfleet-c1"
+        for step in stop_app reset "join_cluster stepfleet-c1@localhost" start_app; do
+            # shellcheck disable=SC2086 # the step is a command and its argument
+            with_node $node rabbitmqctl_private -q $step >/dev/null 2>&1 || die "$node: rabbitmqctl $step failed"
+        done
+    done
 }
 
 stop_rabbitmq() {

@@ -154,7 +154,20 @@ public actor AMQPClient {
         }
     }
 
+    /// Every few seconds, each credit subscription's consumers are matched to its free slots
+    /// again: a consume refused in a broker failover is retried without waiting for the next
+    /// release.
+    private func topUpCreditSubscriptions() async {
+        while !stopped && !Task.isCancelled {
+            try? await Task.sleep(for: .seconds(3))
+            guard let connection, connection.isOpen else { continue }
+            for subscription in subscriptions.values where subscription.credit != nil { await replenish(subscription) }
+        }
+    }
+
     private func maintain() async {
+        let topUp = Task { await self.topUpCreditSubscriptions() }
+        defer { topUp.cancel() }
         var attempt = 0
         while !stopped && !Task.isCancelled {
             guard let opened = await openAny(startingAt: attempt) else {
@@ -217,7 +230,9 @@ public actor AMQPClient {
                 do {
                     for try await delivery in consumer { subscription.continuation.yield(delivery) }
                 } catch {
-                    guard connection.isOpen else { return }  // the maintainer resumes it on the next connection
+                    // A lost connection is the maintainer's to resume, on the next connection.
+                    if case .connectionClosed? = error as? AMQPError { return }
+                    guard connection.isOpen else { return }
                     logger.warning("consumer's channel closed; consuming again", metadata: ["queue": "\(subscription.queue)", "error": "\(error)"])
                     await self.resumeAfterChannelLoss(subscription, consumer: consumer, connection: connection)
                 }

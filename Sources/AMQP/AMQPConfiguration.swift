@@ -3,7 +3,8 @@ import Foundation
 /// Where and how to reach a broker: `amqp://user:pass@host:port/vhost` or `amqps://…`.
 ///
 /// Query parameters (as in RabbitMQ's URI spec): `heartbeat` (seconds), `connection_timeout`
-/// (milliseconds), `cacertfile`, `certfile`, `keyfile`, `verify` (`verify_peer`, the default, or
+/// (milliseconds), `confirm_timeout` (seconds a publish waits for the broker's confirm before it
+/// is reported unconfirmed; default 10), `cacertfile`, `certfile`, `keyfile`, `verify` (`verify_peer`, the default, or
 /// `verify_none`), `server_name_indication` is not needed (the host name is verified).
 public struct AMQPConfiguration: Sendable, Hashable, CustomStringConvertible {
     public var host: String
@@ -14,6 +15,10 @@ public struct AMQPConfiguration: Sendable, Hashable, CustomStringConvertible {
     /// Requested heartbeat interval in seconds; 0 turns heartbeats off.
     public var heartbeatSeconds: Int
     public var connectTimeoutMilliseconds: Int
+    /// How long a publish waits for its confirm on a live connection before it is reported
+    /// unconfirmed (the caller publishes again). A broker that lost a confirm in a leader change
+    /// must not hold a publisher for ever.
+    public var confirmTimeoutSeconds: Int
     /// TLS settings; nil for plain `amqp://`.
     public var tls: TLS?
 
@@ -36,8 +41,9 @@ public struct AMQPConfiguration: Sendable, Hashable, CustomStringConvertible {
 
     public init(
         host: String = "127.0.0.1", port: Int? = nil, user: String = "guest", password: String = "guest", vhost: String = "/",
-        heartbeatSeconds: Int = 10, connectTimeoutMilliseconds: Int = 5000, tls: TLS? = nil
+        heartbeatSeconds: Int = 10, connectTimeoutMilliseconds: Int = 5000, confirmTimeoutSeconds: Int = 10, tls: TLS? = nil
     ) {
+        self.confirmTimeoutSeconds = confirmTimeoutSeconds
         self.host = host
         self.port = port ?? (tls == nil ? 5672 : 5671)
         self.user = user
@@ -83,6 +89,13 @@ public struct AMQPConfiguration: Sendable, Hashable, CustomStringConvertible {
             }
             timeout = milliseconds
         }
+        var confirmTimeout = 10
+        if let value = query["confirm_timeout"] {
+            guard let seconds = Int(value), seconds > 0 else {
+                throw .invalidConfiguration("confirm_timeout must be a positive number of seconds, not \(value)")
+            }
+            confirmTimeout = seconds
+        }
         // An empty path or a lone "/" mean the default vhost "/"; "%2F" spells it explicitly.
         var vhost = components.percentEncodedPath
         if vhost.hasPrefix("/") { vhost.removeFirst() }
@@ -99,6 +112,7 @@ public struct AMQPConfiguration: Sendable, Hashable, CustomStringConvertible {
             vhost: vhost,
             heartbeatSeconds: heartbeat,
             connectTimeoutMilliseconds: timeout,
+            confirmTimeoutSeconds: confirmTimeout,
             tls: tls)
     }
 

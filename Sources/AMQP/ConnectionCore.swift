@@ -10,6 +10,7 @@ final class ConnectionCore {
 
     let state: amqp_connection_state_t
     let endpoint: String
+    private let confirmTimeoutSeconds: Int
     /// Set when the connection can no longer be used; the thread then tears it down.
     private(set) var failure: AMQPError?
     private(set) var blocked = false
@@ -39,8 +40,9 @@ final class ConnectionCore {
         var credited = false
     }
 
-    private init(state: amqp_connection_state_t, endpoint: String, connection: AMQPConnection.Handle) {
+    private init(state: amqp_connection_state_t, endpoint: String, confirmTimeoutSeconds: Int, connection: AMQPConnection.Handle) {
         self.state = state
+        self.confirmTimeoutSeconds = confirmTimeoutSeconds
         self.endpoint = endpoint
         self.connection = connection
     }
@@ -54,7 +56,7 @@ final class ConnectionCore {
     static func connect(_ configuration: AMQPConfiguration, connection: AMQPConnection.Handle) throws(AMQPError) -> ConnectionCore {
         let endpoint = configuration.description
         guard let state = amqp_new_connection() else { throw .connectFailed(endpoint: endpoint, reason: "out of memory") }
-        let core = ConnectionCore(state: state, endpoint: endpoint, connection: connection)
+        let core = ConnectionCore(state: state, endpoint: endpoint, confirmTimeoutSeconds: configuration.confirmTimeoutSeconds, connection: connection)
         try core.open(configuration)
         return core
     }
@@ -164,7 +166,7 @@ final class ConnectionCore {
         }
         let arena = CArena()
         var properties = message.properties.cValue(in: arena)
-        _ = confirms.register(waiter)
+        _ = confirms.register(waiter, deadline: .now + .seconds(confirmTimeoutSeconds))
         let status = amqp_basic_publish(
             state, Self.publishChannel, arena.bytes(exchange), arena.bytes(routingKey), 0, 0, &properties, arena.bytes(message.body))
         if status != AMQP_STATUS_OK.rawValue {
@@ -173,6 +175,19 @@ final class ConnectionCore {
     }
 
     var outstandingConfirms: Int { confirms.outstanding }
+
+    /// A confirm overdue on a live connection means the broker's side of the channel is stuck
+    /// (seen on RabbitMQ 3.10 after a quorum queue's leader died: a channel kept sending to the
+    /// dead leader and confirmed nothing more). The connection is failed, so every waiting
+    /// publish is reported unconfirmed and the client reconnects with fresh channels.
+    func expireConfirms() {
+        guard confirms.outstanding > 0 else { return }
+        let overdue = confirms.expire(now: .now)
+        guard !overdue.isEmpty else { return }
+        let error = AMQPError.connectionClosed(reason: "no publish confirm from the broker within \(confirmTimeoutSeconds) s; reconnecting")
+        for waiter in overdue { waiter(.failure(.publishUnconfirmed(reason: error.description))) }
+        fail(error)
+    }
 
     // MARK: Consuming
 

@@ -128,6 +128,7 @@ final class ConnectionThread: Sendable {
                 let ready = stepfleet_poll2(core.socketDescriptor, wakeDescriptor, pollMilliseconds)
                 if ready > 0, ready & 2 != 0 { drainWake() }
             }
+            core.expireConfirms()
             core.releaseBuffers()
         }
         finish(core.failure ?? .connectionClosed(reason: "closed"), core: core)

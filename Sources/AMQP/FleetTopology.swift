@@ -6,7 +6,7 @@ public enum FleetTopology {
     /// A job redelivered this many times is dead-lettered instead of looping.
     public static let jobDeliveryLimit = 10
 
-    /// Exchanges, the dispatcher's queues and the dead-letter queue.
+    /// Exchanges, the dispatcher's queues and the dead-letter queues.
     public static let common = AMQPTopology(
         exchanges: [
             .init(name: Names.jobsExchange, kind: .direct),
@@ -18,8 +18,10 @@ public enum FleetTopology {
             .quorum(Names.eventsQueue, deliveryLimit: 20, deadLetterExchange: Names.deadExchange),
             .quorum(Names.logsQueue, deliveryLimit: 20, deadLetterExchange: Names.deadExchange),
             .quorum(Names.outcomesQueue, deliveryLimit: 20, deadLetterExchange: Names.deadExchange),
-            .init(name: Names.deadQueue),
-            .init(name: Names.deadJobsQueue),
+            // Quorum like the rest: a classic queue lives on one node and, with that node down,
+            // cannot even be declared, which would keep every client of a cluster off the broker.
+            .quorum(Names.deadQueue),
+            .quorum(Names.deadJobsQueue),
         ],
         bindings: [
             .init(queue: Names.eventsQueue, exchange: Names.eventsExchange, routingKey: Names.eventsRoutingKey),

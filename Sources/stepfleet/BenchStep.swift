@@ -1,6 +1,7 @@
 import AMQP
 import ArgumentParser
 import Foundation
+import HostCommand
 import Protocol
 import Worker
 
@@ -120,21 +121,6 @@ enum LocalRepository {
 
     /// Runs a program to its end, feeding it `input` if given; returns its status and standard output.
     static func run(_ executable: String, _ arguments: [String], input: Data? = nil) throws -> (status: Int32, output: String) {
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: executable)
-        process.arguments = arguments
-        let pipe = Pipe()
-        process.standardOutput = pipe
-        process.standardError = FileHandle.nullDevice
-        let stdin = input.map { _ in Pipe() }
-        if let stdin { process.standardInput = stdin }
-        try process.run()
-        if let stdin, let input {
-            stdin.fileHandleForWriting.write(input)
-            try stdin.fileHandleForWriting.close()
-        }
-        let output = String(decoding: pipe.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-        process.waitUntilExit()
-        return (process.terminationStatus, output)
+        try Spawn.run(executable, arguments, input: input)
     }
 }

@@ -93,6 +93,19 @@ import Testing
         #expect(tracker.register(4) == 4)
         #expect(tracker.settle(tag: 4, multiple: true) == [4])
     }
+
+    @Test func overdueConfirmsExpireOldestFirstAndLateAcksAreIgnored() {
+        var tracker = ConfirmTracker<Int>()
+        let start = ContinuousClock.now
+        for value in 1...4 { _ = tracker.register(value, deadline: start + .seconds(value)) }
+        #expect(tracker.settle(tag: 2, multiple: false) == [2])
+        #expect(tracker.expire(now: start) == [])
+        #expect(tracker.expire(now: start + .seconds(3)) == [1, 3])
+        #expect(tracker.outstanding == 1)
+        #expect(tracker.settle(tag: 3, multiple: true) == [])
+        #expect(tracker.settle(tag: 4, multiple: false) == [4])
+        #expect(tracker.expire(now: start + .seconds(60)) == [])
+    }
 }
 
 @Suite struct BackoffTests {

@@ -9,21 +9,27 @@ struct ChaosCommand: AsyncParsableCommand {
         discussion: """
             Starts a dispatcher and workers (this binary, as separate processes) against --amqp, submits --changes \
             changes of six steps each (serial and parallel children, every step adding 1 to its own counter in its \
-            environment's properties), injects the scenario's fault, waits for the batch to settle and prints one line: \
+            environment's properties), injects the scenario's fault (cluster-node-loss starts a three-node cluster \
+            of its own; long-step lowers the broker's consumer timeout to 3 s and runs 5 s steps), waits for the batch to settle and prints one line: \
             steps expected, finished, lost (never finished, or a successful step whose effect is missing), applied twice, \
             re-run after their run phase had started, final change statuses, wall time. Exits 1 if anything was lost or \
             doubled. ops/chaos starts a broker node of its own for this.
             """
     )
 
-    static let scenarios = ["kill-workers", "dispatcher-restart", "connections-dropped", "broker-restart", "broker-alarm", "poison", "worker-lost-during-run"]
+    static let scenarios = [
+        "kill-workers", "broker-restart", "broker-kill", "dispatcher-restart", "connections-dropped", "broker-alarm", "poison",
+        "cluster-node-loss", "long-step", "worker-lost-during-run",
+    ]
 
     @Argument(help: "One of: \(ChaosCommand.scenarios.joined(separator: ", ")), or all.")
     var scenario: String
     @Option(help: "Broker URL (a vhost of its own: the scenario purges it).")
     var amqp = "amqp://guest:guest@127.0.0.1:5682/stepfleet-chaos?heartbeat=2"
-    @Option(help: "rabbitmqctl for the broker's node (for broker faults).")
-    var rabbitmqctl = "ops/rabbitmqctl --node stepfleet-chaos@localhost"
+    @Option(help: "The broker's private node, for broker faults (ops/rabbitmqctl and ops/broker-node drive it).")
+    var node = "stepfleet-chaos@localhost"
+    @Option(help: "The ops/ folder of this repository (its rabbitmqctl and broker-node scripts).")
+    var ops = "ops"
     @Option(help: "Changes in the batch.")
     var changes = 50
     @Option(help: "Workers.")
@@ -41,8 +47,20 @@ struct ChaosCommand: AsyncParsableCommand {
     func run() async throws {
         var clean = true
         for name in scenario == "all" ? Self.scenarios : [scenario] {
-            let runner = ChaosScenario(name: name, amqp: amqp, rabbitmqctl: rabbitmqctl.split(separator: " ").map(String.init), changes: changes, workers: workers, stepSeconds: stepSeconds)
+            var runner = ChaosScenario(name: name, amqp: amqp, node: node, ops: ops, changes: changes, workers: workers, stepSeconds: stepSeconds)
+            if name == "cluster-node-loss" {
+                // Three nodes of one cluster; every process is given all three addresses.
+                try runner.control("cluster")
+                runner.node = "stepfleet-c1@localhost"
+                runner.amqp = (1...3).map { amqp.replacingOccurrences(of: #"@[^/]+/"#, with: "@127.0.0.1:569\($0)/", options: .regularExpression) }
+                    .joined(separator: ",")
+            }
+            if name == "long-step" {
+                runner.changes = min(changes, 10)
+                runner.stepSeconds = 5
+            }
             let (report, wall) = try await runner.run()
+            if name == "cluster-node-loss" { try? runner.control("stop-cluster") }
             say(report.line(name, wall: wall))
             clean = clean && report.clean
         }

@@ -31,6 +31,19 @@ extension ChaosScenario {
             try broker("stop_app")
             try await Task.sleep(for: .seconds(3))
             try broker("start_app")
+        case "broker-kill":
+            // A crash, not a shutdown: the node's VM gets SIGKILL, then boots from its disk.
+            try await Task.sleep(for: .seconds(3))
+            try control("kill", node)
+            try await Task.sleep(for: .seconds(2))
+            try control("start", node)
+        case "cluster-node-loss":
+            // The node every client connected to first, and where the queues' leaders are.
+            try await Task.sleep(for: .seconds(3))
+            try control("kill", node)
+            say("cluster-node-loss: \(node) killed with SIGKILL; the batch goes on with the two survivors")
+            while !settled.value { try await Task.sleep(for: .milliseconds(500)) }
+            try control("start", node)
         case "broker-alarm":
             try await Task.sleep(for: .seconds(2))
             try broker("set_vm_memory_high_watermark", "0.000001")
@@ -46,8 +59,15 @@ extension ChaosScenario {
     }
 
     func broker(_ arguments: String...) throws {
-        guard try LocalRepository.run(rabbitmqctl[0], Array(rabbitmqctl.dropFirst()) + arguments).status == 0 else {
+        guard try LocalRepository.run(ops + "/rabbitmqctl", ["--node", node] + arguments).status == 0 else {
             throw CLIError("rabbitmqctl \(arguments.joined(separator: " ")) failed")
+        }
+    }
+
+    /// ops/broker-node: start, kill or stop a private node, or start/stop the cluster.
+    func control(_ arguments: String...) throws {
+        guard try LocalRepository.run(ops + "/broker-node", arguments).status == 0 else {
+            throw CLIError("ops/broker-node \(arguments.joined(separator: " ")) failed")
         }
     }
 

@@ -40,7 +40,7 @@ final class ChaosFleet: @unchecked Sendable {
 
     func startDispatcher() throws {
         let process = try launch(
-            ["dispatcher", "--amqp", amqp, "--db", folder + "/stepfleet.sqlite", "--listen", "127.0.0.1:\(port)", "--lease", String(lease), "--log-level", "warning"],
+            ["dispatcher", "--amqp", amqp, "--db", folder + "/stepfleet.sqlite", "--listen", "127.0.0.1:\(port)", "--lease", String(lease), "--log-level", ProcessInfo.processInfo.environment["STEPFLEET_CHAOS_LOG_LEVEL"] ?? "warning"],
             log: folder + "/dispatcher.log")
         lock.withLock { dispatcher = process }
     }
@@ -61,7 +61,7 @@ final class ChaosFleet: @unchecked Sendable {
         }
         let process = try launch(
             ["worker", "--amqp", amqp, "--pool", Names.defaultPool, "--slots", String(slots), "--name", name, "--heartbeat", "1",
-             "--work-dir", folder + "/" + name, "--log-level", "warning"],
+             "--work-dir", folder + "/" + name, "--log-level", ProcessInfo.processInfo.environment["STEPFLEET_CHAOS_LOG_LEVEL"] ?? "warning"],
             log: folder + "/\(name).log")
         lock.withLock { workers[name] = process }
         return name

@@ -5,17 +5,22 @@ import Protocol
 /// One scenario: the fleet, the batch, the fault, the count.
 struct ChaosScenario {
     let name: String
-    let amqp: String
-    let rabbitmqctl: [String]
-    let changes: Int
+    var amqp: String
+    var node: String
+    let ops: String
+    var changes: Int
     let workers: Int
-    let stepSeconds: Double
+    var stepSeconds: Double
 
     func run() async throws -> (ChaosReport, Double) {
         try resetVhost()
+        if name == "long-step" { try await lowerConsumerTimeout() }
+        defer { if name == "long-step" { try? restoreConsumerTimeout() } }
         let folder = FileManager.default.temporaryDirectory.appendingPathComponent("stepfleet-chaos-\(name)-\(UUID().uuidString.prefix(6))").path
         try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true)
-        let fleet = ChaosFleet(amqp: amqp, folder: folder, port: Int.random(in: 30_000..<40_000), lease: 6)
+        // A lease must outlast the broker's own failover: a quorum queue whose leader died takes
+        // about ten seconds to confirm again, and heartbeats wait for those confirms.
+        let fleet = ChaosFleet(amqp: amqp, folder: folder, port: Int.random(in: 30_000..<40_000), lease: name == "cluster-node-loss" ? 20 : 6)
         try fleet.startDispatcher()
         for _ in 0..<workers { try fleet.startWorker() }
         defer { fleet.stop() }
@@ -58,7 +63,7 @@ struct ChaosScenario {
 
     /// An empty vhost for every scenario: nothing of an earlier one (jobs, poison) remains.
     private func resetVhost() throws {
-        let vhost = try AMQPConfiguration(url: amqp).vhost
+        let vhost = try AMQPConfiguration.list(amqp)[0].vhost
         try? broker("delete_vhost", vhost)
         try broker("add_vhost", vhost)
         try broker("set_permissions", "-p", vhost, "guest", ".*", ".*", ".*")

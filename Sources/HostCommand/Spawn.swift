@@ -1,0 +1,80 @@
+import Foundation
+
+#if canImport(Glibc)
+    import Glibc
+#endif
+
+/// Runs a program to its end with `posix_spawn` and a blocking `waitpid` on its pid.
+///
+/// For callers that also keep long-lived `Foundation.Process` children: with those running,
+/// `Process.waitUntilExit` on a short helper that had started a daemon (`setsid nohup …`) was
+/// seen never to return, its child left a zombie. Waiting on the pid directly cannot miss it.
+public enum Spawn {
+    public struct SpawnError: Error, CustomStringConvertible {
+        public let description: String
+    }
+
+    /// Standard output is returned; standard error is discarded; `input` (if any) is written
+    /// to standard input while the output is read, so neither side can block the other.
+    public static func run(_ executable: String, _ arguments: [String], input: Data? = nil) throws -> (status: Int32, output: String) {
+        var output: [Int32] = [0, 0]
+        var stdin: [Int32] = [0, 0]
+        guard makePipe(&output) else { throw SpawnError(description: "pipe: \(String(cString: strerror(errno)))") }
+        defer { close(output[0]) }
+        if input != nil {
+            guard makePipe(&stdin) else {
+                close(output[1])
+                throw SpawnError(description: "pipe: \(String(cString: strerror(errno)))")
+            }
+        }
+        var actions = posix_spawn_file_actions_t()
+        posix_spawn_file_actions_init(&actions)
+        defer { posix_spawn_file_actions_destroy(&actions) }
+        posix_spawn_file_actions_adddup2(&actions, output[1], 1)
+        posix_spawn_file_actions_addopen(&actions, 2, "/dev/null", O_WRONLY, 0)
+        if input != nil {
+            posix_spawn_file_actions_adddup2(&actions, stdin[0], 0)
+        } else {
+            posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
+        }
+        let argv: [UnsafeMutablePointer<CChar>?] = ([executable] + arguments).map { strdup($0) } + [nil]
+        defer { for pointer in argv { free(pointer) } }
+        var pid: pid_t = 0
+        let spawned = posix_spawn(&pid, executable, &actions, nil, argv, environ)
+        close(output[1])
+        if input != nil { close(stdin[0]) }
+        guard spawned == 0 else {
+            if input != nil { close(stdin[1]) }
+            throw SpawnError(description: "cannot start \(executable): \(String(cString: strerror(spawned)))")
+        }
+        var writer: Thread?
+        if let input {
+            let descriptor = stdin[1]
+            writer = Thread {
+                input.withUnsafeBytes { buffer in
+                    var offset = 0
+                    while offset < buffer.count {
+                        let written = write(descriptor, buffer.baseAddress! + offset, buffer.count - offset)
+                        if written < 0 && errno == EINTR { continue }
+                        if written <= 0 { break }  // the program stopped reading
+                        offset += written
+                    }
+                }
+                close(descriptor)
+            }
+            writer?.start()
+        }
+        let data = FileHandle(fileDescriptor: output[0], closeOnDealloc: false).readDataToEndOfFile()
+        var status: Int32 = 0
+        while waitpid(pid, &status, 0) < 0 && errno == EINTR {}
+        let exitStatus = (status & 0x7f) == 0 ? (status >> 8) & 0xff : 128 + (status & 0x7f)
+        return (exitStatus, String(decoding: data, as: UTF8.self))
+    }
+
+    /// A pipe whose ends close on exec (the child gets only what the file actions give it).
+    private static func makePipe(_ ends: inout [Int32]) -> Bool {
+        guard pipe(&ends) == 0 else { return false }
+        for end in ends { _ = fcntl(end, F_SETFD, FD_CLOEXEC) }
+        return true
+    }
+}
