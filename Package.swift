@@ -46,6 +46,7 @@ let package = Package(
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "GRDB", package: "GRDB.swift"),
                 .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
             ]
         ),
@@ -55,6 +56,7 @@ let package = Package(
                 "Protocol", "AMQP", "StepRunner", "HostCommand",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "Crypto", package: "swift-crypto"),
             ]
@@ -93,5 +95,7 @@ let package = Package(
         .testTarget(name: "StepRunnerTests", dependencies: ["StepRunner", "Protocol"]),
         .testTarget(name: "WorkerTests", dependencies: ["Worker", "AMQP", "Protocol", "StepRunner", "TestSupport"]),
         .testTarget(name: "DispatcherTests", dependencies: ["Dispatcher", "Worker", "AMQP", "Protocol", "TestSupport"]),
+        // Runs the `stepfleet` binary that `swift build --build-tests` builds (ops/test does).
+        .testTarget(name: "ChaosTests", dependencies: ["TestSupport"]),
     ]
 )

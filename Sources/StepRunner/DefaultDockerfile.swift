@@ -6,7 +6,9 @@ public enum DefaultDockerfile {
     public static let text = """
         # StepFleet step runner image. Build context: repo.tar (the project repository at
         # GIT_SHA, .git included) and step_context_env.json (env properties and context values
-        # for opschain-exec). Build args: GIT_REV, GIT_SHA, OPSCHAIN_BASE_RUNNER, OPSCHAIN_VERSION.
+        # for opschain-exec). Build args: GIT_REV, GIT_SHA, OPSCHAIN_BASE_RUNNER, OPSCHAIN_VERSION,
+        # and OPSCHAIN_BUILD_SECRETS_URL, from which opschain-exec fetches the build secrets (they
+        # reach only its command's environment: never a layer, the history or the cache).
         # Keep to RUN, COPY, ENV and ADD; do not change the ENTRYPOINT.
         ARG OPSCHAIN_BASE_RUNNER
         FROM ${OPSCHAIN_BASE_RUNNER}
@@ -14,6 +16,7 @@ public enum DefaultDockerfile {
         ARG GIT_REV
         ARG GIT_SHA
         ARG OPSCHAIN_VERSION
+        ARG OPSCHAIN_BUILD_SECRETS_URL
 
         WORKDIR /opt/opschain
         ADD repo.tar ./

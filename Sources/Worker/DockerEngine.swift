@@ -117,6 +117,9 @@ public final class DockerEngine: Sendable {
             ("t", tag), ("rm", "1"), ("forcerm", "1"),
             ("buildargs", JSON.object(buildArgs.mapValues { .string($0) }).serialized()),
             ("labels", JSON.object(labels.mapValues { .string($0) }).serialized()),
+            // The host's network: RUN steps reach the build-secret server on 127.0.0.1 (and
+            // package mirrors); step containers themselves run with no network.
+            ("networkmode", "host"),
         ]
         var tail: [String] = []
         func record(_ line: String) {

@@ -82,7 +82,10 @@ public actor DockerImageBuilder: ImageBuilder {
         add("format", Data("stepfleet-build-key-1".utf8))
         add("dockerfile", Data(request.dockerfile.utf8))
         add("step_context_env.json", contextEnv)
-        for name in request.buildArgs.keys.sorted() { add("arg \(name)", Data(request.buildArgs[name]!.utf8)) }
+        for name in request.buildArgs.keys.sorted() where name != SecretServer.urlArgument {
+            add("arg \(name)", Data(request.buildArgs[name]!.utf8))
+        }
+        if let token = request.secretsToken { add("build secrets", Data(token.utf8)) }
         for image in Self.baseImages(of: request.dockerfile, buildArgs: request.buildArgs) {
             let id: String?
             do {

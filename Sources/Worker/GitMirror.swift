@@ -21,7 +21,10 @@ public actor GitMirror {
             throw CheckoutError("\"\(sha)\" is not a git commit SHA")
         }
         let mirror = try await ensure(remote: remote, sha: sha)
-        try await runGit(["clone", "--quiet", "--no-checkout", mirror, destination], what: "clone the mirror of \(remote)")
+        // Copies, not hard links: a link made or dropped by a concurrent clone or the mirror's
+        // gc changes a shared inode's ctime, and tar then fails the build context with "file
+        // changed as we read it" (seen under load in the poison scenario).
+        try await runGit(["-c", "gc.auto=0", "clone", "--quiet", "--no-hardlinks", "--no-checkout", mirror, destination], what: "clone the mirror of \(remote)")
         try await runGit(["-C", destination, "checkout", "--quiet", "--detach", sha], what: "check out \(sha)")
         try await runGit(["-C", destination, "remote", "set-url", "origin", remote], what: "set the origin of the checkout")
     }

@@ -8,10 +8,15 @@ public struct BuildRequest: Sendable {
     public var dockerfile: String
     /// `step_context_env.json`.
     public var contextEnv: StepContextEnv
-    /// `GIT_REV`, `GIT_SHA`, `OPSCHAIN_BASE_RUNNER`, `OPSCHAIN_VERSION`.
+    /// `GIT_REV`, `GIT_SHA`, `OPSCHAIN_BASE_RUNNER`, `OPSCHAIN_VERSION`, and
+    /// `OPSCHAIN_BUILD_SECRETS_URL` (see `SecretServer`).
     public var buildArgs: [String: String]
+    /// The HMAC token of the build secrets' values: in the build key instead of the URL, whose
+    /// port differs between workers.
+    public var secretsToken: String?
 
-    public init(checkout: String, dockerfile: String, contextEnv: StepContextEnv, buildArgs: [String: String]) {
+    public init(checkout: String, dockerfile: String, contextEnv: StepContextEnv, buildArgs: [String: String], secretsToken: String? = nil) {
+        self.secretsToken = secretsToken
         self.checkout = checkout
         self.dockerfile = dockerfile
         self.contextEnv = contextEnv

@@ -12,6 +12,8 @@ final class LogShipper: Sendable {
     private let logger: Logger
     private let state = LockedValue(State())
     private let flusher = LockedValue<Task<Void, Never>?>(nil)
+    /// Secret values replaced by `****` in every line (longest first).
+    private let masks = LockedValue<[String]>([])
 
     private struct State {
         var nextSeq = 0
@@ -34,8 +36,20 @@ final class LogShipper: Sendable {
         }
     }
 
+    /// Values that must never appear in the log (build secrets); empty ones are ignored.
+    func mask(_ values: [String]) {
+        let added = values.filter { !$0.isEmpty }
+        masks.withLock { masks in masks = Array(Set(masks + added)).sorted { $0.count > $1.count } }
+    }
+
+    /// `text` with every masked value replaced.
+    func masked(_ text: String) -> String {
+        masks.value.reduce(text) { $0.replacingOccurrences(of: $1, with: "****") }
+    }
+
     /// Adds a line; never waits.
     func write(_ stream: LogBatch.Stream, _ text: String) {
+        let text = masked(text)
         state.withLock { state in
             state.pending.append(LogBatch.Line(seq: state.nextSeq, stream: stream, text: text, at: Clock.epochMilliseconds()))
             state.nextSeq += 1

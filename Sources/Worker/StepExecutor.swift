@@ -12,6 +12,7 @@ struct StepExecutor: Sendable {
     let builder: any ImageBuilder
     let runtime: any ContainerRuntime
     let publisher: EventPublisher
+    let secrets: BuildSecretsProvider
 
     func execute(_ job: StepJob, claimedAt: EpochMilliseconds, cancellation: StepCancellation, log: LogShipper) async -> StepOutcome {
         let ref = AttemptRef(stepId: job.stepId, attempt: job.attempt)
@@ -42,11 +43,23 @@ struct StepExecutor: Sendable {
             return fail(&outcome, log, "the env properties are invalid: \(error)")
         }
         let baseImage = configuration.runnerImage ?? job.runner.baseImage
+        let grant: BuildSecretsProvider.Grant
+        do {
+            grant = try secrets.grant(job.buildSecrets)
+        } catch {
+            return fail(&outcome, log, error.description)
+        }
+        log.mask(grant.values)
         let request = BuildRequest(
             checkout: checkout, dockerfile: dockerfile, contextEnv: contextEnv,
-            buildArgs: ["GIT_REV": job.git.rev, "GIT_SHA": job.git.sha, "OPSCHAIN_BASE_RUNNER": baseImage, "OPSCHAIN_VERSION": job.runner.version])
+            buildArgs: [
+                "GIT_REV": job.git.rev, "GIT_SHA": job.git.sha, "OPSCHAIN_BASE_RUNNER": baseImage, "OPSCHAIN_VERSION": job.runner.version,
+                SecretServer.urlArgument: grant.url,
+            ],
+            secretsToken: grant.token)
         let image: BuiltImage
         do {
+            defer { secrets.revoke(grant) }
             image = try await builder.image(for: request) { line in log.write(.stdout, line) }
         } catch {
             return fail(&outcome, log, error.description)
@@ -126,7 +139,7 @@ struct StepExecutor: Sendable {
 
     private func fail(_ outcome: inout StepOutcome, _ log: LogShipper, _ error: String) -> StepOutcome {
         outcome.status = .error
-        outcome.error = error
+        outcome.error = log.masked(error)
         log.system("error: \(error)")
         return outcome
     }

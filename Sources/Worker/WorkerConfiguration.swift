@@ -20,13 +20,16 @@ public struct WorkerConfiguration: Sendable {
     public var maximumConcurrentBuilds: Int
     /// How long running steps may take to finish on SIGTERM before they are killed.
     public var shutdownGrace: Duration
+    /// Build-secret sets: one `KEY=value` file per set name (`BuildSecretStore`).
+    public var secretsDirectory: String?
 
     public init(
         name: String = WorkerConfiguration.defaultName(), pool: String = Names.defaultPool, slots: Int = 2,
         workDirectory: String = FileManager.default.currentDirectoryPath + "/.stepfleet-worker", runnerImage: String? = nil,
         heartbeatInterval: Duration = .seconds(5), defaultTimeout: Duration = .seconds(3600), limits: ContainerLimits = ContainerLimits(),
-        maximumConcurrentBuilds: Int = 2, shutdownGrace: Duration = .seconds(30)
+        maximumConcurrentBuilds: Int = 2, shutdownGrace: Duration = .seconds(30), secretsDirectory: String? = nil
     ) {
+        self.secretsDirectory = secretsDirectory
         self.name = name
         self.pool = pool
         self.slots = slots

@@ -14,6 +14,7 @@ public actor WorkerService {
     private let engine: DockerEngine
     private let executor: StepExecutor
     private let publisher: EventPublisher
+    private let secretServer: SecretServer
     private var logger: Logger
     private let controlQueue: String
 
@@ -38,6 +39,7 @@ public actor WorkerService {
         client = AMQPClient(
             endpoints: brokers, topology: FleetTopology.worker(pool: configuration.pool, controlQueue: controlQueue), logger: logger)
         publisher = EventPublisher(client: client, worker: configuration.name)
+        secretServer = SecretServer(logger: logger)
         executor = StepExecutor(
             configuration: configuration,
             mirror: GitMirror(directory: (configuration.workDirectory as NSString).appendingPathComponent("git")),
@@ -45,13 +47,19 @@ public actor WorkerService {
                 engine: engine, scratchDirectory: (configuration.workDirectory as NSString).appendingPathComponent("build"),
                 maximumConcurrentBuilds: configuration.maximumConcurrentBuilds),
             runtime: DockerContainerRuntime(engine: engine),
-            publisher: publisher)
+            publisher: publisher,
+            secrets: BuildSecretsProvider(directory: configuration.secretsDirectory, workDirectory: configuration.workDirectory, server: secretServer))
     }
 
     /// Runs until `shutdown()` has finished.
     public func run() async {
         logger.info("worker starting", metadata: ["pool": "\(configuration.pool)", "slots": "\(configuration.slots)"])
         await reapLeftoverContainers()
+        do {
+            try await secretServer.start()
+        } catch {
+            logger.error("builds will fail: \(error)")
+        }
         engineHealthy = await engine.ping()
         if !engineHealthy { logger.error("the Docker engine at \(engine.socketPath) does not answer: not taking jobs until it does") }
         await client.start()
@@ -251,6 +259,7 @@ public actor WorkerService {
         }
         for task in tasks { task.cancel() }
         await client.stop()
+        secretServer.stop()
         logger.info("worker stopped")
         stopped?.resume()
         stopped = nil

@@ -13,6 +13,11 @@ guard !arguments.isEmpty else {
 let path = ProcessInfo.processInfo.environment["OPSCHAIN_STEP_CONTEXT_ENV"] ?? ExecEnvironment.defaultPath
 do {
     for (name, value) in try ExecEnvironment.variables(path: path) { setenv(name, value, 1) }
+    // Inside an image build: the build secrets, for this command's environment only.
+    if let url = ProcessInfo.processInfo.environment[BuildSecretsClient.variable], !url.isEmpty {
+        for (name, value) in try BuildSecretsClient.fetch(url) { setenv(name, value, 1) }
+        unsetenv(BuildSecretsClient.variable)
+    }
 } catch {
     FileHandle.standardError.write(Data("opschain-exec: \(error)\n".utf8))
     exit(127)

@@ -41,6 +41,8 @@ struct WorkerCommand: AsyncParsableCommand {
     var pids = 1024
     @Option(help: "CPU limit of a step container.")
     var cpus = 1.0
+    @Option(help: "Build-secret sets: one file per set name holding KEY=value lines (env STEPFLEET_SECRETS_DIR).")
+    var secretsDir: String?
     @Option(help: "Log level: trace, debug, info, notice, warning, error.")
     var logLevel = "info"
 
@@ -60,7 +62,7 @@ struct WorkerCommand: AsyncParsableCommand {
             name: name ?? WorkerConfiguration.defaultName(), pool: pool, slots: slots, workDirectory: workDir, runnerImage: runnerImage,
             heartbeatInterval: .seconds(heartbeat), defaultTimeout: .seconds(defaultTimeout),
             limits: ContainerLimits(memoryBytes: memory << 20, pids: pids, cpus: cpus), maximumConcurrentBuilds: builds,
-            shutdownGrace: .seconds(grace))
+            shutdownGrace: .seconds(grace), secretsDirectory: secretsDir ?? ProcessInfo.processInfo.environment["STEPFLEET_SECRETS_DIR"])
         let worker = WorkerService(configuration: configuration, brokers: brokers, engine: engine, logger: logger)
         let signals = onTerminationSignals { Task { await worker.shutdown() } }
         await worker.run()

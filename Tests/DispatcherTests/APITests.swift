@@ -1,4 +1,5 @@
 import Foundation
+import GRDB
 import Protocol
 import Testing
 @testable import Dispatcher
@@ -39,6 +40,33 @@ extension FleetTests {
             let patched = try await fleet.send("PATCH", "/projects/\(repo.project)/properties", [["op": "add", "path": "/list", "value": [1]]])
             #expect(patched["properties"] == ["k": 2, "list": [1]])
             #expect(try await fleet.get("/healthz")["status"] == "ok")
+            await fleet.stop()
+        }
+    }
+}
+
+extension FleetTests {
+    @Suite struct APIAuthTests {
+        @Test func everyEndpointButHealthzWantsAValidToken() async throws {
+            let fleet = try await FleetHarness(workers: 0)
+            for (method, path) in [("GET", "/projects"), ("POST", "/projects"), ("GET", "/changes"), ("GET", "/metrics"), ("GET", "/changes/x/logs")] {
+                let (status, answer) = try await fleet.raw(method, path, #"{"code": "p", "git_remote": "/x"}"#, authenticated: false)
+                #expect(status == 401, "\(method) \(path)")
+                #expect(answer["error"]?.stringValue?.contains("needs a token") == true, "\(answer)")
+                let (wrong, wrongAnswer) = try await fleet.raw(method, path, nil, headers: ["Authorization": "Bearer sft_nope"], authenticated: false)
+                #expect(wrong == 401 && wrongAnswer["error"]?.stringValue?.contains("not valid") == true, "\(wrongAnswer)")
+            }
+            #expect(try await fleet.raw("GET", "/healthz", nil, authenticated: false).0 == 200)
+            #expect(try await fleet.get("/projects").arrayValue?.isEmpty == true)
+
+            // Only the hash is stored; a revoked token is refused.
+            let token = try await fleet.store.createToken(name: "ops")
+            let stored = try await fleet.store.read { db in try String.fetchAll(db, sql: "SELECT sha256 FROM api_tokens") }
+            #expect(!stored.contains(token) && stored.contains(Store.digest(token)))
+            #expect(try await fleet.raw("GET", "/projects", nil, headers: ["Authorization": "Bearer \(token)"], authenticated: false).0 == 200)
+            try await fleet.store.revokeToken(name: "ops")
+            #expect(try await fleet.raw("GET", "/projects", nil, headers: ["Authorization": "Bearer \(token)"], authenticated: false).0 == 401)
+            await #expect(throws: StoreError.conflict("a token named \"fleet-tests\" exists already")) { try await fleet.store.createToken(name: "fleet-tests") }
             await fleet.stop()
         }
     }

@@ -31,6 +31,8 @@ final class FleetHarness: Sendable {
     let databasePath: String
     let port: Int
     let leaseSeconds: Double
+    /// The API token every request carries (made on the harness's database).
+    let token = LockedValue<String?>(nil)
     private let dispatcher = LockedValue<(engine: DispatcherEngine, service: DispatcherService, api: Task<Void, any Error>)?>(nil)
     private let workers = LockedValue<[(WorkerService, Task<Void, Never>)]>([])
 
@@ -50,6 +52,7 @@ final class FleetHarness: Sendable {
 
     func startDispatcher() async throws {
         let engine = DispatcherEngine(store: try Store(path: databasePath), configuration: DispatcherConfiguration(leaseSeconds: leaseSeconds), logger: Self.logger)
+        if token.value == nil { token.value = try await engine.store.createToken(name: "fleet-tests") }
         let service = DispatcherService(engine: engine, brokers: [Self.broker], logger: Self.logger)
         try await service.start()
         let app = Application(
@@ -155,9 +158,11 @@ final class FleetHarness: Sendable {
         return json
     }
 
-    func raw(_ method: String, _ path: String, _ body: String?, headers: [String: String] = [:]) async throws -> (Int, JSON) {
+    /// One request, with the harness's token unless `authenticated` is false.
+    func raw(_ method: String, _ path: String, _ body: String?, headers: [String: String] = [:], authenticated: Bool = true) async throws -> (Int, JSON) {
         var request = HTTPClientRequest(url: "http://127.0.0.1:\(port)\(path)")
         request.method = .init(rawValue: method)
+        if authenticated, let token = token.value { request.headers.add(name: "Authorization", value: "Bearer \(token)") }
         for (name, value) in headers { request.headers.add(name: name, value: value) }
         if let body { request.body = .bytes(ByteBuffer(string: body)) }
         let response = try await HTTPClient.shared.execute(request, timeout: .seconds(30))

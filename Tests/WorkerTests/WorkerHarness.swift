@@ -37,7 +37,10 @@ final class WorkerHarness: Sendable {
         return true
     }()
 
-    init(slots: Int = 2, docker: String = "unix:///var/run/docker.sock", heartbeat: Duration = .seconds(1), grace: Duration = .seconds(10)) async throws {
+    init(
+        slots: Int = 2, docker: String = "unix:///var/run/docker.sock", heartbeat: Duration = .seconds(1), grace: Duration = .seconds(10),
+        secretsDirectory: String? = nil
+    ) async throws {
         _ = Self.vhostReady
         pool = "wt-\(UUID().uuidString.prefix(6).lowercased())"
         replyQueue = "test.outcomes.\(pool)"
@@ -47,7 +50,8 @@ final class WorkerHarness: Sendable {
         worker = WorkerService(
             configuration: WorkerConfiguration(
                 name: "test-\(pool)", pool: pool, slots: slots, workDirectory: workDirectory, runnerImage: nil, heartbeatInterval: heartbeat,
-                defaultTimeout: .seconds(120), limits: ContainerLimits(memoryBytes: 256 << 20, pids: 256, cpus: 1), shutdownGrace: grace),
+                defaultTimeout: .seconds(120), limits: ContainerLimits(memoryBytes: 256 << 20, pids: 256, cpus: 1), shutdownGrace: grace,
+                secretsDirectory: secretsDirectory),
             brokers: brokers, engine: try DockerEngine(endpoint: docker), logger: Self.logger)
         client = AMQPClient(
             endpoints: brokers,
@@ -98,7 +102,8 @@ final class WorkerHarness: Sendable {
             context: StepContext(
                 context: .init(project: ["code": "demo", "name": "Demo"], environment: ["code": "dev", "name": "Development"], change: ["id": "c"], step: ["id": .string(stepId)], user: ["name": "tester"]),
                 project: .init(properties: project), environment: .init(properties: environment)),
-            runner: RunnerSettings(baseImage: Self.runnerImage, version: StepFleetVersion.current), timeoutSeconds: timeout, pool: pool)
+            runner: RunnerSettings(baseImage: Self.runnerImage, version: StepFleetVersion.current), buildSecrets: [BuildSecretStore.defaultSet],
+            timeoutSeconds: timeout, pool: pool)
     }
 
     func publish(_ job: StepJob) async throws {

@@ -97,6 +97,16 @@ enum Schema {
                 CREATE INDEX attempts_by_change ON attempts (change_id);
                 """)
         }
+        migrator.registerMigration("v3: API tokens") { db in
+            try db.execute(sql: """
+                -- Only the SHA-256 of a token is kept; the token itself is shown once, at creation.
+                CREATE TABLE api_tokens (
+                    name TEXT PRIMARY KEY,
+                    sha256 TEXT NOT NULL UNIQUE,
+                    created_at REAL NOT NULL
+                );
+                """)
+        }
         return migrator
     }
 }

@@ -1,4 +1,5 @@
 import AMQP
+import Dispatcher
 import Foundation
 import Protocol
 
@@ -24,7 +25,8 @@ struct ChaosScenario {
         try fleet.startDispatcher()
         for _ in 0..<workers { try fleet.startWorker() }
         defer { fleet.stop() }
-        let client = APIClient(server: fleet.server)
+        var client = APIClient(server: fleet.server)
+        client.token = try await Store(path: folder + "/stepfleet.sqlite").createToken(name: "chaos")
         try await waitForAPI(client)
 
         // worker-lost-during-run: one change whose root may not re-run, one whose root may.

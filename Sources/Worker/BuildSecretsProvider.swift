@@ -1,0 +1,39 @@
+import Crypto
+import Foundation
+
+/// A worker's build secrets: its sets on disk, its HMAC key and its loopback server.
+public struct BuildSecretsProvider: Sendable {
+    let store: BuildSecretStore
+    let workDirectory: String
+    let server: SecretServer
+
+    public init(directory: String?, workDirectory: String, server: SecretServer) {
+        store = BuildSecretStore(directory: directory)
+        self.workDirectory = workDirectory
+        self.server = server
+    }
+
+    /// The secrets of one build: served at `url` until revoked.
+    struct Grant: Sendable {
+        let token: String
+        let url: String
+        let values: [String]
+    }
+
+    func grant(_ names: [String]) throws(StepFailure) -> Grant {
+        let variables = try store.resolve(names)
+        let key: SymmetricKey
+        do {
+            key = try BuildSecretStore.hmacKey(in: workDirectory)
+        } catch {
+            throw StepFailure("build secrets: cannot read or create the worker's HMAC key: \(error)")
+        }
+        let token = BuildSecretStore.token(for: variables, key: key)
+        let url = try server.register(variables, token: token)
+        return Grant(token: token, url: url, values: Array(variables.values))
+    }
+
+    func revoke(_ grant: Grant) {
+        server.unregister(grant.token)
+    }
+}

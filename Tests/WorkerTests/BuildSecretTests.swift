@@ -1,0 +1,97 @@
+import Foundation
+import Protocol
+import TestSupport
+import Testing
+@testable import Worker
+
+/// Build secrets end to end: a worker's --secrets-dir, a real image build through the legacy
+/// builder with `opschain-exec`, and the places a secret must never reach.
+extension WorkerEndToEndTests {
+    @Suite struct BuildSecretTests {
+        static let dockerfile = """
+            ARG OPSCHAIN_BASE_RUNNER
+            FROM ${OPSCHAIN_BASE_RUNNER}
+            ARG OPSCHAIN_BUILD_SECRETS_URL
+            WORKDIR /opt/opschain
+            ADD repo.tar ./
+            COPY step_context_env.json .opschain/step_context_env.json
+            RUN opschain-exec sh -c 'echo "build sees $TOKEN_A"; printf %s "$TOKEN_A" | sha256sum | cut -c1-16 > /opt/secret.sha'
+            """
+        static let actions = """
+            actions:
+              show: { run: 'echo "digest $(cat /opt/secret.sha)"; echo "run env: ${TOKEN_A:-absent}"' }
+            """
+
+        static func digest(_ value: String) throws -> String {
+            String(try runProgram("/bin/sh", ["-c", "printf %s '\(value)' | sha256sum | cut -c1-16"]).output.prefix(16))
+        }
+
+        static func builtImage(_ lines: [LogBatch.Line]) -> String? {
+            lines.lazy.compactMap { line -> String? in
+                guard let range = line.text.range(of: "image built: ") else { return nil }
+                return String(line.text[range.upperBound...].prefix { $0 != ")" })
+            }.first
+        }
+
+        @Test func secretsReachOpschainExecOnlyAndAChangedValueRebuilds() async throws {
+            let folder = FileManager.default.temporaryDirectory.appendingPathComponent("secrets-\(UUID().uuidString.prefix(6))").path
+            try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true)
+            let first = "s3cr3t-alpha-\(UInt32.random(in: 100_000...999_999))"
+            try "# the default set\nTOKEN_A=\(first)\n".write(toFile: folder + "/opschain-build-env", atomically: true, encoding: .utf8)
+            let harness = try await WorkerHarness(secretsDirectory: folder)
+            let repository = try TestRepository.make([".opschain/actions.yml": Self.actions, ".opschain/Dockerfile": Self.dockerfile])
+
+            let outcome = try await harness.run(harness.job(repository, action: "show"))
+            #expect(outcome.status == .success, "\(outcome.error ?? "")")
+            let log = await harness.logLines(for: outcome.ref)
+            let text = log.map(\.text).joined(separator: "\n")
+            #expect(text.contains("build sees ****"), "the value printed during the build is masked:\n\(text)")
+            #expect(text.contains("digest \(try Self.digest(first))"), "opschain-exec saw the value:\n\(text)")
+            #expect(text.contains("run env: absent"), "no secret in the step container's environment")
+            #expect(!text.contains(first))
+            #expect(!String(decoding: WireCodec.encode(outcome), as: UTF8.self).contains(first))
+            let image = try #require(Self.builtImage(log), "\(text)")
+            let saved = try runProgram("/bin/sh", ["-c", "/usr/bin/docker save \(image) | grep -a -c '\(first)' || true"])
+            #expect(saved.output.trimmingCharacters(in: .whitespacesAndNewlines) == "0", "the value is in a layer of \(image)")
+            let history = try runProgram("/usr/bin/docker", ["history", "--no-trunc", image])
+            #expect(history.status == 0 && !history.output.contains(first), "\(history.output)")
+            let inspect = try runProgram("/usr/bin/docker", ["image", "inspect", image])
+            #expect(!inspect.output.contains(first))
+
+            // Same value: the image is reused. A new value: a new build, never the stale layer.
+            let again = try await harness.run(harness.job(repository, action: "show"))
+            #expect(await harness.logLines(for: again.ref).contains { $0.text.contains("existing image reused") })
+            let second = "s3cr3t-beta-\(UInt32.random(in: 100_000...999_999))"
+            try "TOKEN_A=\(second)\n".write(toFile: folder + "/opschain-build-env", atomically: true, encoding: .utf8)
+            let changed = try await harness.run(harness.job(repository, action: "show"))
+            let changedText = await harness.logLines(for: changed.ref).map(\.text).joined(separator: "\n")
+            #expect(changedText.contains("image built"), "\(changedText)")
+            #expect(changedText.contains("digest \(try Self.digest(second))"), "\(changedText)")
+
+            // Later sets win per key; a missing set fails the step and names it.
+            try "TOKEN_A=team-override\n".write(toFile: folder + "/team-set", atomically: true, encoding: .utf8)
+            var layered = harness.job(repository, action: "show")
+            layered.buildSecrets = ["opschain-build-env", "team-set"]
+            let layeredOutcome = try await harness.run(layered)
+            let teamDigest = try Self.digest("team-override")
+            #expect(await harness.logLines(for: layeredOutcome.ref).contains { $0.text.contains("digest \(teamDigest)") })
+            var missing = harness.job(repository, action: "show")
+            missing.buildSecrets = ["team-set", "no-such-set"]
+            let missingOutcome = try await harness.run(missing)
+            #expect(missingOutcome.status == .error)
+            #expect(missingOutcome.error == "build secret set \"no-such-set\" not found in \(folder)", "\(missingOutcome.error ?? "")")
+            await harness.stop()
+        }
+    }
+
+    @Suite struct BuildSecretStoreTests {
+        @Test func parsesSetsAndRefusesBadLines() throws {
+            #expect(try BuildSecretStore.parse("A=1\n# a comment\n\n  B_2=x=y  \nEMPTY=\n", set: "s") == ["A": "1", "B_2": "x=y", "EMPTY": ""])
+            #expect(throws: StepFailure("build secret set \"s\", line 1: expected KEY=value")) { try BuildSecretStore.parse("novalue\n", set: "s") }
+            #expect(throws: StepFailure("build secret set \"s\", line 2: \"1A\" is not a variable name")) { try BuildSecretStore.parse("A=1\n1A=2\n", set: "s") }
+            #expect(throws: StepFailure("build secret set name \"../x\" is not a plain name")) { try BuildSecretStore(directory: "/tmp").resolve(["../x"]) }
+            #expect(try BuildSecretStore(directory: nil).resolve([BuildSecretStore.defaultSet]).isEmpty)
+            #expect(throws: StepFailure("build secret set \"other\" not found (this worker has no --secrets-dir)")) { try BuildSecretStore(directory: nil).resolve(["other"]) }
+        }
+    }
+}

@@ -1,0 +1,57 @@
+import Foundation
+import Protocol
+import TestSupport
+import Testing
+@testable import Worker
+
+/// What a step may not do: reach the network, see the host, mount, gain privileges, or fork
+/// without bound. Real containers on the real engine.
+extension WorkerEndToEndTests {
+    @Suite struct LockdownTests {
+        static let actions = #"""
+            actions:
+              probe:
+                run: |
+                  echo "PROBE interfaces=$(ls /sys/class/net | tr '\n' ' ')"
+                  if bash -c 'exec 3<>/dev/tcp/1.1.1.1/53' 2>/dev/null; then echo "PROBE internet=reached"; else echo "PROBE internet=blocked"; fi
+                  if [ -e /var/run/docker.sock ]; then echo "PROBE docker-socket=present"; else echo "PROBE docker-socket=absent"; fi
+                  if [ -e "$HOSTMARK" ]; then echo "PROBE host-file=visible"; else echo "PROBE host-file=hidden"; fi
+                  if mount -t tmpfs none /mnt 2>/dev/null; then echo "PROBE mount=allowed"; else echo "PROBE mount=refused"; fi
+                  echo "PROBE $(grep NoNewPrivs /proc/self/status | tr -d ' \t')"
+                  echo "PROBE pids.max=$(cat /sys/fs/cgroup/pids.max 2>/dev/null || cat /sys/fs/cgroup/pids/pids.max)"
+              bomb:
+                run: 'n=0; while [ $n -lt 2000 ]; do sleep 30 & n=$((n+1)); done; echo "PROBE forked=$n"'
+                timeout: 60
+            """#
+
+        @Test func aStepCannotReachTheNetworkTheHostOrForkWithoutBound() async throws {
+            let harness = try await WorkerHarness()
+            let mark = FileManager.default.temporaryDirectory.appendingPathComponent("stepfleet-hostmark-\(UUID().uuidString.prefix(6))").path
+            try "host only".write(toFile: mark, atomically: true, encoding: .utf8)
+            defer { try? FileManager.default.removeItem(atPath: mark) }
+            let repository = try TestRepository.make([".opschain/actions.yml": Self.actions])
+
+            let probe = try await harness.run(harness.job(repository, action: "probe", project: ["env": ["HOSTMARK": .string(mark)]]))
+            #expect(probe.status == .success, "\(probe.error ?? "")")
+            let lines = await harness.logLines(for: probe.ref).map(\.text).filter { $0.hasPrefix("PROBE ") }
+            #expect(lines.contains("PROBE interfaces=lo "), "\(lines)")
+            #expect(lines.contains("PROBE internet=blocked"), "\(lines)")
+            #expect(lines.contains("PROBE docker-socket=absent"), "\(lines)")
+            #expect(lines.contains("PROBE host-file=hidden"), "\(lines)")
+            #expect(lines.contains("PROBE mount=refused"), "\(lines)")
+            #expect(lines.contains("PROBE NoNewPrivs:1"), "\(lines)")
+            #expect(lines.contains("PROBE pids.max=256"), "\(lines)")
+
+            // 2,000 background processes against a limit of 256: the shell cannot fork, the step
+            // fails, and the worker is unharmed (it runs the next step).
+            let bomb = try await harness.run(harness.job(repository, action: "bomb"))
+            #expect(bomb.status == .error)
+            let bombLog = await harness.logLines(for: bomb.ref).map(\.text)
+            #expect(!bombLog.contains { $0.hasPrefix("PROBE forked=2000") }, "\(bombLog.suffix(5))")
+            #expect(bombLog.contains { $0.localizedCaseInsensitiveContains("fork") || $0.contains("Resource temporarily unavailable") }, "\(bombLog.suffix(5))")
+            let after = try await harness.run(harness.job(repository, action: "probe", project: ["env": ["HOSTMARK": .string(mark)]]))
+            #expect(after.status == .success)
+            await harness.stop()
+        }
+    }
+}
