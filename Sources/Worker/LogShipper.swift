@@ -36,9 +36,10 @@ final class LogShipper: Sendable {
         }
     }
 
-    /// Values that must never appear in the log (build secrets); empty ones are ignored.
+    /// Values that must never appear in the log (build secrets, secret properties). Values
+    /// shorter than three characters are not masked: masking every "1" would ruin the log.
     func mask(_ values: [String]) {
-        let added = values.filter { !$0.isEmpty }
+        let added = values.filter { $0.count >= 3 }
         masks.withLock { masks in masks = Array(Set(masks + added)).sorted { $0.count > $1.count } }
     }
 

@@ -22,6 +22,9 @@ struct StepExecutor: Sendable {
         let scratch = (configuration.workDirectory as NSString).appendingPathComponent("steps/\(Self.safe(job.stepId))-\(job.attempt)-\(UUID().uuidString.prefix(6))")
         defer { try? FileManager.default.removeItem(atPath: scratch) }
 
+        // Secret properties never reach the log (the step itself gets them).
+        log.mask(SecretProperties.values(job.context.mergedProperties))
+
         // Build phase: checkout and image.
         log.system("build: started")
         await phase(ref, .build, .started)

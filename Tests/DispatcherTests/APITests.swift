@@ -71,3 +71,26 @@ extension FleetTests {
         }
     }
 }
+
+extension FleetTests {
+    @Suite struct SecretPropertyTests {
+        @Test func secretPropertiesAreMaskedInListingsAndKeptWhenWrittenBack() async throws {
+            let fleet = try await FleetHarness(workers: 0)
+            let repo = try await fleet.project("actions:\n  a: { run: 'true' }", project: ["opschain": ["secrets": ["token": "abc-123-secret"]], "k": 1])
+            let path = "/projects/\(repo.project)/properties"
+            let shown = try await fleet.get(path)
+            #expect(shown["properties"] == ["opschain": ["secrets": ["token": "****"]], "k": 1])
+            #expect(!shown.serialized().contains("abc-123-secret"))
+            // Written back as read (with an edit elsewhere): the secret keeps its value.
+            guard case .object(var members) = shown["properties"]! else { return }
+            members["k"] = 2
+            let put = try await fleet.send("PUT", path, .object(members))
+            #expect(put["properties"]?["opschain"]?["secrets"]?["token"] == "****")
+            #expect(try await fleet.properties(repo).properties == ["opschain": ["secrets": ["token": "abc-123-secret"]], "k": 2])
+            let patched = try await fleet.send("PATCH", path, [["op": "replace", "path": "/opschain/secrets/token", "value": "rotated-456"]])
+            #expect(!patched.serialized().contains("rotated-456"))
+            #expect(try await fleet.properties(repo).properties["opschain"]?["secrets"]?["token"] == "rotated-456")
+            await fleet.stop()
+        }
+    }
+}

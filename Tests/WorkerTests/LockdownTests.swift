@@ -13,6 +13,7 @@ extension WorkerEndToEndTests {
               probe:
                 run: |
                   echo "PROBE interfaces=$(ls /sys/class/net | tr '\n' ' ')"
+                  echo "PROBE secret=$(jq -r .opschain.secrets.db_password "$OPSCHAIN_PROJECT_PROPERTIES")"
                   if bash -c 'exec 3<>/dev/tcp/1.1.1.1/53' 2>/dev/null; then echo "PROBE internet=reached"; else echo "PROBE internet=blocked"; fi
                   if [ -e /var/run/docker.sock ]; then echo "PROBE docker-socket=present"; else echo "PROBE docker-socket=absent"; fi
                   if [ -e "$HOSTMARK" ]; then echo "PROBE host-file=visible"; else echo "PROBE host-file=hidden"; fi
@@ -31,7 +32,8 @@ extension WorkerEndToEndTests {
             defer { try? FileManager.default.removeItem(atPath: mark) }
             let repository = try TestRepository.make([".opschain/actions.yml": Self.actions])
 
-            let probe = try await harness.run(harness.job(repository, action: "probe", project: ["env": ["HOSTMARK": .string(mark)]]))
+            let project: JSON = ["env": ["HOSTMARK": .string(mark)], "opschain": ["secrets": ["db_password": "hunter2-xyz"]]]
+            let probe = try await harness.run(harness.job(repository, action: "probe", project: project))
             #expect(probe.status == .success, "\(probe.error ?? "")")
             let lines = await harness.logLines(for: probe.ref).map(\.text).filter { $0.hasPrefix("PROBE ") }
             #expect(lines.contains("PROBE interfaces=lo "), "\(lines)")
@@ -41,6 +43,7 @@ extension WorkerEndToEndTests {
             #expect(lines.contains("PROBE mount=refused"), "\(lines)")
             #expect(lines.contains("PROBE NoNewPrivs:1"), "\(lines)")
             #expect(lines.contains("PROBE pids.max=256"), "\(lines)")
+            #expect(lines.contains("PROBE secret=****"), "a secret property printed by the step is masked: \(lines)")
 
             // 2,000 background processes against a limit of 256: the shell cannot fork, the step
             // fails, and the worker is unharmed (it runs the next step).

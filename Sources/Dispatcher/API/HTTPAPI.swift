@@ -113,7 +113,12 @@ public struct HTTPAPI: Sendable {
         let expected = try ifMatch(request)
         let document = try await request.jsonBody()
         guard case .object = document else { throw APIError.badRequest("properties must be a JSON object") }
-        let version = try await store.write { try Store.setProperties($0, project, environment, document, ifVersion: expected, step: nil) }
+        let version = try await store.write { db -> PropertiesVersion in
+            // A document read from this API shows secrets as ****: those keep their stored values.
+            let current = try Store.properties(db, project, environment)
+            let restored = SecretProperties.restoringMasked(document, from: current.properties)
+            return try Store.setProperties(db, project, environment, restored, ifVersion: expected, step: nil)
+        }
         return JSONResponse.ok(Views.properties(version))
     }
 
@@ -134,7 +139,8 @@ public struct HTTPAPI: Sendable {
             } catch {
                 throw StoreError.conflict("the patch does not apply to version \(current.version): \(error)")
             }
-            return try Store.setProperties(db, project, environment, patched, ifVersion: expected ?? current.version, step: nil)
+            let restored = SecretProperties.restoringMasked(patched, from: current.properties)
+            return try Store.setProperties(db, project, environment, restored, ifVersion: expected ?? current.version, step: nil)
         }
         return JSONResponse.ok(Views.properties(version))
     }

@@ -12,7 +12,8 @@ enum Views {
     }
 
     static func properties(_ version: PropertiesVersion) -> JSON {
-        ["version": JSON(version.version), "properties": version.properties]
+        // Secret properties (under opschain.secrets) are never listed.
+        ["version": JSON(version.version), "properties": SecretProperties.masked(version.properties)]
     }
 
     static func time(_ seconds: Double?) -> JSON {
