@@ -24,6 +24,9 @@ extension FleetTests {
                 ("POST", "/changes", #"{"project": "\#(repo.project)", "environment": "e", "action": "a", "git_rev": "no-such-branch"}"#, [:], 400, "is not a branch, tag or full SHA"),
                 ("GET", "/changes?status=sideways", nil, [:], 400, "unknown status"),
                 ("POST", "/changes/nope/cancel", nil, [:], 404, "no change"),
+                // Found by schemathesis (ops/fuzz-api): a retry body that is not JSON was a 500.
+                ("POST", "/changes/nope/retry", "\u{0}", [:], 400, "not valid JSON"),
+                ("POST", "/changes/nope/retry", "[1]", [:], 400, "must be a JSON object"),
                 ("POST", "/projects", String(repeating: " ", count: 2 << 20), [:], 413, "over 1 MiB"),
             ]
             for (method, path, body, headers, status, message) in cases {

@@ -55,14 +55,18 @@ enum JSONResponse {
 
 extension Request {
     /// The body as JSON: at most 1 MiB, parsed exactly; errors are 400 or 413.
-    func jsonBody() async throws -> JSON {
+    /// The JSON body; with `optional`, an empty body is an empty object.
+    func jsonBody(optional: Bool = false) async throws -> JSON {
         let buffer: ByteBuffer
         do {
             buffer = try await body.collect(upTo: 1 << 20)
         } catch {
             throw APIError(.contentTooLarge, "the request body is over 1 MiB")
         }
-        guard buffer.readableBytes > 0 else { throw APIError.badRequest("the request needs a JSON body") }
+        guard buffer.readableBytes > 0 else {
+            if optional { return .emptyObject }
+            throw APIError.badRequest("the request needs a JSON body")
+        }
         do {
             return try JSON.parse(bytes: buffer.readableBytesView)
         } catch {

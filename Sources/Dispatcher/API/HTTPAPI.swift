@@ -164,8 +164,8 @@ public struct HTTPAPI: Sendable {
 
     private func retryChange(_ request: Request, _ context: BasicRequestContext) async throws -> Response {
         let id = try context.parameters.require("change")
-        let buffer = try await request.body.collect(upTo: 1 << 16)
-        let body = buffer.readableBytes == 0 ? JSON.emptyObject : try JSON.parse(bytes: buffer.readableBytesView)
+        let body = try await request.jsonBody(optional: true)
+        guard case .object = body else { throw APIError.badRequest("the body must be a JSON object") }
         let refresh = body["refresh_sha"]?.boolValue ?? false
         let user = try body.optionalString("user") ?? "unknown"
         var sha: String?
