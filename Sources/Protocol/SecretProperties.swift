@@ -27,6 +27,12 @@ public enum SecretProperties {
         return found
     }
 
+    /// `text` with every secret value of `documents` (three characters or more) replaced.
+    public static func maskValues(in text: String, of documents: [JSON]) -> String {
+        let secrets = Set(documents.flatMap(values)).filter { $0.count >= 3 }.sorted { $0.count > $1.count }
+        return secrets.reduce(text) { $0.replacingOccurrences(of: $1, with: mask) }
+    }
+
     /// For a write of a document read from the API: a secret still reading `****` keeps its
     /// stored value instead of becoming `****`.
     public static func restoringMasked(_ incoming: JSON, from current: JSON) -> JSON {

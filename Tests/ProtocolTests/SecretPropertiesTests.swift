@@ -9,6 +9,7 @@ import Testing
         #expect(masked == ["app": ["replicas": 2], "opschain": ["config": ["pool": "gpu"], "secrets": ["db": ["password": "****", "port": "****"], "keys": ["****", "****"], "none": nil]]])
         #expect(SecretProperties.masked(["app": 1]) == ["app": 1])
         #expect(Set(SecretProperties.values(document)) == ["hunter2", "5432", "a1", "b2"])
+        #expect(SecretProperties.maskValues(in: "password hunter2 on 5432 (a1)", of: [document]) == "password **** on **** (a1)")
     }
 
     @Test func aMaskedDocumentWrittenBackKeepsTheStoredSecrets() {

@@ -177,7 +177,9 @@ public struct DispatcherEngine: Sendable {
                     "patched original: \(patched?.serialized() ?? "unknown")",
                     "current \(kind) properties (version \(current.version)): \(current.properties.serialized())",
                 ] {
-                    try Store.appendSystemLog(db, changeId: change.id, stepId: step.id, attempt: step.attempt, line)
+                    // Secret properties never reach the log, whichever document they sit in.
+                    let masked = SecretProperties.maskValues(in: line, of: [original, patched, current.properties].compactMap { $0 })
+                    try Store.appendSystemLog(db, changeId: change.id, stepId: step.id, attempt: step.attempt, masked)
                 }
                 return message
             }
