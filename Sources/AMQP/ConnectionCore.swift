@@ -104,6 +104,11 @@ final class ConnectionCore {
         guard login.reply_type == AMQP_RESPONSE_NORMAL else {
             throw .loginFailed(endpoint: endpoint, reason: describe(login))
         }
+        // A synchronous method (declare, consume, qos, channel open/close) that the broker never
+        // answers must not hold the connection's thread for ever (seen with a quorum queue whose
+        // leader had just died): after this long it fails the connection, which is made again.
+        var rpcTimeout = timeval(tv_sec: Int(max(15, configuration.confirmTimeoutSeconds)), tv_usec: 0)
+        amqp_set_rpc_timeout(state, &rpcTimeout)
         try openChannel(Self.publishChannel)
         amqp_confirm_select(state, Self.publishChannel)
         try check(amqp_get_rpc_reply(state), "confirm.select")

@@ -121,6 +121,12 @@ final class ConnectionThread: Sendable {
                 core.close()
                 break
             }
+            if core.socketDescriptor < 0 {
+                // librabbitmq closed the socket without reporting it to us; polling a negative
+                // descriptor would wait for ever on nothing.
+                core.fail(.connectionClosed(reason: "the connection's socket was closed"))
+                break
+            }
             var handled = 0
             while handled < 256, core.failure == nil, core.pumpOne() { handled += 1 }
             if core.failure != nil { break }
