@@ -1,16 +1,19 @@
 import Foundation
+import HostCommand
 import Protocol
 
 /// The processes of a chaos run: a dispatcher and workers started from this very binary, each
-/// with its own log, so that a scenario can SIGKILL and restart them.
+/// with its own log, so that a scenario can SIGKILL and restart them. Started with
+/// `posix_spawn` and reaped with `waitpid` (`Spawn`): `Foundation.Process.waitUntilExit` was
+/// seen spinning for ever on a child that had already exited.
 final class ChaosFleet: @unchecked Sendable {
     let amqp: String
     let folder: String
     let port: Int
     let lease: Int
     private let lock = NSLock()
-    private var dispatcher: Process?
-    private var workers: [String: Process] = [:]
+    private var dispatcher: pid_t?
+    private var workers: [String: pid_t] = [:]
     private var nextWorker = 0
     /// Worker names carry the run's id: two workers with one name would fight over their
     /// exclusive control queue.
@@ -25,32 +28,24 @@ final class ChaosFleet: @unchecked Sendable {
 
     var server: String { "http://127.0.0.1:\(port)" }
 
-    private func launch(_ arguments: [String], log: String) throws -> Process {
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: CommandLine.arguments[0]).resolvingSymlinksInPath()
-        process.arguments = arguments
-        FileManager.default.createFile(atPath: log, contents: nil)
-        let handle = try FileHandle(forWritingTo: URL(fileURLWithPath: log))
-        handle.seekToEndOfFile()
-        process.standardOutput = handle
-        process.standardError = handle
-        try process.run()
-        return process
+    private func launch(_ arguments: [String], log: String) throws -> pid_t {
+        let executable = URL(fileURLWithPath: CommandLine.arguments[0]).resolvingSymlinksInPath().path
+        return try Spawn.launch(executable, arguments, logPath: log)
     }
 
+    private var logLevel: String { ProcessInfo.processInfo.environment["STEPFLEET_CHAOS_LOG_LEVEL"] ?? "warning" }
+
     func startDispatcher() throws {
-        let process = try launch(
-            ["dispatcher", "--amqp", amqp, "--db", folder + "/stepfleet.sqlite", "--listen", "127.0.0.1:\(port)", "--lease", String(lease), "--log-level", ProcessInfo.processInfo.environment["STEPFLEET_CHAOS_LOG_LEVEL"] ?? "warning"],
+        let pid = try launch(
+            ["dispatcher", "--amqp", amqp, "--db", folder + "/stepfleet.sqlite", "--listen", "127.0.0.1:\(port)", "--lease", String(lease), "--log-level", logLevel],
             log: folder + "/dispatcher.log")
-        lock.withLock { dispatcher = process }
+        lock.withLock { dispatcher = pid }
     }
 
     func killDispatcher() {
-        lock.withLock {
-            if let dispatcher, dispatcher.isRunning { kill(dispatcher.processIdentifier, SIGKILL) }
-            dispatcher?.waitUntilExit()
-            dispatcher = nil
-        }
+        guard let pid = lock.withLock({ () -> pid_t? in defer { dispatcher = nil }; return dispatcher }) else { return }
+        kill(pid, SIGKILL)
+        Spawn.wait(pid)
     }
 
     @discardableResult
@@ -59,33 +54,36 @@ final class ChaosFleet: @unchecked Sendable {
             nextWorker += 1
             return "chaos-\(runID)-\(nextWorker)"
         }
-        let process = try launch(
+        let pid = try launch(
             ["worker", "--amqp", amqp, "--pool", Names.defaultPool, "--slots", String(slots), "--name", name, "--heartbeat", "1",
-             "--work-dir", folder + "/" + name, "--log-level", ProcessInfo.processInfo.environment["STEPFLEET_CHAOS_LOG_LEVEL"] ?? "warning"],
+             "--work-dir", folder + "/" + name, "--log-level", logLevel],
             log: folder + "/\(name).log")
-        lock.withLock { workers[name] = process }
+        lock.withLock { workers[name] = pid }
         return name
     }
 
     var workerNames: [String] { lock.withLock { workers.keys.sorted() } }
 
     func killWorker(_ name: String) {
-        lock.withLock {
-            guard let process = workers.removeValue(forKey: name) else { return }
-            if process.isRunning { kill(process.processIdentifier, SIGKILL) }
-            process.waitUntilExit()
-        }
+        guard let pid = lock.withLock({ workers.removeValue(forKey: name) }) else { return }
+        kill(pid, SIGKILL)
+        Spawn.wait(pid)
     }
 
     /// Stops everything: workers with SIGTERM (they finish), then the dispatcher.
     func stop() {
-        let (all, dispatcher) = lock.withLock { (Array(workers.values), self.dispatcher) }
-        for process in all where process.isRunning { process.terminate() }
-        for process in all { process.waitUntilExit() }
-        if let dispatcher, dispatcher.isRunning {
-            dispatcher.terminate()
-            dispatcher.waitUntilExit()
+        let (all, dispatcher) = lock.withLock { () -> ([pid_t], pid_t?) in
+            defer {
+                workers.removeAll()
+                self.dispatcher = nil
+            }
+            return (Array(workers.values), self.dispatcher)
         }
-        lock.withLock { workers.removeAll() }
+        for pid in all { kill(pid, SIGTERM) }
+        for pid in all { Spawn.wait(pid) }
+        if let dispatcher {
+            kill(dispatcher, SIGTERM)
+            Spawn.wait(dispatcher)
+        }
     }
 }
