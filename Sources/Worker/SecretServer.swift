@@ -40,7 +40,7 @@ public final class SecretServer: Sendable {
         let port = boundPort
         let (ready, signal) = AsyncStream<Void>.makeStream()
         var quiet = logger
-        quiet.logLevel = .warning
+        quiet.logLevel = .critical  // its shutdown logs a CancellationError as an error
         let app = Application(
             router: router, configuration: .init(address: .hostname("127.0.0.1", port: 0), serverName: "stepfleet-secrets"),
             onServerRunning: { channel in
