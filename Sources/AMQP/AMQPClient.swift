@@ -99,7 +99,7 @@ public actor AMQPClient {
     /// was not acked (marked redelivered); acking a delivery of a lost connection throws
     /// `.staleDelivery`.
     public func subscribe(queue: String, prefetch: UInt16) -> AMQPSubscription {
-        add(Subscription(queue: queue, prefetch: prefetch, credit: nil, continuation: AsyncStream<AMQPDelivery>.makeStream().continuation))
+        add(queue: queue, prefetch: prefetch, credit: nil)
     }
 
     /// Deliveries from `queue`, at most `capacity` held by the application at once whether acked
@@ -107,13 +107,13 @@ public actor AMQPClient {
     /// claimed but runs long after. Starts paused when `paused` (see `setPaused`).
     public func subscribe(queue: String, capacity: Int, paused: Bool = false) -> AMQPSubscription {
         let credit = CreditState(capacity: capacity, paused: paused)
-        return add(Subscription(queue: queue, prefetch: 1, credit: credit, continuation: AsyncStream<AMQPDelivery>.makeStream().continuation))
+        return add(queue: queue, prefetch: 1, credit: credit)
     }
 
-    private func add(_ template: Subscription) -> AMQPSubscription {
+    private func add(queue: String, prefetch: UInt16, credit: CreditState?) -> AMQPSubscription {
         let (stream, continuation) = AsyncStream<AMQPDelivery>.makeStream()
         let id = UUID()
-        let subscription = Subscription(queue: template.queue, prefetch: template.prefetch, credit: template.credit, continuation: continuation)
+        let subscription = Subscription(queue: queue, prefetch: prefetch, credit: credit, continuation: continuation)
         subscriptions[id] = subscription
         continuation.onTermination = { _ in Task { await self.unsubscribe(id) } }
         if let connection, connection.isOpen {
