@@ -37,15 +37,16 @@ public enum Spawn {
         } else {
             posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
         }
-        let argv: [UnsafeMutablePointer<CChar>?] = ([executable] + arguments).map { strdup($0) } + [nil]
-        defer { for pointer in argv { free(pointer) } }
-        var pid: pid_t = 0
-        let spawned = posix_spawn(&pid, executable, &actions, nil, argv, environ)
-        close(output[1])
-        if input != nil { close(stdin[0]) }
-        guard spawned == 0 else {
+        let pid: pid_t
+        do {
+            defer {
+                close(output[1])
+                if input != nil { close(stdin[0]) }
+            }
+            pid = try spawn(executable, arguments, &actions)
+        } catch {
             if input != nil { close(stdin[1]) }
-            throw SpawnError(description: "cannot start \(executable): \(String(cString: strerror(spawned)))")
+            throw error
         }
         var writer: Thread?
         if let input {
@@ -65,10 +66,7 @@ public enum Spawn {
             writer?.start()
         }
         let data = FileHandle(fileDescriptor: output[0], closeOnDealloc: false).readDataToEndOfFile()
-        var status: Int32 = 0
-        while waitpid(pid, &status, 0) < 0 && errno == EINTR {}
-        let exitStatus = (status & 0x7f) == 0 ? (status >> 8) & 0xff : 128 + (status & 0x7f)
-        return (exitStatus, String(decoding: data, as: UTF8.self))
+        return (wait(pid), String(decoding: data, as: UTF8.self))
     }
 
     /// Starts a long-running program with standard output and error appended to `logPath`;
@@ -80,6 +78,10 @@ public enum Spawn {
         posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
         posix_spawn_file_actions_addopen(&actions, 1, logPath, O_WRONLY | O_CREAT | O_APPEND, 0o644)
         posix_spawn_file_actions_adddup2(&actions, 1, 2)
+        return try spawn(executable, arguments, &actions)
+    }
+
+    private static func spawn(_ executable: String, _ arguments: [String], _ actions: inout posix_spawn_file_actions_t) throws -> pid_t {
         let argv: [UnsafeMutablePointer<CChar>?] = ([executable] + arguments).map { strdup($0) } + [nil]
         defer { for pointer in argv { free(pointer) } }
         var pid: pid_t = 0

@@ -1,3 +1,4 @@
+import AMQP
 import Foundation
 import HostCommand
 import Protocol
@@ -6,15 +7,17 @@ import Protocol
 /// with its own log, so that a scenario can SIGKILL and restart them. Started with
 /// `posix_spawn` and reaped with `waitpid` (`Spawn`): `Foundation.Process.waitUntilExit` was
 /// seen spinning for ever on a child that had already exited.
-final class ChaosFleet: @unchecked Sendable {
+final class ChaosFleet: Sendable {
     let amqp: String
     let folder: String
     let port: Int
     let lease: Int
-    private let lock = NSLock()
-    private var dispatcher: pid_t?
-    private var workers: [String: pid_t] = [:]
-    private var nextWorker = 0
+    private struct Processes {
+        var dispatcher: pid_t?
+        var workers: [String: pid_t] = [:]
+        var nextWorker = 0
+    }
+    private let processes = LockedValue(Processes())
     /// Worker names carry the run's id: two workers with one name would fight over their
     /// exclusive control queue.
     private let runID = UUID().uuidString.prefix(6).lowercased()
@@ -39,46 +42,44 @@ final class ChaosFleet: @unchecked Sendable {
         let pid = try launch(
             ["dispatcher", "--amqp", amqp, "--db", folder + "/stepfleet.sqlite", "--listen", "127.0.0.1:\(port)", "--lease", String(lease), "--log-level", logLevel],
             log: folder + "/dispatcher.log")
-        lock.withLock { dispatcher = pid }
+        processes.withLock { $0.dispatcher = pid }
     }
 
     func killDispatcher() {
-        guard let pid = lock.withLock({ () -> pid_t? in defer { dispatcher = nil }; return dispatcher }) else { return }
+        guard let pid = processes.withLock({ processes -> pid_t? in defer { processes.dispatcher = nil }; return processes.dispatcher }) else { return }
         kill(pid, SIGKILL)
         Spawn.wait(pid)
     }
 
     @discardableResult
     func startWorker(slots: Int = 2) throws -> String {
-        let name = lock.withLock { () -> String in
-            nextWorker += 1
-            return "chaos-\(runID)-\(nextWorker)"
+        let name = processes.withLock { processes -> String in
+            processes.nextWorker += 1
+            return "chaos-\(runID)-\(processes.nextWorker)"
         }
         let pid = try launch(
             ["worker", "--amqp", amqp, "--pool", Names.defaultPool, "--slots", String(slots), "--name", name, "--heartbeat", "1",
              "--work-dir", folder + "/" + name, "--log-level", logLevel],
             log: folder + "/\(name).log")
-        lock.withLock { workers[name] = pid }
+        processes.withLock { $0.workers[name] = pid }
         return name
     }
 
-    var workerNames: [String] { lock.withLock { workers.keys.sorted() } }
+    var workerNames: [String] { processes.value.workers.keys.sorted() }
 
     func killWorker(_ name: String) {
-        guard let pid = lock.withLock({ workers.removeValue(forKey: name) }) else { return }
+        guard let pid = processes.withLock({ $0.workers.removeValue(forKey: name) }) else { return }
         kill(pid, SIGKILL)
         Spawn.wait(pid)
     }
 
     /// Stops everything: workers with SIGTERM (they finish), then the dispatcher.
     func stop() {
-        let (all, dispatcher) = lock.withLock { () -> ([pid_t], pid_t?) in
-            defer {
-                workers.removeAll()
-                self.dispatcher = nil
-            }
-            return (Array(workers.values), self.dispatcher)
+        let stopping = processes.withLock { processes -> Processes in
+            defer { processes = Processes(nextWorker: processes.nextWorker) }
+            return processes
         }
+        let (all, dispatcher) = (Array(stopping.workers.values), stopping.dispatcher)
         for pid in all { kill(pid, SIGTERM) }
         for pid in all { Spawn.wait(pid) }
         if let dispatcher {
