@@ -7,7 +7,7 @@ public enum SecretProperties {
     /// `properties` with every value under `opschain.secrets` replaced by `****`.
     public static func masked(_ properties: JSON) -> JSON {
         guard let secrets = properties["opschain"]?["secrets"] else { return properties }
-        return replacing(properties, at: ["opschain", "secrets"], with: maskLeaves(secrets))
+        return replacing(properties, at: ["opschain", "secrets"][...], with: maskLeaves(secrets))
     }
 
     /// The secret values (strings and numbers, as text) for masking in logs.
@@ -47,7 +47,7 @@ public enum SecretProperties {
             default: return new
             }
         }
-        return replacing(incoming, at: ["opschain", "secrets"], with: restore(secrets, current["opschain"]?["secrets"]))
+        return replacing(incoming, at: ["opschain", "secrets"][...], with: restore(secrets, current["opschain"]?["secrets"]))
     }
 
     private static func maskLeaves(_ value: JSON) -> JSON {
@@ -64,9 +64,5 @@ public enum SecretProperties {
         guard case .object(var members) = document, let child = members[key] else { return document }
         members[key] = replacing(child, at: path.dropFirst(), with: value)
         return .object(members)
-    }
-
-    private static func replacing(_ document: JSON, at path: [String], with value: JSON) -> JSON {
-        replacing(document, at: path[...], with: value)
     }
 }

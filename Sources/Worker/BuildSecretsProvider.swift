@@ -1,3 +1,4 @@
+import AMQP
 import Crypto
 import Foundation
 
@@ -6,6 +7,8 @@ public struct BuildSecretsProvider: Sendable {
     let store: BuildSecretStore
     let workDirectory: String
     let server: SecretServer
+    /// The HMAC key's bytes, read (or made) on the first build and kept.
+    private let keyBytes = LockedValue<Data?>(nil)
 
     public init(directory: String?, workDirectory: String, server: SecretServer) {
         store = BuildSecretStore(directory: directory)
@@ -22,15 +25,20 @@ public struct BuildSecretsProvider: Sendable {
 
     func grant(_ names: [String]) throws(StepFailure) -> Grant {
         let variables = try store.resolve(names)
-        let key: SymmetricKey
+        let token = BuildSecretStore.token(for: variables, key: try key())
+        let url = try server.register(variables, token: token)
+        return Grant(token: token, url: url, values: Array(variables.values))
+    }
+
+    private func key() throws(StepFailure) -> SymmetricKey {
+        if let bytes = keyBytes.value { return SymmetricKey(data: bytes) }
         do {
-            key = try BuildSecretStore.hmacKey(in: workDirectory)
+            let key = try BuildSecretStore.hmacKey(in: workDirectory)
+            keyBytes.value = key.withUnsafeBytes { Data($0) }
+            return key
         } catch {
             throw StepFailure("build secrets: cannot read or create the worker's HMAC key: \(error)")
         }
-        let token = BuildSecretStore.token(for: variables, key: key)
-        let url = try server.register(variables, token: token)
-        return Grant(token: token, url: url, values: Array(variables.values))
     }
 
     func revoke(_ grant: Grant) {
