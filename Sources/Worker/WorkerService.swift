@@ -25,6 +25,8 @@ public actor WorkerService {
     private var engineHealthy = true
     private var draining = false
     private var shuttingDown = false
+    /// Set when `shutdown()` has finished, so a `run()` still starting up returns too.
+    private var hasStopped = false
     private var tasks: [Task<Void, Never>] = []
     private var stepTasks: [AttemptRef: Task<Void, Never>] = [:]
     private var stopped: CheckedContinuation<Void, Never>?
@@ -77,7 +79,10 @@ public actor WorkerService {
                 await self.reapLeftoverContainers()
             }
         })
-        await withCheckedContinuation { stopped = $0 }
+        // A SIGTERM during start-up ran `shutdown()` before this wait began: do not wait for ever.
+        await withCheckedContinuation { continuation in
+            if hasStopped { continuation.resume() } else { stopped = continuation }
+        }
     }
 
     /// Steps running right now.
@@ -261,6 +266,7 @@ public actor WorkerService {
         await client.stop()
         secretServer.stop()
         logger.info("worker stopped")
+        hasStopped = true
         stopped?.resume()
         stopped = nil
     }

@@ -13,7 +13,15 @@ public final class Store: Sendable {
         var configuration = Configuration()
         configuration.busyMode = .timeout(10)
         database = try DatabasePool(path: path, configuration: configuration)
-        try Schema.migrator.migrate(database)
+        do {
+            try Schema.migrator.migrate(database)
+        } catch {
+            // Another process (a second dispatcher, `stepfleet token create`) may have migrated
+            // the same new file between our check and our write; what it applied is not applied
+            // again on the second try.
+            Thread.sleep(forTimeInterval: 0.2)
+            try Schema.migrator.migrate(database)
+        }
     }
 
     public func read<T: Sendable>(_ body: @escaping @Sendable (Database) throws -> T) async throws -> T {

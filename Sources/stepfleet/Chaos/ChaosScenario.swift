@@ -22,11 +22,13 @@ struct ChaosScenario {
         // A lease must outlast the broker's own failover: a quorum queue whose leader died takes
         // about ten seconds to confirm again, and heartbeats wait for those confirms.
         let fleet = ChaosFleet(amqp: amqp, folder: folder, port: Int.random(in: 30_000..<40_000), lease: name == "cluster-node-loss" ? 20 : 6)
+        // The token first: this process then creates and migrates the database before the
+        // dispatcher opens it.
+        var client = APIClient(server: fleet.server)
+        client.token = try await Store(path: folder + "/stepfleet.sqlite").createToken(name: "chaos")
         try fleet.startDispatcher()
         for _ in 0..<workers { try fleet.startWorker() }
         defer { fleet.stop() }
-        var client = APIClient(server: fleet.server)
-        client.token = try await Store(path: folder + "/stepfleet.sqlite").createToken(name: "chaos")
         try await waitForAPI(client)
 
         // worker-lost-during-run: one change whose root may not re-run, one whose root may.
