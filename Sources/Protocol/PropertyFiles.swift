@@ -27,8 +27,8 @@ extension JSON {
             guard case .object(let entry) = entries[path]! else {
                 throw PropertyShapeError(path: pointer, reason: "must be an object with \"mode\" and \"content\"")
             }
-            guard path.hasPrefix("/") else {
-                throw PropertyShapeError(path: pointer, reason: "file path must be absolute")
+            guard path.hasPrefix("/") || path.hasPrefix("~/") else {
+                throw PropertyShapeError(path: pointer, reason: "file path must be absolute or start with ~/ (the step user's home)")
             }
             guard case .string(let content)? = entry["content"] else {
                 throw PropertyShapeError(path: pointer, reason: "\"content\" must be a string")

@@ -15,11 +15,17 @@ public struct ActionRunner: Sendable {
     public var root: String
     /// Prefix for `files` property paths (`/` in a container; a folder in tests).
     public var filesRoot: String
+    /// What a `files` path's leading `~/` stands for: the step user's home.
+    public var home: String
     public var shell: String
 
-    public init(root: String = "/opt/opschain", filesRoot: String = "/", shell: String = "/bin/sh") {
+    public init(
+        root: String = "/opt/opschain", filesRoot: String = "/", home: String = ProcessInfo.processInfo.environment["HOME"] ?? NSHomeDirectory(),
+        shell: String = "/bin/sh"
+    ) {
         self.root = root
         self.filesRoot = filesRoot
+        self.home = home
         self.shell = shell
     }
 
@@ -133,15 +139,30 @@ public struct ActionRunner: Sendable {
             throw Failure(message: "the files properties are invalid: \(error)")
         }
         for file in files {
-            let target = filesRoot == "/" ? file.path : (filesRoot as NSString).appendingPathComponent(file.path)
+            let path = file.path.hasPrefix("~/") ? (home as NSString).appendingPathComponent(String(file.path.dropFirst(2))) : file.path
+            let target = filesRoot == "/" ? path : (filesRoot as NSString).appendingPathComponent(path)
             do {
                 try FileManager.default.createDirectory(atPath: (target as NSString).deletingLastPathComponent, withIntermediateDirectories: true)
                 try Data(file.content.utf8).write(to: URL(fileURLWithPath: target))
                 try FileManager.default.setAttributes([.posixPermissions: NSNumber(value: file.mode)], ofItemAtPath: target)
             } catch {
-                throw Failure(message: "cannot write the file property \(file.path): \(error.localizedDescription)")
+                var message = "cannot write the file property \(file.path): \(error.localizedDescription)"
+                if getuid() != 0, Self.isPermissionDenied(error) {
+                    message += " (the step runs as uid \(getuid()), not root: write files under ~/ or /opt/opschain, or switch the image to USER root)"
+                }
+                throw Failure(message: message)
             }
         }
+    }
+
+    private static func isPermissionDenied(_ error: any Error) -> Bool {
+        let error = error as NSError
+        if error.domain == NSCocoaErrorDomain, error.code == CocoaError.fileWriteNoPermission.rawValue || error.code == CocoaError.fileReadNoPermission.rawValue {
+            return true
+        }
+        let underlying = error.userInfo[NSUnderlyingErrorKey] as? NSError
+        return (underlying?.domain == NSPOSIXErrorDomain && (underlying?.code == Int(EACCES) || underlying?.code == Int(EPERM)))
+            || (error.domain == NSPOSIXErrorDomain && (error.code == Int(EACCES) || error.code == Int(EPERM)))
     }
 
     private func runCommand(_ command: String, environment: [String: String]) throws -> (Int32, String?) {

@@ -9,7 +9,9 @@ public enum DefaultDockerfile {
         # for opschain-exec). Build args: GIT_REV, GIT_SHA, OPSCHAIN_BASE_RUNNER, OPSCHAIN_VERSION,
         # and OPSCHAIN_BUILD_SECRETS_URL, from which opschain-exec fetches the build secrets (they
         # reach only its command's environment: never a layer, the history or the cache).
-        # Keep to RUN, COPY, ENV and ADD; do not change the ENTRYPOINT.
+        # Keep to RUN, COPY, ENV and ADD; do not change the ENTRYPOINT. Steps and RUN lines run as
+        # the base image's unprivileged user opschain, who owns /opt/opschain; for a RUN that
+        # needs root, put USER root before it and USER opschain after it.
         ARG OPSCHAIN_BASE_RUNNER
         FROM ${OPSCHAIN_BASE_RUNNER}
 

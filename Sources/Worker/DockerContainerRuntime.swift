@@ -8,17 +8,22 @@ public struct DockerContainerRuntime: ContainerRuntime {
     public static let resultPath = "/opt/opschain/.opschain/step_result.json"
 
     private let engine: DockerEngine
-    /// Capabilities kept after dropping all: what a root step needs to own and write its files.
-    private let capabilities: [String]
+    /// Capabilities a step keeps when its image runs it as root: what root needs to own and
+    /// write its files. A step of a non-root image keeps none.
+    private let rootCapabilities: [String]
+    /// Image users already resolved, by image reference and `USER` text.
+    private let users = LockedValue<[String: ContainerUser]>([:])
 
-    public init(engine: DockerEngine, capabilities: [String] = ["CHOWN", "DAC_OVERRIDE", "FOWNER", "FSETID", "SETGID", "SETUID"]) {
+    public init(engine: DockerEngine, rootCapabilities: [String] = ["CHOWN", "DAC_OVERRIDE", "FOWNER", "FSETID", "SETGID", "SETUID"]) {
         self.engine = engine
-        self.capabilities = capabilities
+        self.rootCapabilities = rootCapabilities
     }
 
-    /// The create body: the action as the command, no network by default, limits, no new
-    /// privileges, every capability dropped but a few, nothing of the host mounted.
-    func createBody(_ run: ContainerRun) -> JSON {
+    /// The create body: the action as the command, as the image's user, no network by
+    /// default, limits, no new privileges, every capability dropped (but a few for a root
+    /// user), nothing of the host mounted.
+    func createBody(_ run: ContainerRun, asRoot: Bool) -> JSON {
+        let capabilities = asRoot ? rootCapabilities : []
         let hostConfig: JSON = [
             "NetworkMode": run.network ? "default" : "none",
             "Memory": JSON(run.limits.memoryBytes),
@@ -46,14 +51,18 @@ public struct DockerContainerRuntime: ContainerRuntime {
         _ run: ContainerRun, cancellation: StepCancellation, started: @escaping @Sendable () async -> Void,
         output: @escaping @Sendable (LogBatch.Stream, String) -> Void
     ) async throws(StepFailure) -> ContainerResult {
+        let userSpec: String
         let container: String
         do {
-            container = try await engine.createContainer(createBody(run))
+            userSpec = try await engine.inspectImage(run.image)?["Config"]?["User"]?.stringValue ?? ""
+            container = try await engine.createContainer(createBody(run, asRoot: ContainerUser.namesRoot(userSpec)))
         } catch {
             throw StepFailure("cannot create the step container: \(error)")
         }
         do {
-            let result = try await runCreated(container, run, cancellation: cancellation, started: started, output: output)
+            let user = try await user(userSpec, of: run.image, container: container)
+            output(.system, "run: as user \(user)\(userSpec.isEmpty ? "" : " (image USER \(userSpec))"), \(user.isRoot ? "capabilities " + rootCapabilities.joined(separator: ", ") : "no capabilities")")
+            let result = try await runCreated(container, run, user: user, cancellation: cancellation, started: started, output: output)
             try? await engine.remove(container)
             return result
         } catch {
@@ -62,8 +71,30 @@ public struct DockerContainerRuntime: ContainerRuntime {
         }
     }
 
+    /// The image's `USER` as numbers, read from the created (not started) container's account
+    /// files when it is a name; remembered per image.
+    private func user(_ spec: String, of image: String, container: String) async throws(StepFailure) -> ContainerUser {
+        do {
+            if ContainerUser.isNumeric(spec) { return try ContainerUser.resolve(spec, passwd: nil, group: nil) }
+            let key = image + "\u{0}" + spec
+            if let known = users.value[key] { return known }
+            let user = try ContainerUser.resolve(spec, passwd: try await file("/etc/passwd", in: container), group: try await file("/etc/group", in: container))
+            users.withLock { $0[key] = user }
+            return user
+        } catch let error as ContainerUser.Unresolved {
+            throw StepFailure("cannot run the step: \(error)")
+        } catch {
+            throw StepFailure("cannot read the step image's accounts: \(error)")
+        }
+    }
+
+    private func file(_ path: String, in container: String) async throws -> String? {
+        guard let archive = try await engine.getArchive(container, path: path) else { return nil }
+        return try Tar.extract((path as NSString).lastPathComponent, from: archive).map { String(decoding: $0, as: UTF8.self) }
+    }
+
     private func runCreated(
-        _ container: String, _ run: ContainerRun, cancellation: StepCancellation, started: @escaping @Sendable () async -> Void,
+        _ container: String, _ run: ContainerRun, user: ContainerUser, cancellation: StepCancellation, started: @escaping @Sendable () async -> Void,
         output: @escaping @Sendable (LogBatch.Stream, String) -> Void
     ) async throws(StepFailure) -> ContainerResult {
         let engine = engine
@@ -73,7 +104,11 @@ public struct DockerContainerRuntime: ContainerRuntime {
         }
         if cancellation.isCancelled { return ContainerResult(exitCode: nil, timedOut: false, cancelled: true, stepResult: nil) }
         do {
-            let archive = Tar.archive([.directory(".opschain"), .file(".opschain/step_context.json", run.stepContext, mode: 0o644)])
+            // Owned by the step's user, who writes step_result.json next to it.
+            let archive = Tar.archive([
+                .directory(".opschain", uid: user.uid, gid: user.gid),
+                .file(".opschain/step_context.json", run.stepContext, mode: 0o644, uid: user.uid, gid: user.gid),
+            ])
             try await engine.putArchive(container, path: Self.workDirectory, archive: archive)
             await started()
             try await engine.start(container)

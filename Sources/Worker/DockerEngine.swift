@@ -81,29 +81,37 @@ public final class DockerEngine: Sendable {
 
     /// True when the engine answers.
     public func ping() async -> Bool {
+        // No socket, no engine: the HTTP client would retry the connection until the timeout.
+        guard FileManager.default.fileExists(atPath: socketPath) else { return false }
         guard let response = try? await request(.GET, "/_ping", timeout: .seconds(5)) else { return false }
         return response.status == .ok
     }
 
     // MARK: Images
 
-    /// The image's id, or nil when the engine has no such image.
-    public func imageID(_ reference: String) async throws(DockerError) -> String? {
+    /// The engine's description of an image (`GET /images/{name}/json`), or nil when it has none.
+    public func inspectImage(_ reference: String) async throws(DockerError) -> JSON? {
         let operation = "inspect image \(reference)"
         let response = try await request(.GET, "/images/\(reference)/json")
         if response.status == .notFound { return nil }
         try await expect(response, operation)
-        return (try? JSON.parse(bytes: await collect(response, operation)))?["Id"]?.stringValue
+        let data = try await collect(response, operation)
+        do {
+            return try JSON.parse(bytes: data)
+        } catch {
+            throw DockerError(operation: operation, status: nil, message: "the engine's answer is not JSON: \(error)")
+        }
+    }
+
+    /// The image's id, or nil when the engine has no such image.
+    public func imageID(_ reference: String) async throws(DockerError) -> String? {
+        try await inspectImage(reference)?["Id"]?.stringValue
     }
 
     /// The labels of an image, or nil when it does not exist.
     public func imageLabels(_ reference: String) async throws(DockerError) -> [String: String]? {
-        let operation = "inspect image \(reference)"
-        let response = try await request(.GET, "/images/\(reference)/json")
-        if response.status == .notFound { return nil }
-        try await expect(response, operation)
-        let labels = (try? JSON.parse(bytes: await collect(response, operation)))?["Config"]?["Labels"]?.objectValue ?? [:]
-        return labels.compactMapValues(\.stringValue)
+        guard let image = try await inspectImage(reference) else { return nil }
+        return (image["Config"]?["Labels"]?.objectValue ?? [:]).compactMapValues(\.stringValue)
     }
 
     /// Builds an image from a tar build context with the legacy builder. Every output line is
@@ -240,7 +248,8 @@ public final class DockerEngine: Sendable {
     public func containers(label: String) async throws(DockerError) -> [String] {
         let operation = "list containers"
         let filters = JSON.object(["label": .array([.string(label)])]).serialized()
-        let response = try await request(.GET, "/containers/json", query: [("all", "1"), ("filters", filters)])
+        // A short deadline: the HTTP client retries a socket that is not there until it passes.
+        let response = try await request(.GET, "/containers/json", query: [("all", "1"), ("filters", filters)], timeout: .seconds(10))
         try await expect(response, operation)
         let list = (try? JSON.parse(bytes: await collect(response, operation)))?.arrayValue ?? []
         return list.compactMap { $0["Id"]?.stringValue }

@@ -12,6 +12,9 @@ import Protocol
 public actor DockerImageBuilder: ImageBuilder {
     public static let keyLabel = "org.stepfleet.build-key"
     public static let repository = "stepfleet/step"
+    /// The owner (uid and gid) of every file of repo.tar: the runner image's user `opschain`,
+    /// so the step can write its repository copy. A root image can write it anyway.
+    public static let repositoryOwner = 1000
 
     private let engine: DockerEngine
     private let scratch: String
@@ -79,7 +82,7 @@ public actor DockerImageBuilder: ImageBuilder {
             hasher.update(data: Data("\(label):\(data.count):".utf8))
             hasher.update(data: data)
         }
-        add("format", Data("stepfleet-build-key-1".utf8))
+        add("format", Data("stepfleet-build-key-2".utf8))
         add("dockerfile", Data(request.dockerfile.utf8))
         add("step_context_env.json", contextEnv)
         for name in request.buildArgs.keys.sorted() where name != SecretServer.urlArgument {
@@ -124,7 +127,7 @@ public actor DockerImageBuilder: ImageBuilder {
         let repoTar = (scratch as NSString).appendingPathComponent("repo-\(UUID().uuidString).tar")
         defer { try? FileManager.default.removeItem(atPath: repoTar) }
         let tar = try await CommandRunner.run(
-            "/bin/tar", ["--sort=name", "--mtime=@0", "--owner=0", "--group=0", "--numeric-owner", "-cf", repoTar, "-C", request.checkout, "."])
+            "/bin/tar", ["--sort=name", "--mtime=@0", "--owner=\(Self.repositoryOwner)", "--group=\(Self.repositoryOwner)", "--numeric-owner", "-cf", repoTar, "-C", request.checkout, "."])
         guard tar.status == 0 else { throw StepFailure("cannot make repo.tar: \(tar.output)") }
         return Tar.archive([
             .file("Dockerfile", Data(request.dockerfile.utf8)),

@@ -56,14 +56,22 @@ public actor WorkerService {
     /// Runs until `shutdown()` has finished.
     public func run() async {
         logger.info("worker starting", metadata: ["pool": "\(configuration.pool)", "slots": "\(configuration.slots)"])
-        await reapLeftoverContainers()
+        engineHealthy = await engine.ping()
+        if engineHealthy {
+            await reapLeftoverContainers()
+        } else {
+            logger.error("the Docker engine at \(engine.socketPath) does not answer: not taking jobs until it does")
+        }
         do {
             try await secretServer.start()
         } catch {
             logger.error("builds will fail: \(error)")
         }
-        engineHealthy = await engine.ping()
-        if !engineHealthy { logger.error("the Docker engine at \(engine.socketPath) does not answer: not taking jobs until it does") }
+        // A SIGTERM during start-up ran `shutdown()` before anything below existed.
+        guard !shuttingDown else {
+            secretServer.stop()
+            return
+        }
         await client.start()
         let jobs = await client.subscribe(queue: Names.stepsQueue(pool: configuration.pool), capacity: configuration.slots, paused: !engineHealthy)
         self.jobs = jobs
@@ -79,6 +87,13 @@ public actor WorkerService {
                 await self.reapLeftoverContainers()
             }
         })
+        // A shutdown that began while the subscriptions were being made found less to stop.
+        if shuttingDown {
+            await jobs.cancel()
+            for task in tasks { task.cancel() }
+            await client.stop()
+            secretServer.stop()
+        }
         // A SIGTERM during start-up ran `shutdown()` before this wait began: do not wait for ever.
         await withCheckedContinuation { continuation in
             if hasStopped { continuation.resume() } else { stopped = continuation }

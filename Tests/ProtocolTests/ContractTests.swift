@@ -52,9 +52,13 @@ import Testing
     }
 
     @Test func badFilesAndEnvShapesSayWhere() throws {
-        #expect(throws: PropertyShapeError(path: "/files/relative", reason: "file path must be absolute")) {
+        #expect(throws: PropertyShapeError(path: "/files/relative", reason: "file path must be absolute or start with ~/ (the step user's home)")) {
             try (["files": ["relative": ["content": "x"]]] as JSON).fileProperties()
         }
+        #expect(throws: PropertyShapeError(path: "/files/~0other~1x", reason: "file path must be absolute or start with ~/ (the step user's home)")) {
+            try (["files": ["~other/x": ["content": "x"]]] as JSON).fileProperties()
+        }
+        #expect(try (["files": ["~/.ssh/config": ["content": "x"]]] as JSON).fileProperties() == [FileProperty(path: "~/.ssh/config", mode: 0o644, content: "x")])
         #expect(throws: PropertyShapeError(path: "/files/~1a", reason: "\"mode\" must be an octal string such as \"0600\"")) {
             try (["files": ["/a": ["content": "x", "mode": "rw"]]] as JSON).fileProperties()
         }

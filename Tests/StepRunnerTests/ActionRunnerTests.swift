@@ -8,7 +8,7 @@ import Testing
     final class Sandbox {
         let root: URL
         let files: URL
-        var runner: ActionRunner { ActionRunner(root: root.path, filesRoot: files.path) }
+        var runner: ActionRunner { ActionRunner(root: root.path, filesRoot: files.path, home: "/home/stepper") }
 
         init(actions: String, project: JSON = [:], environment: JSON = [:]) throws {
             let base = FileManager.default.temporaryDirectory.appendingPathComponent("action-runner-\(UUID().uuidString)")
@@ -54,6 +54,18 @@ import Testing
             environment: ["env": ["GREETING": "hello from env"]])
         setenv("TARGET", sandbox.files.appendingPathComponent("etc/app/key").path, 1)
         defer { unsetenv("TARGET") }
+        #expect(sandbox.runner.run(action: "show") == 0)
+        #expect(try sandbox.result().error == nil)
+    }
+
+    @Test func aTildePathIsUnderTheStepUsersHome() throws {
+        // The command runs in the repository; the files root is its sibling folder.
+        let sandbox = try Sandbox(
+            actions: """
+                actions:
+                  show: { run: 'f=../files/home/stepper/.config/app/settings; test "$(cat $f)" = conf && test "$(stat -c %a $f)" = 640' }
+                """,
+            project: ["files": ["~/.config/app/settings": ["mode": "0640", "content": "conf"]]])
         #expect(sandbox.runner.run(action: "show") == 0)
         #expect(try sandbox.result().error == nil)
     }

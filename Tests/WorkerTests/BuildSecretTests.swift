@@ -15,11 +15,11 @@ extension WorkerEndToEndTests {
             WORKDIR /opt/opschain
             ADD repo.tar ./
             COPY step_context_env.json .opschain/step_context_env.json
-            RUN opschain-exec sh -c 'echo "build sees $TOKEN_A"; printf %s "$TOKEN_A" | sha256sum | cut -c1-16 > /opt/secret.sha'
+            RUN opschain-exec sh -c 'echo "build sees $TOKEN_A"; printf %s "$TOKEN_A" | sha256sum | cut -c1-16 > /home/opschain/secret.sha'
             """
         static let actions = """
             actions:
-              show: { run: 'echo "digest $(cat /opt/secret.sha)"; echo "run env: ${TOKEN_A:-absent}"' }
+              show: { run: 'echo "digest $(cat /home/opschain/secret.sha)"; echo "run env: ${TOKEN_A:-absent}"' }
             """
 
         static func digest(_ value: String) throws -> String {

@@ -20,6 +20,7 @@ extension WorkerEndToEndTests {
                   if mount -t tmpfs none /mnt 2>/dev/null; then echo "PROBE mount=allowed"; else echo "PROBE mount=refused"; fi
                   echo "PROBE $(grep NoNewPrivs /proc/self/status | tr -d ' \t')"
                   echo "PROBE pids.max=$(cat /sys/fs/cgroup/pids.max 2>/dev/null || cat /sys/fs/cgroup/pids/pids.max)"
+                  echo "PROBE uid=$(id -u) $(grep CapEff /proc/self/status | tr -d ' \t')"
               bomb:
                 run: 'n=0; while [ $n -lt 2000 ]; do sleep 30 & n=$((n+1)); done; echo "PROBE forked=$n"'
                 timeout: 60
@@ -43,6 +44,7 @@ extension WorkerEndToEndTests {
             #expect(lines.contains("PROBE mount=refused"), "\(lines)")
             #expect(lines.contains("PROBE NoNewPrivs:1"), "\(lines)")
             #expect(lines.contains("PROBE pids.max=256"), "\(lines)")
+            #expect(lines.contains("PROBE uid=1000 CapEff:0000000000000000"), "the runner image's user, no capabilities: \(lines)")
             #expect(lines.contains("PROBE secret=****"), "a secret property printed by the step is masked: \(lines)")
 
             // 2,000 background processes against a limit of 256: the shell cannot fork, the step
@@ -54,6 +56,53 @@ extension WorkerEndToEndTests {
             #expect(bombLog.contains { $0.localizedCaseInsensitiveContains("fork") || $0.contains("Resource temporarily unavailable") }, "\(bombLog.suffix(5))")
             let after = try await harness.run(harness.job(repository, action: "probe", project: ["env": ["HOSTMARK": .string(mark)]]))
             #expect(after.status == .success)
+            await harness.stop()
+        }
+
+        /// Steps run as the image's user: the runner's unprivileged `opschain` with no
+        /// capabilities, or root with only the few a root step needs when a project's Dockerfile
+        /// switches to `USER root`. A non-root step cannot write outside its reach and says why.
+        @Test func stepsRunAsTheImagesUser() async throws {
+            let harness = try await WorkerHarness()
+            let actions = """
+                actions:
+                  who:
+                    run: |
+                      echo "WHO uid=$(id -u) gid=$(id -g) home=$HOME $(grep CapEff /proc/self/status | tr -d ' \\t')"
+                      echo "WHO settings=$(cat ~/.config/app/settings)"
+                      touch /opt/opschain/README.md && echo "WHO repo=writable"
+                      if [ -f /etc/app/settings ]; then echo "WHO etc=written"; fi
+                      git -C /opt/opschain status --porcelain >/dev/null && echo "WHO git=ok"
+                  etc_file: { run: "true" }
+                """
+            let home: JSON = ["files": ["~/.config/app/settings": ["mode": "0600", "content": "mine"]]]
+            let plain = try TestRepository.make([".opschain/actions.yml": actions, "README.md": "x"])
+            let who = try await harness.run(harness.job(plain, action: "who", project: home))
+            #expect(who.status == .success, "\(who.error ?? "")")
+            let lines = await harness.logLines(for: who.ref).map(\.text)
+            #expect(lines.contains("WHO uid=1000 gid=1000 home=/home/opschain CapEff:0000000000000000"), "\(lines)")
+            #expect(lines.contains("WHO settings=mine"), "\(lines)")
+            #expect(lines.contains("WHO repo=writable"), "\(lines)")
+            #expect(lines.contains("WHO git=ok"), "\(lines)")
+            #expect(lines.contains { $0.hasPrefix("run: as user 1000:1000 (image USER opschain), no capabilities") }, "\(lines)")
+
+            let outside: JSON = ["files": ["/etc/app/settings": ["mode": "0600", "content": "x"]]]
+            let refused = try await harness.run(harness.job(plain, action: "etc_file", project: outside))
+            #expect(refused.status == .error)
+            #expect(refused.error?.contains("cannot write the file property /etc/app/settings") == true, "\(refused.error ?? "")")
+            #expect(refused.error?.contains("not root: write files under ~/ or /opt/opschain, or switch the image to USER root") == true, "\(refused.error ?? "")")
+
+            // CHOWN, DAC_OVERRIDE, FOWNER, FSETID, SETGID and SETUID: bits 0, 1, 3, 4, 6, 7.
+            let rootImage = try TestRepository.make([
+                ".opschain/actions.yml": actions, "README.md": "x",
+                ".opschain/Dockerfile": "ARG OPSCHAIN_BASE_RUNNER\nFROM ${OPSCHAIN_BASE_RUNNER}\nUSER root\nADD repo.tar ./\n",
+            ])
+            let asRoot = try await harness.run(harness.job(rootImage, action: "who", project: outside))
+            #expect(asRoot.status == .success, "\(asRoot.error ?? "")")
+            let rootLines = await harness.logLines(for: asRoot.ref).map(\.text)
+            #expect(rootLines.contains("WHO uid=0 gid=0 home=/root CapEff:00000000000000db"), "\(rootLines)")
+            #expect(rootLines.contains("WHO etc=written"), "\(rootLines)")
+            #expect(rootLines.contains("WHO git=ok"), "a root step can use the repository owned by opschain: \(rootLines)")
             await harness.stop()
         }
     }

@@ -51,12 +51,12 @@ extension WorkerEndToEndTests {
         // No step_result.json, and an invalid one.
         let silent = try TestRepository.make([
             ".opschain/actions.yml": actions,
-            ".opschain/Dockerfile": "ARG OPSCHAIN_BASE_RUNNER\nFROM ${OPSCHAIN_BASE_RUNNER}\nRUN printf '#!/bin/sh\\nexit 0\\n' > /usr/local/bin/opschain-action\n",
+            ".opschain/Dockerfile": "ARG OPSCHAIN_BASE_RUNNER\nFROM ${OPSCHAIN_BASE_RUNNER}\nUSER root\nRUN printf '#!/bin/sh\\nexit 0\\n' > /usr/local/bin/opschain-action\n",
         ])
         _ = try await expectError(harness, harness.job(silent, action: "ok"), startsWith: "the action exited with code 0 and wrote no /opt/opschain/.opschain/step_result.json")
         let garbage = try TestRepository.make([
             ".opschain/actions.yml": actions,
-            ".opschain/Dockerfile": "ARG OPSCHAIN_BASE_RUNNER\nFROM ${OPSCHAIN_BASE_RUNNER}\nRUN printf '#!/bin/sh\\necho {oops > /opt/opschain/.opschain/step_result.json\\n' > /usr/local/bin/opschain-action\n",
+            ".opschain/Dockerfile": "ARG OPSCHAIN_BASE_RUNNER\nFROM ${OPSCHAIN_BASE_RUNNER}\nUSER root\nRUN printf '#!/bin/sh\\necho {oops > /opt/opschain/.opschain/step_result.json\\n' > /usr/local/bin/opschain-action\n",
         ])
         _ = try await expectError(harness, harness.job(garbage, action: "ok"), startsWith: "step_result.json is invalid:")
 

@@ -19,8 +19,8 @@ extension WorkerEndToEndTests {
           check_inputs:
             run: |
               test "$GREETING" = "from environment" || { echo "GREETING=$GREETING"; exit 10; }
-              test "$(cat /etc/stepfleet-test/config.txt)" = "file contents" || exit 11
-              test "$(stat -c %a /etc/stepfleet-test/config.txt)" = 640 || exit 12
+              test "$(cat ~/.config/stepfleet-test/config.txt)" = "file contents" || exit 11
+              test "$(stat -c %a ~/.config/stepfleet-test/config.txt)" = 640 || exit 12
               test -d /opt/opschain/.git || exit 13
           parent:
             run: echo '["grandchild"]' > "$OPSCHAIN_CHILD_STEPS"
@@ -32,7 +32,7 @@ extension WorkerEndToEndTests {
           fail: { run: "echo failing; exit 3" }
           slow: { run: "sleep 60", timeout: 2 }
           sleepy: { run: "sleep 60" }
-          show_built: { run: "jq --arg v \\"$(cat /opt/built.txt)\\" '.built = $v' \\"$OPSCHAIN_PROJECT_PROPERTIES\\" > /tmp/p && mv /tmp/p \\"$OPSCHAIN_PROJECT_PROPERTIES\\"" }
+          show_built: { run: "jq --arg v \\"$(cat /home/opschain/built.txt)\\" '.built = $v' \\"$OPSCHAIN_PROJECT_PROPERTIES\\" > /tmp/p && mv /tmp/p \\"$OPSCHAIN_PROJECT_PROPERTIES\\"" }
         """
 
     @Test func propertyChangesComeBackAsDiffsWithPhasesAndLogs() async throws {
@@ -70,7 +70,7 @@ extension WorkerEndToEndTests {
         let repository = try TestRepository.make([".opschain/actions.yml": Self.actions])
         let outcome = try await harness.run(harness.job(
             repository, action: "check_inputs",
-            project: ["env": ["GREETING": "from project"], "files": ["/etc/stepfleet-test/config.txt": ["mode": "0640", "content": "file contents"]]],
+            project: ["env": ["GREETING": "from project"], "files": ["~/.config/stepfleet-test/config.txt": ["mode": "0640", "content": "file contents"]]],
             environment: ["env": ["GREETING": "from environment"]]))
         #expect(outcome.status == .success, "\(outcome.error ?? "")")
         await harness.stop()
@@ -86,7 +86,7 @@ extension WorkerEndToEndTests {
             WORKDIR /opt/opschain
             ADD repo.tar ./
             COPY step_context_env.json .opschain/step_context_env.json
-            RUN opschain-exec sh -c 'echo "$GREETING $GIT_REV $GIT_SHA $OPSCHAIN_PROJECT_CODE" > /opt/built.txt'
+            RUN opschain-exec sh -c 'echo "$GREETING $GIT_REV $GIT_SHA $OPSCHAIN_PROJECT_CODE" > /home/opschain/built.txt'
             """
         let repository = try TestRepository.make([".opschain/actions.yml": Self.actions, ".opschain/Dockerfile": dockerfile])
         let project: JSON = ["env": ["GREETING": "hello"]]
