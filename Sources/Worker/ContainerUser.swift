@@ -11,7 +11,7 @@ public struct ContainerUser: Sendable, Hashable, CustomStringConvertible {
     public var description: String { "\(uid):\(gid)" }
 
     /// A `USER` that cannot be resolved in the image.
-    public struct Unresolved: Error, Sendable, CustomStringConvertible {
+    public struct Unresolved: Error, Sendable, Equatable, CustomStringConvertible {
         public let spec: String
         public let reason: String
         public var description: String { "the image's USER \"\(spec)\" \(reason)" }
