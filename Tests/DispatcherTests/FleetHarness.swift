@@ -27,6 +27,8 @@ final class FleetHarness: Sendable {
         return true
     }()
 
+    /// The broker the dispatcher and workers use (the fleet-tests vhost unless given).
+    let broker: AMQPConfiguration
     let folder: String
     let databasePath: String
     let port: Int
@@ -39,8 +41,9 @@ final class FleetHarness: Sendable {
     var engine: DispatcherEngine { dispatcher.value!.engine }
     var store: Store { engine.store }
 
-    init(workers count: Int = 1, slots: Int = 2, leaseSeconds: Double = 6) async throws {
-        _ = Self.vhostReady
+    init(workers count: Int = 1, slots: Int = 2, leaseSeconds: Double = 6, broker: AMQPConfiguration? = nil) async throws {
+        if broker == nil { _ = Self.vhostReady }
+        self.broker = broker ?? Self.broker
         folder = FileManager.default.temporaryDirectory.appendingPathComponent("fleet-\(UUID().uuidString.prefix(8))").path
         try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true)
         databasePath = folder + "/stepfleet.sqlite"
@@ -53,7 +56,7 @@ final class FleetHarness: Sendable {
     func startDispatcher() async throws {
         let engine = DispatcherEngine(store: try Store(path: databasePath), configuration: DispatcherConfiguration(leaseSeconds: leaseSeconds), logger: Self.logger)
         if token.value == nil { token.value = try await engine.store.createToken(name: "fleet-tests") }
-        let service = DispatcherService(engine: engine, brokers: [Self.broker], logger: Self.logger)
+        let service = DispatcherService(engine: engine, brokers: [broker], logger: Self.logger)
         try await service.start()
         let app = Application(
             router: HTTPAPI(engine: engine, service: service).router(), configuration: .init(address: .hostname("127.0.0.1", port: port)),
@@ -76,7 +79,7 @@ final class FleetHarness: Sendable {
             configuration: WorkerConfiguration(
                 name: "fleet-worker-\(index)-\(UUID().uuidString.prefix(4))", pool: Names.defaultPool, slots: slots, workDirectory: folder + "/worker-\(index)",
                 heartbeatInterval: .seconds(1), defaultTimeout: .seconds(120), limits: ContainerLimits(memoryBytes: 256 << 20, pids: 256, cpus: 1)),
-            brokers: [Self.broker], engine: try DockerEngine(), logger: Self.logger)
+            brokers: [broker], engine: try DockerEngine(), logger: Self.logger)
         let task = Task { await worker.run() }
         workers.withLock { $0.append((worker, task)) }
     }
