@@ -12,10 +12,12 @@ public struct ContainerRun: Sendable {
     /// Labels that identify the container (worker, step, attempt).
     public var labels: [String: String]
     public var limits: ContainerLimits
-    /// Step containers get no network unless the project asks for one.
-    public var network: Bool
+    /// The engine network the step runs on; nil for none (only `lo`), the default.
+    public var network: String?
 
-    public init(image: String, action: String, stepContext: Data, timeout: Duration, labels: [String: String], limits: ContainerLimits, network: Bool = false) {
+    public init(
+        image: String, action: String, stepContext: Data, timeout: Duration, labels: [String: String], limits: ContainerLimits, network: String? = nil
+    ) {
         self.image = image
         self.action = action
         self.stepContext = stepContext

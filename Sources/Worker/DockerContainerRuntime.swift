@@ -25,7 +25,7 @@ public struct DockerContainerRuntime: ContainerRuntime {
     func createBody(_ run: ContainerRun, asRoot: Bool) -> JSON {
         let capabilities = asRoot ? rootCapabilities : []
         let hostConfig: JSON = [
-            "NetworkMode": run.network ? "default" : "none",
+            "NetworkMode": .string(run.network ?? "none"),
             "Memory": JSON(run.limits.memoryBytes),
             "MemorySwap": JSON(run.limits.memoryBytes),
             "PidsLimit": JSON(run.limits.pids),
@@ -41,7 +41,7 @@ public struct DockerContainerRuntime: ContainerRuntime {
             "Image": .string(run.image),
             "Cmd": ["opschain-action", .string(run.action)],
             "WorkingDir": .string(Self.workDirectory),
-            "NetworkDisabled": .bool(!run.network),
+            "NetworkDisabled": .bool(run.network == nil),
             "Labels": .object(run.labels.mapValues { .string($0) }),
             "HostConfig": hostConfig,
         ]

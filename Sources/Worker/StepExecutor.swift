@@ -28,6 +28,13 @@ struct StepExecutor: Sendable {
         // Build phase: checkout and image.
         log.system("build: started")
         await phase(ref, .build, .started)
+        // Refused before any work: a network this worker does not offer.
+        let network: String?
+        do {
+            network = try StepNetwork.resolve(job.context.mergedProperties, allowed: configuration.stepNetworks)
+        } catch {
+            return fail(&outcome, log, error.description)
+        }
         let buildStart = clock.now
         let checkout = (scratch as NSString).appendingPathComponent("repo")
         do {
@@ -82,7 +89,6 @@ struct StepExecutor: Sendable {
         } catch {
             return fail(&outcome, log, "cannot encode step_context.json: \(error)")
         }
-        let network = job.context.mergedProperties["opschain"]?["config"]?["network"]?.boolValue ?? false
         let run = ContainerRun(
             image: image.reference, action: job.action, stepContext: stepContext, timeout: timeout,
             labels: ContainerLabels.labels(worker: configuration.name, ref: ref, pool: configuration.pool), limits: configuration.limits,

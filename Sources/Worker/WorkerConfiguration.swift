@@ -22,14 +22,19 @@ public struct WorkerConfiguration: Sendable {
     public var shutdownGrace: Duration
     /// Build-secret sets: one `KEY=value` file per set name (`BuildSecretStore`).
     public var secretsDirectory: String?
+    /// Engine networks a step may ask for with `opschain.config.network` (`StepNetwork`);
+    /// `default` is the engine's default network. Steps that ask for none get only `lo`.
+    public var stepNetworks: [String]
 
     public init(
         name: String = WorkerConfiguration.defaultName(), pool: String = Names.defaultPool, slots: Int = 2,
         workDirectory: String = FileManager.default.currentDirectoryPath + "/.stepfleet-worker", runnerImage: String? = nil,
         heartbeatInterval: Duration = .seconds(5), defaultTimeout: Duration = .seconds(3600), limits: ContainerLimits = ContainerLimits(),
-        maximumConcurrentBuilds: Int = 2, shutdownGrace: Duration = .seconds(30), secretsDirectory: String? = nil
+        maximumConcurrentBuilds: Int = 2, shutdownGrace: Duration = .seconds(30), secretsDirectory: String? = nil,
+        stepNetworks: [String] = ["default"]
     ) {
         self.secretsDirectory = secretsDirectory
+        self.stepNetworks = stepNetworks
         self.name = name
         self.pool = pool
         self.slots = slots

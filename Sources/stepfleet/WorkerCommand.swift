@@ -43,8 +43,12 @@ struct WorkerCommand: AsyncParsableCommand {
     var cpus = 1.0
     @Option(help: "Build-secret sets: one file per set name holding KEY=value lines (env STEPFLEET_SECRETS_DIR).")
     var secretsDir: String?
+    @Option(help: "Engine networks a step may ask for with opschain.config.network, comma-separated (true asks for \"default\"); empty: none.")
+    var stepNetworks = "default"
     @Option(help: "Log level: trace, debug, info, notice, warning, error.")
     var logLevel = "info"
+
+    var stepNetworkList: [String] { stepNetworks.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty } }
 
     func validate() throws {
         guard slots > 0 else { throw ValidationError("--slots must be at least 1") }
@@ -52,6 +56,9 @@ struct WorkerCommand: AsyncParsableCommand {
             throw ValidationError("--grace, --heartbeat, --default-timeout, --builds, --memory, --pids and --cpus must be positive")
         }
         guard Logger.Level(rawValue: logLevel) != nil else { throw ValidationError("unknown --log-level \(logLevel)") }
+        for network in stepNetworkList where !StepNetwork.isNetworkName(network) || network == "none" {
+            throw ValidationError("--step-networks: \"\(network)\" is not a network name")
+        }
     }
 
     func run() async throws {
@@ -62,7 +69,8 @@ struct WorkerCommand: AsyncParsableCommand {
             name: name ?? WorkerConfiguration.defaultName(), pool: pool, slots: slots, workDirectory: workDir, runnerImage: runnerImage,
             heartbeatInterval: .seconds(heartbeat), defaultTimeout: .seconds(defaultTimeout),
             limits: ContainerLimits(memoryBytes: memory << 20, pids: pids, cpus: cpus), maximumConcurrentBuilds: builds,
-            shutdownGrace: .seconds(grace), secretsDirectory: secretsDir ?? ProcessInfo.processInfo.environment["STEPFLEET_SECRETS_DIR"])
+            shutdownGrace: .seconds(grace), secretsDirectory: secretsDir ?? ProcessInfo.processInfo.environment["STEPFLEET_SECRETS_DIR"],
+            stepNetworks: stepNetworkList)
         let worker = WorkerService(configuration: configuration, brokers: brokers, engine: engine, logger: logger)
         let signals = onTerminationSignals { Task { await worker.shutdown() } }
         await worker.run()

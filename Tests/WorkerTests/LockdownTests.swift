@@ -59,6 +59,35 @@ extension WorkerEndToEndTests {
             await harness.stop()
         }
 
+        /// A step gets a network only when its properties ask for one the worker offers.
+        @Test func aNetworkIsGivenOnlyWhenAskedForAndOffered() async throws {
+            let actions = #"""
+                actions:
+                  nets:
+                    run: echo "NETS $(ls /sys/class/net | tr '\n' ' ')"
+                """#
+            let repository = try TestRepository.make([".opschain/actions.yml": actions])
+            let asksForHost: JSON = ["opschain": ["config": ["network": "host"]]]
+
+            let strict = try await WorkerHarness()
+            let refused = try await strict.run(strict.job(repository, action: "nets", project: asksForHost))
+            #expect(refused.status == .error)
+            #expect(refused.error == "the step asks for the network \"host\" (opschain.config.network), which this worker does not allow (its --step-networks: default)")
+            #expect(refused.runStarted == false)
+            await strict.stop()
+
+            // A worker that offers the host's network (this machine has no bridge to offer).
+            let open = try await WorkerHarness(stepNetworks: ["host"])
+            let onHost = try await open.run(open.job(repository, action: "nets", project: asksForHost))
+            #expect(onHost.status == .success, "\(onHost.error ?? "")")
+            let hostLine = await open.logLines(for: onHost.ref).map(\.text).first { $0.hasPrefix("NETS ") }
+            let hostInterfaces = try String(contentsOfFile: "/proc/net/dev", encoding: .utf8).split(separator: "\n").count - 2
+            #expect((hostLine?.split(separator: " ").count ?? 0) - 1 == hostInterfaces, "the host's \(hostInterfaces) interfaces: \(hostLine ?? "none")")
+            let none = try await open.run(open.job(repository, action: "nets", project: ["opschain": ["config": ["network": false]]]))
+            #expect(await open.logLines(for: none.ref).map(\.text).contains("NETS lo "))
+            await open.stop()
+        }
+
         /// Steps run as the image's user: the runner's unprivileged `opschain` with no
         /// capabilities, or root with only the few a root step needs when a project's Dockerfile
         /// switches to `USER root`. A non-root step cannot write outside its reach and says why.
