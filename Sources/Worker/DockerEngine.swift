@@ -174,9 +174,28 @@ public final class DockerEngine: Sendable {
         return ((try? JSON.parse(bytes: await collect(response, operation)))?.arrayValue ?? []).compactMap { $0["Id"]?.stringValue }
     }
 
-    public func removeImage(_ reference: String) async throws(DockerError) {
-        let response = try await request(.DELETE, "/images/\(reference)", query: [("force", "1")])
+    /// Removes an image (gone already is fine). Without `force` the engine refuses (409) an
+    /// image a container uses.
+    public func removeImage(_ reference: String, force: Bool = true) async throws(DockerError) {
+        let response = try await request(.DELETE, "/images/\(reference)", query: force ? [("force", "1")] : [])
         try await expect(response, "remove image \(reference)", alsoOK: [404])
+    }
+
+    /// Tags `reference` as `repository:tag`. Tagging again moves the image's `LastTagTime`:
+    /// the step image cache uses it as "last used", shared by every worker on the engine.
+    public func tagImage(_ reference: String, repository: String, tag: String) async throws(DockerError) {
+        let response = try await request(.POST, "/images/\(reference)/tag", query: [("repo", repository), ("tag", tag)])
+        try await expect(response, "tag image \(reference)")
+    }
+
+    /// The tags of the images of `repository` (`repository:tag` each).
+    public func imageTags(repository: String) async throws(DockerError) -> [String] {
+        let operation = "list images"
+        let filters = JSON.object(["reference": .array([.string(repository)])]).serialized()
+        let response = try await request(.GET, "/images/json", query: [("filters", filters)])
+        try await expect(response, operation)
+        let images = (try? JSON.parse(bytes: await collect(response, operation)))?.arrayValue ?? []
+        return images.flatMap { ($0["RepoTags"]?.arrayValue ?? []).compactMap(\.stringValue) }.filter { $0.hasPrefix(repository + ":") }
     }
 
     // MARK: Containers

@@ -8,21 +8,25 @@ import Protocol
 /// The build key hashes the Dockerfile, `step_context_env.json`, the build args (the SHA among
 /// them) and the image ids of every `FROM` image, so a moved base tag never reuses a stale
 /// image. An image labelled with the key is reused without building or uploading the context;
-/// identical builds running at once are done once; at most `maximumConcurrentBuilds` run.
+/// identical builds running at once are done once; at most `maximumConcurrentBuilds` run. A
+/// reused image is tagged again, which records its use for `StepImageCache`.
 public actor DockerImageBuilder: ImageBuilder {
     public static let keyLabel = "org.stepfleet.build-key"
-    public static let repository = "stepfleet/step"
+    public static let defaultRepository = "stepfleet/step"
     /// The owner (uid and gid) of every file of repo.tar: the runner image's user `opschain`,
     /// so the step can write its repository copy. A root image can write it anyway.
     public static let repositoryOwner = 1000
 
     private let engine: DockerEngine
+    /// Where step images are tagged (`repository:<build key>`).
+    public let repository: String
     private let scratch: String
     private let slots: AsyncSemaphore
     private var inFlight: [String: Task<BuiltImage, any Error>] = [:]
 
-    public init(engine: DockerEngine, scratchDirectory: String, maximumConcurrentBuilds: Int = 2) {
+    public init(engine: DockerEngine, scratchDirectory: String, maximumConcurrentBuilds: Int = 2, repository: String = DockerImageBuilder.defaultRepository) {
         self.engine = engine
+        self.repository = repository
         scratch = scratchDirectory
         slots = AsyncSemaphore(maximumConcurrentBuilds)
     }
@@ -30,9 +34,10 @@ public actor DockerImageBuilder: ImageBuilder {
     public func image(for request: BuildRequest, log: @escaping @Sendable (String) -> Void) async throws(StepFailure) -> BuiltImage {
         let contextEnv = Self.encode(request.contextEnv)
         let key = try await buildKey(request, contextEnv: contextEnv)
-        let tag = "\(Self.repository):\(key.prefix(32))"
+        let tag = "\(repository):\(key.prefix(32))"
         do {
             if try await engine.imageLabels(tag)?[Self.keyLabel] == key {
+                try await engine.tagImage(tag, repository: repository, tag: String(key.prefix(32)))
                 return BuiltImage(reference: tag, key: key, reused: true)
             }
         } catch {

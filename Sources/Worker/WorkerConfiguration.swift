@@ -25,14 +25,21 @@ public struct WorkerConfiguration: Sendable {
     /// Engine networks a step may ask for with `opschain.config.network` (`StepNetwork`);
     /// `default` is the engine's default network. Steps that ask for none get only `lo`.
     public var stepNetworks: [String]
+    /// Where step images are tagged; workers sharing an engine should share it.
+    public var imageRepository: String
+    /// How many step images the engine keeps, and for how long after their last use.
+    public var imageCache: ImageCachePolicy
 
     public init(
         name: String = WorkerConfiguration.defaultName(), pool: String = Names.defaultPool, slots: Int = 2,
         workDirectory: String = FileManager.default.currentDirectoryPath + "/.stepfleet-worker", runnerImage: String? = nil,
         heartbeatInterval: Duration = .seconds(5), defaultTimeout: Duration = .seconds(3600), limits: ContainerLimits = ContainerLimits(),
         maximumConcurrentBuilds: Int = 2, shutdownGrace: Duration = .seconds(30), secretsDirectory: String? = nil,
-        stepNetworks: [String] = ["default"]
+        stepNetworks: [String] = ["default"], imageRepository: String = DockerImageBuilder.defaultRepository,
+        imageCache: ImageCachePolicy = ImageCachePolicy()
     ) {
+        self.imageRepository = imageRepository
+        self.imageCache = imageCache
         self.secretsDirectory = secretsDirectory
         self.stepNetworks = stepNetworks
         self.name = name

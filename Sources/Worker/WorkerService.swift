@@ -47,7 +47,7 @@ public actor WorkerService {
             mirror: GitMirror(directory: (configuration.workDirectory as NSString).appendingPathComponent("git")),
             builder: DockerImageBuilder(
                 engine: engine, scratchDirectory: (configuration.workDirectory as NSString).appendingPathComponent("build"),
-                maximumConcurrentBuilds: configuration.maximumConcurrentBuilds),
+                maximumConcurrentBuilds: configuration.maximumConcurrentBuilds, repository: configuration.imageRepository),
             runtime: DockerContainerRuntime(engine: engine),
             publisher: publisher,
             secrets: BuildSecretsProvider(directory: configuration.secretsDirectory, workDirectory: configuration.workDirectory, server: secretServer))
@@ -80,6 +80,7 @@ public actor WorkerService {
         tasks.append(Task { for await delivery in control { await self.control(delivery) } })
         tasks.append(Task { await self.heartbeats() })
         tasks.append(Task { await self.watchEngine() })
+        tasks.append(Task { await self.pruneImages() })
         tasks.append(Task {
             // Containers of a worker that died on this host go within seconds, not when it restarts.
             while !Task.isCancelled {
@@ -233,6 +234,27 @@ public actor WorkerService {
                 logger.error("the Docker engine at \(engine.socketPath) does not answer: not taking jobs until it does")
             }
             await updatePause()
+        }
+    }
+
+    /// Keeps the engine's step images within `configuration.imageCache`, now and then.
+    private func pruneImages() async {
+        let policy = configuration.imageCache
+        guard policy.keep > 0 else { return }
+        let cache = StepImageCache(engine: engine, repository: configuration.imageRepository)
+        while !Task.isCancelled {
+            if engineHealthy {
+                do {
+                    let report = try await cache.prune(policy)
+                    if !report.removed.isEmpty || report.spared > 0 {
+                        logger.info(
+                            "step images pruned", metadata: ["removed": "\(report.removed.count)", "kept": "\(report.kept)", "spared": "\(report.spared)"])
+                    }
+                } catch {
+                    logger.warning("cannot prune step images: \(error)")
+                }
+            }
+            try? await Task.sleep(for: policy.interval)
         }
     }
 

@@ -45,6 +45,12 @@ struct WorkerCommand: AsyncParsableCommand {
     var secretsDir: String?
     @Option(help: "Engine networks a step may ask for with opschain.config.network, comma-separated (true asks for \"default\"); empty: none.")
     var stepNetworks = "default"
+    @Option(help: "Step images the engine keeps, the most recently used first; 0 keeps all.")
+    var keepImages = 200
+    @Option(help: "Minutes a step image stays after its last use whatever --keep-images says.")
+    var imageIdle = 10
+    @Option(help: "Where step images are tagged; workers sharing an engine should share it.")
+    var imageRepository = DockerImageBuilder.defaultRepository
     @Option(help: "Log level: trace, debug, info, notice, warning, error.")
     var logLevel = "info"
 
@@ -52,6 +58,7 @@ struct WorkerCommand: AsyncParsableCommand {
 
     func validate() throws {
         guard slots > 0 else { throw ValidationError("--slots must be at least 1") }
+        guard keepImages >= 0, imageIdle >= 0 else { throw ValidationError("--keep-images and --image-idle must not be negative") }
         guard grace >= 0, heartbeat > 0, defaultTimeout > 0, builds > 0, memory >= 16, pids >= 16, cpus > 0 else {
             throw ValidationError("--grace, --heartbeat, --default-timeout, --builds, --memory, --pids and --cpus must be positive")
         }
@@ -70,7 +77,8 @@ struct WorkerCommand: AsyncParsableCommand {
             heartbeatInterval: .seconds(heartbeat), defaultTimeout: .seconds(defaultTimeout),
             limits: ContainerLimits(memoryBytes: memory << 20, pids: pids, cpus: cpus), maximumConcurrentBuilds: builds,
             shutdownGrace: .seconds(grace), secretsDirectory: secretsDir ?? ProcessInfo.processInfo.environment["STEPFLEET_SECRETS_DIR"],
-            stepNetworks: stepNetworkList)
+            stepNetworks: stepNetworkList, imageRepository: imageRepository,
+            imageCache: ImageCachePolicy(keep: keepImages, idle: .seconds(imageIdle * 60)))
         let worker = WorkerService(configuration: configuration, brokers: brokers, engine: engine, logger: logger)
         let signals = onTerminationSignals { Task { await worker.shutdown() } }
         await worker.run()

@@ -78,7 +78,8 @@ final class FleetHarness: Sendable {
         let worker = WorkerService(
             configuration: WorkerConfiguration(
                 name: "fleet-worker-\(index)-\(UUID().uuidString.prefix(4))", pool: Names.defaultPool, slots: slots, workDirectory: folder + "/worker-\(index)",
-                heartbeatInterval: .seconds(1), defaultTimeout: .seconds(120), limits: ContainerLimits(memoryBytes: 256 << 20, pids: 256, cpus: 1)),
+                heartbeatInterval: .seconds(1), defaultTimeout: .seconds(120), limits: ContainerLimits(memoryBytes: 256 << 20, pids: 256, cpus: 1),
+                imageCache: ImageCachePolicy(keep: 0)),
             brokers: [broker], engine: try DockerEngine(), logger: Self.logger)
         let task = Task { await worker.run() }
         workers.withLock { $0.append((worker, task)) }
