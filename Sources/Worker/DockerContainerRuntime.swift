@@ -79,7 +79,10 @@ public struct DockerContainerRuntime: ContainerRuntime {
             let key = image + "\u{0}" + spec
             if let known = users.value[key] { return known }
             let user = try ContainerUser.resolve(spec, passwd: try await file("/etc/passwd", in: container), group: try await file("/etc/group", in: container))
-            users.withLock { $0[key] = user }
+            users.withLock { known in
+                if known.count >= 1000 { known.removeAll() }  // images come and go; the map stays small
+                known[key] = user
+            }
             return user
         } catch let error as ContainerUser.Unresolved {
             throw StepFailure("cannot run the step: \(error)")
