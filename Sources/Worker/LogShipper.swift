@@ -12,6 +12,9 @@ final class LogShipper: Sendable {
     private let logger: Logger
     private let state = LockedValue(State())
     private let flusher = LockedValue<Task<Void, Never>?>(nil)
+    /// The flusher's current pause, cut short by `finish()` so that a step's outcome never
+    /// waits for the rest of a 200 ms pause.
+    private let pause = LockedValue<Task<Void, any Error>?>(nil)
     /// Secret values replaced by `****` in every line (longest first).
     private let masks = LockedValue<[String]>([])
 
@@ -30,7 +33,11 @@ final class LogShipper: Sendable {
         self.logger = logger
         flusher.value = Task { [self] in
             while !state.value.finished {
-                try? await Task.sleep(for: .milliseconds(200))
+                let nap = Task { try await Task.sleep(for: .milliseconds(200)) }
+                pause.value = nap
+                // finish() sets `finished` before it cancels the pause: one of the two sees the other.
+                if state.value.finished { nap.cancel() }
+                _ = await nap.result
                 await flush()
             }
         }
@@ -79,6 +86,7 @@ final class LogShipper: Sendable {
     /// Sends what is left and stops.
     func finish() async {
         state.withLock { $0.finished = true }
+        pause.value?.cancel()
         await flusher.value?.value
         await flush()
     }
