@@ -49,6 +49,8 @@ public struct ContainerResult: Sendable {
     public var cancelled: Bool
     /// `/opt/opschain/.opschain/step_result.json`, if the step wrote one.
     public var stepResult: Data?
+    /// A process of the container passed its memory limit and the kernel killed it.
+    public var outOfMemory = false
 }
 
 /// Cancels a step from another task: before its container starts, or by killing it.

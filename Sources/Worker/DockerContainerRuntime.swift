@@ -148,6 +148,7 @@ public struct DockerContainerRuntime: ContainerRuntime {
         }
         timer.cancel()
         await reader.value
+        let outOfMemory = (try? await engine.inspectContainer(container))?["State"]?["OOMKilled"]?.boolValue ?? false
         var stepResult: Data?
         if let archive = try? await engine.getArchive(container, path: Self.resultPath) {
             do {
@@ -156,7 +157,8 @@ public struct DockerContainerRuntime: ContainerRuntime {
                 throw StepFailure("cannot read step_result.json out of the container: \(error)")
             }
         }
-        return ContainerResult(exitCode: exitCode, timedOut: timedOut.value, cancelled: cancellation.isCancelled, stepResult: stepResult)
+        return ContainerResult(
+            exitCode: exitCode, timedOut: timedOut.value, cancelled: cancellation.isCancelled, stepResult: stepResult, outOfMemory: outOfMemory)
     }
 }
 

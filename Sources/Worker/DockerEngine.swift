@@ -256,11 +256,20 @@ public final class DockerEngine: Sendable {
 
     /// The labels of a container.
     public func containerLabels(_ container: String) async throws(DockerError) -> [String: String] {
+        ((try await inspectContainer(container))["Config"]?["Labels"]?.objectValue ?? [:]).compactMapValues(\.stringValue)
+    }
+
+    /// The engine's description of a container (`GET /containers/{id}/json`).
+    public func inspectContainer(_ container: String) async throws(DockerError) -> JSON {
         let operation = "inspect container"
         let response = try await request(.GET, "/containers/\(container)/json")
         try await expect(response, operation)
-        let labels = (try? JSON.parse(bytes: await collect(response, operation)))?["Config"]?["Labels"]?.objectValue ?? [:]
-        return labels.compactMapValues(\.stringValue)
+        let data = try await collect(response, operation)
+        do {
+            return try JSON.parse(bytes: data)
+        } catch {
+            throw DockerError(operation: operation, status: nil, message: "the engine's answer is not JSON: \(error)")
+        }
     }
 
     /// Ids of containers, running or not, that carry `label` (`key` or `key=value`).

@@ -122,6 +122,15 @@ struct StepExecutor: Sendable {
         if result.timedOut {
             return fail(&outcome, log, "the step ran longer than its timeout of \(timeoutSeconds.map { "\($0) s" } ?? "\(timeout)") and was killed")
         }
+        if result.outOfMemory {
+            let limit = "\(configuration.limits.memoryBytes >> 20) MiB"
+            guard result.exitCode == 0 else {
+                return fail(
+                    &outcome, log,
+                    "the step ran out of memory: a process passed the container's limit of \(limit) and was killed (exit code \(result.exitCode ?? -1))")
+            }
+            log.system("run: a process passed the container's memory limit of \(limit) and was killed; the action still succeeded")
+        }
         guard let resultData = result.stepResult else {
             return fail(&outcome, log, "the action exited with code \(result.exitCode ?? -1) and wrote no /opt/opschain/.opschain/step_result.json")
         }

@@ -24,9 +24,15 @@ extension WorkerEndToEndTests {
               bomb:
                 run: 'n=0; while [ $n -lt 2000 ]; do sleep 30 & n=$((n+1)); done; echo "PROBE forked=$n"'
                 timeout: 60
+              hog:
+                run: |
+                  memory=$(cat /sys/fs/cgroup/memory.max 2>/dev/null || cat /sys/fs/cgroup/memory/memory.limit_in_bytes)
+                  cpu=$(cat /sys/fs/cgroup/cpu.max 2>/dev/null || echo "$(cat /sys/fs/cgroup/cpu/cpu.cfs_quota_us) $(cat /sys/fs/cgroup/cpu/cpu.cfs_period_us)")
+                  echo "PROBE memory.max=$memory cpu.max=$cpu"
+                  head -c 600000000 /dev/zero | tail -n 1 > /dev/null && echo "PROBE survived"
             """#
 
-        @Test func aStepCannotReachTheNetworkTheHostOrForkWithoutBound() async throws {
+        @Test func aStepCannotReachTheNetworkOrTheHostNorPassItsLimits() async throws {
             let harness = try await WorkerHarness()
             let mark = FileManager.default.temporaryDirectory.appendingPathComponent("stepfleet-hostmark-\(UUID().uuidString.prefix(6))").path
             try "host only".write(toFile: mark, atomically: true, encoding: .utf8)
@@ -56,6 +62,16 @@ extension WorkerEndToEndTests {
             #expect(bombLog.contains { $0.localizedCaseInsensitiveContains("fork") || $0.contains("Resource temporarily unavailable") }, "\(bombLog.suffix(5))")
             let after = try await harness.run(harness.job(repository, action: "probe", project: ["env": ["HOSTMARK": .string(mark)]]))
             #expect(after.status == .success)
+
+            // 600 MB against a limit of 256 MiB (no swap): killed, and the outcome says why.
+            let hog = try await harness.run(harness.job(repository, action: "hog"))
+            #expect(hog.status == .error)
+            let hogLog = await harness.logLines(for: hog.ref).map(\.text)
+            #expect(hogLog.contains("PROBE memory.max=268435456 cpu.max=100000 100000"), "\(hogLog)")
+            #expect(!hogLog.contains("PROBE survived"), "\(hogLog)")
+            #expect(
+                hog.error?.hasPrefix("the step ran out of memory: a process passed the container's limit of 256 MiB and was killed (exit code") == true,
+                "\(hog.error ?? "")")
             await harness.stop()
         }
 
