@@ -19,7 +19,7 @@ public struct BuildSecretStore: Sendable {
     public func resolve(_ names: [String]) throws(StepFailure) -> [String: String] {
         var variables: [String: String] = [:]
         for name in names {
-            guard !name.isEmpty, !name.contains("/"), name != ".", name != ".." else {
+            guard !name.isEmpty, !name.contains("/"), !name.hasPrefix(".") else {
                 throw StepFailure("build secret set name \"\(name)\" is not a plain name")
             }
             guard let directory, let text = try? String(contentsOfFile: directory + "/" + name, encoding: .utf8) else {
@@ -49,7 +49,7 @@ public struct BuildSecretStore: Sendable {
         return variables
     }
 
-    /// A stable name for one set of values: an HMAC under a key only this worker holds, so it
+    /// A stable name for one set of values: an HMAC under a key only the workers hold, so it
     /// says nothing about the values, yet changes whenever one does (no stale cached layer).
     static func token(for variables: [String: String], key: SymmetricKey) -> String {
         var message = Data("stepfleet-build-secrets-1\n".utf8)
@@ -59,17 +59,37 @@ public struct BuildSecretStore: Sendable {
         return HMAC<SHA256>.authenticationCode(for: message, using: key).map { String(format: "%02x", $0) }.joined()
     }
 
-    /// The worker's HMAC key, kept in its work directory (created on first use, mode 0600), so
-    /// that tokens, and with them cached layers, survive a restart.
-    static func hmacKey(in workDirectory: String) throws -> SymmetricKey {
-        let path = workDirectory + "/build-secrets.key"
-        if let data = FileManager.default.contents(atPath: path), data.count == 32 { return SymmetricKey(data: data) }
-        try FileManager.default.createDirectory(atPath: workDirectory, withIntermediateDirectories: true)
-        let key = SymmetricKey(size: .bits256)
-        let data = key.withUnsafeBytes { Data($0) }
-        guard FileManager.default.createFile(atPath: path, contents: data, attributes: [.posixPermissions: 0o600]) else {
-            throw StepFailure("cannot write \(path)")
+    /// The HMAC key: the first of `paths` that holds one, or can be made to (32 random bytes,
+    /// mode 0600, created exclusively so that workers starting together agree on one key).
+    /// Kept on disk so that tokens, and with them cached images, survive a restart.
+    static func hmacKey(candidates paths: [String]) throws -> SymmetricKey {
+        var failures: [String] = []
+        for path in paths {
+            if let data = FileManager.default.contents(atPath: path), data.count == 32 { return SymmetricKey(data: data) }
+            try? FileManager.default.createDirectory(atPath: (path as NSString).deletingLastPathComponent, withIntermediateDirectories: true)
+            let key = SymmetricKey(size: .bits256)
+            let descriptor = open(path, O_CREAT | O_EXCL | O_WRONLY, 0o600)
+            if descriptor < 0 {
+                let reason = errno
+                // Another worker made it a moment ago: use theirs, once it is written.
+                if reason == EEXIST {
+                    for _ in 0..<20 {
+                        if let data = FileManager.default.contents(atPath: path), data.count == 32 { return SymmetricKey(data: data) }
+                        usleep(50_000)
+                    }
+                }
+                failures.append("\(path): \(String(cString: strerror(reason)))")
+                continue
+            }
+            let written = key.withUnsafeBytes { write(descriptor, $0.baseAddress, $0.count) }
+            close(descriptor)
+            guard written == 32 else {
+                unlink(path)
+                failures.append("\(path): short write")
+                continue
+            }
+            return key
         }
-        return key
+        throw StepFailure("no place for the build-secret HMAC key (\(failures.joined(separator: "; ")))")
     }
 }

@@ -21,23 +21,33 @@ public struct BuildSecretsProvider: Sendable {
         let token: String
         let url: String
         let values: [String]
+        /// What the build key takes from the secrets: the token, or nil when there are none
+        /// (then nothing about them can make two workers' images differ).
+        let cacheKey: String?
     }
 
     func grant(_ names: [String]) throws(StepFailure) -> Grant {
         let variables = try store.resolve(names)
         let token = BuildSecretStore.token(for: variables, key: try key())
         let url = try server.register(variables, token: token)
-        return Grant(token: token, url: url, values: Array(variables.values))
+        return Grant(token: token, url: url, values: Array(variables.values), cacheKey: variables.isEmpty ? nil : token)
+    }
+
+    /// Where the HMAC key is kept: in the secrets folder when it can be (every worker reading
+    /// the folder then has the same key, and workers sharing an engine share its images), else
+    /// in this worker's work directory.
+    var keyCandidates: [String] {
+        (store.directory.map { [$0 + "/.build-secrets.key"] } ?? []) + [workDirectory + "/build-secrets.key"]
     }
 
     private func key() throws(StepFailure) -> SymmetricKey {
         if let bytes = keyBytes.value { return SymmetricKey(data: bytes) }
         do {
-            let key = try BuildSecretStore.hmacKey(in: workDirectory)
+            let key = try BuildSecretStore.hmacKey(candidates: keyCandidates)
             keyBytes.value = key.withUnsafeBytes { Data($0) }
             return key
         } catch {
-            throw StepFailure("build secrets: cannot read or create the worker's HMAC key: \(error)")
+            throw StepFailure("build secrets: cannot read or create the HMAC key: \(error)")
         }
     }
 

@@ -66,7 +66,7 @@ struct StepExecutor: Sendable {
                 "GIT_REV": job.git.rev, "GIT_SHA": job.git.sha, "OPSCHAIN_BASE_RUNNER": baseImage, "OPSCHAIN_VERSION": job.runner.version,
                 SecretServer.urlArgument: grant.url,
             ],
-            secretsToken: grant.token)
+            secretsToken: grant.cacheKey)
         let image: BuiltImage
         do {
             defer { secrets.revoke(grant) }

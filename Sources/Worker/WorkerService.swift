@@ -242,6 +242,9 @@ public actor WorkerService {
         let policy = configuration.imageCache
         guard policy.keep > 0 else { return }
         let cache = StepImageCache(engine: engine, repository: configuration.imageRepository)
+        // Not at start: workers started together (a fleet restart, a crash loop) would all
+        // list, inspect and remove at once, and slow the engine for the steps.
+        try? await Task.sleep(for: policy.interval * Double.random(in: 0.5...1))
         while !Task.isCancelled {
             if engineHealthy {
                 do {

@@ -84,12 +84,48 @@ extension WorkerEndToEndTests {
         }
     }
 
+    /// Workers on one engine share step images: with no secrets nothing about secrets enters
+    /// the build key, and workers reading one secrets folder share its HMAC key.
+    @Suite struct SharedImageTests {
+        @Test func workersSharingAnEngineShareImages() async throws {
+            let plain = try TestRepository.make([".opschain/actions.yml": "actions:\n  ok: { run: 'true' }"])
+            let first = try await WorkerHarness()
+            let built = try await first.run(first.job(plain, action: "ok"))
+            #expect(await first.logLines(for: built.ref).contains { $0.text.contains("image built") })
+            await first.stop()
+            let second = try await WorkerHarness()
+            let reused = try await second.run(second.job(plain, action: "ok"))
+            #expect(await second.logLines(for: reused.ref).contains { $0.text.contains("existing image reused") }, "no secrets: the image is shared")
+            await second.stop()
+
+            let folder = FileManager.default.temporaryDirectory.appendingPathComponent("secrets-\(UUID().uuidString.prefix(6))").path
+            try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true)
+            try "TOKEN_A=shared-\(UInt32.random(in: 100_000...999_999))\n".write(toFile: folder + "/opschain-build-env", atomically: true, encoding: .utf8)
+            let repository = try TestRepository.make([".opschain/actions.yml": BuildSecretTests.actions, ".opschain/Dockerfile": BuildSecretTests.dockerfile])
+            let third = try await WorkerHarness(secretsDirectory: folder)
+            let withSecrets = try await third.run(third.job(repository, action: "show"))
+            #expect(await third.logLines(for: withSecrets.ref).contains { $0.text.contains("image built") })
+            await third.stop()
+            let key = try FileManager.default.attributesOfItem(atPath: folder + "/.build-secrets.key")
+            #expect((key[.posixPermissions] as? Int) == 0o600 && (key[.size] as? Int) == 32)
+            let fourth = try await WorkerHarness(secretsDirectory: folder)
+            let sharedKey = try await fourth.run(fourth.job(repository, action: "show"))
+            #expect(
+                await fourth.logLines(for: sharedKey.ref).contains { $0.text.contains("existing image reused") },
+                "same folder, same key, same values: the image is shared")
+            await fourth.stop()
+        }
+    }
+
     @Suite struct BuildSecretStoreTests {
         @Test func parsesSetsAndRefusesBadLines() throws {
             #expect(try BuildSecretStore.parse("A=1\n# a comment\n\n  B_2=x=y  \nEMPTY=\n", set: "s") == ["A": "1", "B_2": "x=y", "EMPTY": ""])
             #expect(throws: StepFailure("build secret set \"s\", line 1: expected KEY=value")) { try BuildSecretStore.parse("novalue\n", set: "s") }
             #expect(throws: StepFailure("build secret set \"s\", line 2: \"1A\" is not a variable name")) { try BuildSecretStore.parse("A=1\n1A=2\n", set: "s") }
             #expect(throws: StepFailure("build secret set name \"../x\" is not a plain name")) { try BuildSecretStore(directory: "/tmp").resolve(["../x"]) }
+            #expect(throws: StepFailure("build secret set name \".build-secrets.key\" is not a plain name")) {
+                try BuildSecretStore(directory: "/tmp").resolve([".build-secrets.key"])
+            }
             #expect(try BuildSecretStore(directory: nil).resolve([BuildSecretStore.defaultSet]).isEmpty)
             #expect(throws: StepFailure("build secret set \"other\" not found (this worker has no --secrets-dir)")) { try BuildSecretStore(directory: nil).resolve(["other"]) }
         }
