@@ -14,10 +14,14 @@ public struct ContainerRun: Sendable {
     public var limits: ContainerLimits
     /// The engine network the step runs on; nil for none (only `lo`), the default.
     public var network: String?
+    /// The image's `USER` (`BuiltImage.user`): the step runs as it.
+    public var imageUser: String
 
     public init(
-        image: String, action: String, stepContext: Data, timeout: Duration, labels: [String: String], limits: ContainerLimits, network: String? = nil
+        image: String, action: String, stepContext: Data, timeout: Duration, labels: [String: String], limits: ContainerLimits, network: String? = nil,
+        imageUser: String = ""
     ) {
+        self.imageUser = imageUser
         self.image = image
         self.action = action
         self.stepContext = stepContext

@@ -51,10 +51,9 @@ public struct DockerContainerRuntime: ContainerRuntime {
         _ run: ContainerRun, cancellation: StepCancellation, started: @escaping @Sendable () async -> Void,
         output: @escaping @Sendable (LogBatch.Stream, String) -> Void
     ) async throws(StepFailure) -> ContainerResult {
-        let userSpec: String
+        let userSpec = run.imageUser
         let container: String
         do {
-            userSpec = try await engine.inspectImage(run.image)?["Config"]?["User"]?.stringValue ?? ""
             container = try await engine.createContainer(createBody(run, asRoot: ContainerUser.namesRoot(userSpec)))
         } catch {
             throw StepFailure("cannot create the step container: \(error)")

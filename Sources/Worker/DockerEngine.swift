@@ -108,12 +108,6 @@ public final class DockerEngine: Sendable {
         try await inspectImage(reference)?["Id"]?.stringValue
     }
 
-    /// The labels of an image, or nil when it does not exist.
-    public func imageLabels(_ reference: String) async throws(DockerError) -> [String: String]? {
-        guard let image = try await inspectImage(reference) else { return nil }
-        return (image["Config"]?["Labels"]?.objectValue ?? [:]).compactMapValues(\.stringValue)
-    }
-
     /// Builds an image from a tar build context with the legacy builder. Every output line is
     /// handed to `output`; a failed build throws with the engine's error and `tail` holds the
     /// last lines of the build log.

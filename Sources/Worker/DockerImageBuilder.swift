@@ -36,9 +36,9 @@ public actor DockerImageBuilder: ImageBuilder {
         let key = try await buildKey(request, contextEnv: contextEnv)
         let tag = "\(repository):\(key.prefix(32))"
         do {
-            if try await engine.imageLabels(tag)?[Self.keyLabel] == key {
+            if let existing = try await engine.inspectImage(tag), existing["Config"]?["Labels"]?[Self.keyLabel]?.stringValue == key {
                 try await engine.tagImage(tag, repository: repository, tag: String(key.prefix(32)))
-                return BuiltImage(reference: tag, key: key, reused: true)
+                return BuiltImage(reference: tag, key: key, reused: true, user: Self.user(of: existing))
             }
         } catch {
             throw StepFailure("build: \(error)")
@@ -55,11 +55,17 @@ public actor DockerImageBuilder: ImageBuilder {
                 context: context, tag: tag, buildArgs: request.buildArgs,
                 labels: [Self.keyLabel: key, "org.stepfleet.git-sha": request.buildArgs["GIT_SHA"] ?? ""],
                 output: { log("build: \($0)") })
-            return BuiltImage(reference: tag, key: key, reused: false)
+            guard let built = try await engine.inspectImage(tag) else { throw StepFailure("the engine has no image \(tag) after building it") }
+            return BuiltImage(reference: tag, key: key, reused: false, user: Self.user(of: built))
         }
         inFlight[key] = task
         defer { inFlight[key] = nil }
         return try await Self.value(of: task)
+    }
+
+    /// The `USER` of an inspected image (empty when it sets none: root).
+    private static func user(of image: JSON) -> String {
+        image["Config"]?["User"]?.stringValue ?? ""
     }
 
     private static func value(of task: Task<BuiltImage, any Error>) async throws(StepFailure) -> BuiltImage {
@@ -93,7 +99,7 @@ public actor DockerImageBuilder: ImageBuilder {
         for name in request.buildArgs.keys.sorted() where name != SecretServer.urlArgument {
             add("arg \(name)", Data(request.buildArgs[name]!.utf8))
         }
-        if let token = request.secretsToken { add("build secrets", Data(token.utf8)) }
+        if let secrets = request.secretsCacheKey { add("build secrets", Data(secrets.utf8)) }
         for image in Self.baseImages(of: request.dockerfile, buildArgs: request.buildArgs) {
             let id: String?
             do {

@@ -11,12 +11,12 @@ public struct BuildRequest: Sendable {
     /// `GIT_REV`, `GIT_SHA`, `OPSCHAIN_BASE_RUNNER`, `OPSCHAIN_VERSION`, and
     /// `OPSCHAIN_BUILD_SECRETS_URL` (see `SecretServer`).
     public var buildArgs: [String: String]
-    /// The HMAC token of the build secrets' values: in the build key instead of the URL, whose
-    /// port differs between workers.
-    public var secretsToken: String?
+    /// What the build key takes from the build secrets instead of the URL (whose port differs
+    /// between workers): the HMAC token of their values, nil when there are none.
+    public var secretsCacheKey: String?
 
-    public init(checkout: String, dockerfile: String, contextEnv: StepContextEnv, buildArgs: [String: String], secretsToken: String? = nil) {
-        self.secretsToken = secretsToken
+    public init(checkout: String, dockerfile: String, contextEnv: StepContextEnv, buildArgs: [String: String], secretsCacheKey: String? = nil) {
+        self.secretsCacheKey = secretsCacheKey
         self.checkout = checkout
         self.dockerfile = dockerfile
         self.contextEnv = contextEnv
@@ -31,6 +31,8 @@ public struct BuiltImage: Sendable, Equatable {
     public let key: String
     /// True when an existing image was reused and nothing was built.
     public let reused: Bool
+    /// The image's `USER` (empty: root), read with the image, so the run needs no second look.
+    public let user: String
 }
 
 /// Builds (or finds) the image a step runs in.

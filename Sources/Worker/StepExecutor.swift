@@ -66,7 +66,7 @@ struct StepExecutor: Sendable {
                 "GIT_REV": job.git.rev, "GIT_SHA": job.git.sha, "OPSCHAIN_BASE_RUNNER": baseImage, "OPSCHAIN_VERSION": job.runner.version,
                 SecretServer.urlArgument: grant.url,
             ],
-            secretsToken: grant.cacheKey)
+            secretsCacheKey: grant.cacheKey)
         let image: BuiltImage
         do {
             defer { secrets.revoke(grant) }
@@ -92,7 +92,7 @@ struct StepExecutor: Sendable {
         let run = ContainerRun(
             image: image.reference, action: job.action, stepContext: stepContext, timeout: timeout,
             labels: ContainerLabels.labels(worker: configuration.name, ref: ref, pool: configuration.pool), limits: configuration.limits,
-            network: network)
+            network: network, imageUser: image.user)
         let runStart = LockedValue<ContinuousClock.Instant?>(nil)
         let result: ContainerResult
         do {

@@ -53,7 +53,7 @@ public struct StepImageCache: Sendable {
         }
         used.sort { $0.at > $1.at }
         report.kept = min(policy.keep, used.count)
-        let idleSeconds = Double(policy.idle.components.seconds) + Double(policy.idle.components.attoseconds) / 1e18
+        let idleSeconds = Double(Clock.milliseconds(policy.idle)) / 1000
         for (tag, at) in used.dropFirst(policy.keep) {
             if now.timeIntervalSince(at) < idleSeconds {
                 report.spared += 1
