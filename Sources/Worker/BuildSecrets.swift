@@ -1,5 +1,6 @@
 import Crypto
 import Foundation
+import Protocol
 
 /// Named build-secret sets, kept with the workers (as OpsChain keeps them in Kubernetes
 /// secrets): one file per set in the worker's `--secrets-dir`, named after the set, holding
@@ -56,7 +57,7 @@ public struct BuildSecretStore: Sendable {
         for name in variables.keys.sorted() {
             message.append(Data("\(name.utf8.count):\(name)\(variables[name]!.utf8.count):\(variables[name]!)\n".utf8))
         }
-        return HMAC<SHA256>.authenticationCode(for: message, using: key).map { String(format: "%02x", $0) }.joined()
+        return HMAC<SHA256>.authenticationCode(for: message, using: key).hexString
     }
 
     /// The HMAC key: the first of `paths` that holds one, or can be made to (32 random bytes,

@@ -109,7 +109,7 @@ public actor DockerImageBuilder: ImageBuilder {
             }
             add("from \(image)", Data((id ?? "missing").utf8))
         }
-        return hasher.finalize().map { String(format: "%02x", $0) }.joined()
+        return hasher.finalize().hexString
     }
 
     /// The images named by `FROM` lines, build args substituted; earlier stages and `scratch`

@@ -1,6 +1,7 @@
 import Crypto
 import Foundation
 import HostCommand
+import Protocol
 
 /// A local mirror per remote repository; a step's checkout comes from it. The remote is
 /// fetched only when the mirror lacks the requested commit.
@@ -83,7 +84,7 @@ public actor GitMirror {
     }
 
     static func mirrorName(_ remote: String) -> String {
-        let digest = SHA256.hash(data: Data(remote.utf8)).map { String(format: "%02x", $0) }.joined()
+        let digest = SHA256.hash(data: Data(remote.utf8)).hexString
         let readable = remote.split(separator: "/").last.map { String($0.prefix(40)).filter { $0.isLetter || $0.isNumber || $0 == "-" || $0 == "_" } } ?? "repo"
         return "\(readable)-\(digest.prefix(16))"
     }

@@ -54,8 +54,8 @@ enum JSONResponse {
 }
 
 extension Request {
-    /// The body as JSON: at most 1 MiB, parsed exactly; errors are 400 or 413.
-    /// The JSON body; with `optional`, an empty body is an empty object.
+    /// The body as JSON: at most 1 MiB, parsed exactly; errors are 400 or 413. With `optional`,
+    /// an empty body is an empty object.
     func jsonBody(optional: Bool = false) async throws -> JSON {
         let buffer: ByteBuffer
         do {

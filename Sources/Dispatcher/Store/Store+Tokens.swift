@@ -1,6 +1,7 @@
 import Crypto
 import Foundation
 import GRDB
+import Protocol
 
 /// API bearer tokens: `sft_` and 32 random bytes in hex, stored as their SHA-256 only.
 extension Store {
@@ -12,7 +13,7 @@ extension Store {
     /// Creates a token named `name` and returns it (the only time it is seen).
     public func createToken(name: String) async throws -> String {
         guard !name.isEmpty, name.count <= 64 else { throw StoreError.invalid("a token name is 1 to 64 characters") }
-        let token = "sft_" + SymmetricKey(size: .bits256).withUnsafeBytes { $0.map { String(format: "%02x", $0) }.joined() }
+        let token = "sft_" + SymmetricKey(size: .bits256).withUnsafeBytes { $0.hexString }
         let digest = Self.digest(token)
         try await write { db in
             guard try Row.fetchOne(db, sql: "SELECT 1 FROM api_tokens WHERE name = ?", arguments: [name]) == nil else {
@@ -43,6 +44,6 @@ extension Store {
     }
 
     static func digest(_ token: String) -> String {
-        SHA256.hash(data: Data(token.utf8)).map { String(format: "%02x", $0) }.joined()
+        SHA256.hash(data: Data(token.utf8)).hexString
     }
 }
