@@ -55,6 +55,8 @@ rabbit_env() {
     export RABBITMQ_CONFIG_FILE=$RABBIT_DIR/rabbitmq.conf
     export RABBITMQ_ENABLED_PLUGINS_FILE=$RABBIT_DIR/enabled_plugins
     export RABBITMQ_PID_FILE=$RABBIT_DIR/rabbitmq.pid
+    # An Erlang crash dump lands under .state, never in the working directory.
+    export ERL_CRASH_DUMP=$RABBIT_DIR/log/erl_crash.dump
     export RABBITMQ_CONF_ENV_FILE=/dev/null
     export ERL_EPMD_ADDRESS=127.0.0.1
     export RABBITMQ_SERVER_ADDITIONAL_ERL_ARGS="-kernel inet_dist_use_interface {127,0,0,1}"

@@ -7,7 +7,7 @@ import TestSupport
 /// its own dispatcher and workers as processes, a real broker (a vhost of its own on the main
 /// test node) and the real Docker engine. The full batch is `ops/chaos all`.
 @Suite(.serialized) struct ChaosScenarioTests {
-    static let vhost = "stepfleet-chaos-ci"
+    static let vhost = testVhost("stepfleet-chaos-ci")
 
     /// The `stepfleet` binary built next to this test bundle.
     static var stepfleet: String {

@@ -13,7 +13,7 @@ import Testing
 /// A whole fleet in this process: a dispatcher on a real SQLite file with its HTTP API, and
 /// real workers, over the real broker (a vhost of its own) and the real Docker engine.
 final class FleetHarness: Sendable {
-    static let vhost = "stepfleet-fleet-tests"
+    static let vhost = testVhost("stepfleet-fleet-tests")
     static var broker: AMQPConfiguration { try! AMQPConfiguration(url: "amqp://guest:guest@127.0.0.1:5672/\(vhost)?heartbeat=5") }
 
     static let logger: Logger = {

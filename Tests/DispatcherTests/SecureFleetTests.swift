@@ -9,7 +9,7 @@ extension FleetTests {
     /// `amqps://` with the peer verified, a dispatcher and a worker, a change end to end.
     @Suite struct SecureFleetTests {
         static let user = "stepfleet-tls-tests"
-        static let vhost = "stepfleet-tls-tests"
+        static let vhost = testVhost("stepfleet-tls-tests")
 
         /// The fleet's URL from `ops/broker-account`, as an operator gets it.
         static func accountURL() throws -> String {

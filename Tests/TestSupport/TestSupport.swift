@@ -33,6 +33,12 @@ public func rabbitmqctl(node: String? = nil, _ arguments: String...) throws -> S
     return result.output
 }
 
+/// A test vhost's name: `base`, plus `STEPFLEET_TEST_VHOST_SUFFIX` when set, so that test
+/// runs from two checkouts on one broker never share queues.
+public func testVhost(_ base: String) -> String {
+    base + (ProcessInfo.processInfo.environment["STEPFLEET_TEST_VHOST_SUFFIX"] ?? "")
+}
+
 /// Creates a vhost on the main test node (once is enough; again is harmless).
 public func ensureVhost(_ vhost: String) {
     _ = try? rabbitmqctl("add_vhost", vhost)

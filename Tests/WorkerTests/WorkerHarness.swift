@@ -9,7 +9,7 @@ import Testing
 /// A real worker on its own vhost of the test broker, with the test playing dispatcher:
 /// it publishes jobs and collects claims, phases, logs and outcomes.
 final class WorkerHarness: Sendable {
-    static let vhost = "stepfleet-worker-tests"
+    static let vhost = testVhost("stepfleet-worker-tests")
     static let runnerImage = "stepfleet/runner:\(StepFleetVersion.current)"
 
     let pool: String
