@@ -2,7 +2,7 @@
 /// environment's properties. Steps get the real values; every API listing shows `****`, and
 /// workers mask the values in step logs.
 public enum SecretProperties {
-    public static let mask = "****"
+    public static let mask = SecretMask.replacement
 
     /// `properties` with every value under `opschain.secrets` replaced by `****`.
     public static func masked(_ properties: JSON) -> JSON {
@@ -27,10 +27,10 @@ public enum SecretProperties {
         return found
     }
 
-    /// `text` with every secret value of `documents` (three characters or more) replaced.
+    /// `text` with every secret value of `documents` replaced, in each form `SecretMask` knows
+    /// (as is, JSON-escaped, line by line).
     public static func maskValues(in text: String, of documents: [JSON]) -> String {
-        let secrets = Set(documents.flatMap(values)).filter { $0.count >= 3 }.sorted { $0.count > $1.count }
-        return secrets.reduce(text) { $0.replacingOccurrences(of: $1, with: mask) }
+        SecretMask(documents.flatMap(values)).apply(to: text)
     }
 
     /// For a write of a document read from the API: a secret still reading `****` keeps its

@@ -15,8 +15,8 @@ final class LogShipper: Sendable {
     /// The flusher's current pause, cut short by `finish()` so that a step's outcome never
     /// waits for the rest of a 200 ms pause.
     private let pause = LockedValue<Task<Void, any Error>?>(nil)
-    /// Secret values replaced by `****` in every line (longest first).
-    private let masks = LockedValue<[String]>([])
+    /// Secret values replaced by `****` in every line, in every form they take.
+    private let secrets = LockedValue(SecretMask())
 
     private struct State {
         var nextSeq = 0
@@ -43,16 +43,15 @@ final class LogShipper: Sendable {
         }
     }
 
-    /// Values that must never appear in the log (build secrets, secret properties). Values
-    /// shorter than three characters are not masked: masking every "1" would ruin the log.
+    /// Values that must never appear in the log (build secrets, secret properties); see
+    /// `SecretMask` for the forms masked and why very short values are not.
     func mask(_ values: [String]) {
-        let added = values.filter { $0.count >= 3 }
-        masks.withLock { masks in masks = Array(Set(masks + added)).sorted { $0.count > $1.count } }
+        secrets.withLock { $0.add(values) }
     }
 
     /// `text` with every masked value replaced.
     func masked(_ text: String) -> String {
-        masks.value.reduce(text) { $0.replacingOccurrences(of: $1, with: "****") }
+        secrets.value.apply(to: text)
     }
 
     /// Adds a line; never waits.
@@ -64,8 +63,9 @@ final class LogShipper: Sendable {
         }
     }
 
-    /// A line StepFleet writes itself; also logged locally.
+    /// A line StepFleet writes itself; also logged locally, masked like the step's log.
     func system(_ text: String) {
+        let text = masked(text)
         write(.system, text)
         logger.info("\(text)")
     }

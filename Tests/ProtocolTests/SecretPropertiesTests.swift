@@ -1,7 +1,7 @@
 import Protocol
 import Testing
 
-@Suite struct SecretPropertiesTests {
+@Suite(.timeLimit(.minutes(1))) struct SecretPropertiesTests {
     let document: JSON = ["app": ["replicas": 2], "opschain": ["config": ["pool": "gpu"], "secrets": ["db": ["password": "hunter2", "port": 5432], "keys": ["a1", "b2"], "none": nil]]]
 
     @Test func everyLeafUnderOpschainSecretsIsMaskedAndNothingElse() {
@@ -14,7 +14,10 @@ import Testing
 
     @Test func aMaskedDocumentWrittenBackKeepsTheStoredSecrets() {
         var edited = SecretProperties.masked(document)
-        guard case .object(var members) = edited else { return }
+        guard case .object(var members) = edited else {
+            Issue.record("masking returned \(edited.typeName), not an object")
+            return
+        }
         members["app"] = ["replicas": 3]
         edited = .object(members)
         let restored = SecretProperties.restoringMasked(edited, from: document)

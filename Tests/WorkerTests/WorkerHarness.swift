@@ -40,7 +40,7 @@ final class WorkerHarness: Sendable {
     init(
         slots: Int = 2, docker: String = "unix:///var/run/docker.sock", heartbeat: Duration = .seconds(1), grace: Duration = .seconds(10),
         secretsDirectory: String? = nil, stepNetworks: [String] = ["default"], imageRepository: String = DockerImageBuilder.defaultRepository,
-        imageCache: ImageCachePolicy = ImageCachePolicy(keep: 0)
+        imageCache: ImageCachePolicy = ImageCachePolicy(keep: 0), logger: Logger = WorkerHarness.logger
     ) async throws {
         _ = Self.vhostReady
         pool = "wt-\(UUID().uuidString.prefix(6).lowercased())"
@@ -53,7 +53,7 @@ final class WorkerHarness: Sendable {
                 name: "test-\(pool)", pool: pool, slots: slots, workDirectory: workDirectory, runnerImage: nil, heartbeatInterval: heartbeat,
                 defaultTimeout: .seconds(120), limits: ContainerLimits(memoryBytes: 256 << 20, pids: 256, cpus: 1), shutdownGrace: grace,
                 secretsDirectory: secretsDirectory, stepNetworks: stepNetworks, imageRepository: imageRepository, imageCache: imageCache),
-            brokers: brokers, engine: try DockerEngine(endpoint: docker), logger: Self.logger)
+            brokers: brokers, engine: try DockerEngine(endpoint: docker), logger: logger)
         client = AMQPClient(
             endpoints: brokers,
             topology: FleetTopology.worker(pool: pool, controlQueue: "unused.\(pool)")
