@@ -97,5 +97,7 @@ let package = Package(
         .testTarget(name: "DispatcherTests", dependencies: ["Dispatcher", "Worker", "AMQP", "Protocol", "TestSupport"]),
         // Runs the `stepfleet` binary that `swift build --build-tests` builds (ops/test does).
         .testTarget(name: "ChaosTests", dependencies: ["TestSupport"]),
+        // The command line as an operator uses it: the built `stepfleet` binary in a shell.
+        .testTarget(name: "CLITests", dependencies: ["TestSupport"]),
     ]
 )

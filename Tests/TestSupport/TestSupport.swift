@@ -9,6 +9,14 @@ public struct TestSetupError: Error, CustomStringConvertible {
     public init(_ description: String) { self.description = description }
 }
 
+/// The `stepfleet` binary built next to the running test bundle (`swift build --build-tests`
+/// builds it), or the debug build's.
+public var stepfleetExecutable: String {
+    let sibling = URL(fileURLWithPath: CommandLine.arguments[0]).resolvingSymlinksInPath().deletingLastPathComponent().appendingPathComponent("stepfleet").path
+    if FileManager.default.isExecutableFile(atPath: sibling) { return sibling }
+    return repositoryRoot.appendingPathComponent(".build/debug/stepfleet").path
+}
+
 /// Runs a program to its end; returns its exit status and its stdout and stderr together.
 @discardableResult
 public func runProgram(_ executable: String, _ arguments: [String], in directory: String? = nil) throws -> (status: Int32, output: String) {
