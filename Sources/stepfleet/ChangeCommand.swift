@@ -7,25 +7,33 @@ struct ChangeCommand: AsyncParsableCommand {
         commandName: "change", abstract: "Run and follow changes.", subcommands: [Create.self, Show.self, List.self, Logs.self, Cancel.self, Retry.self])
 
     struct Create: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Create a change: run an action on a project's environment at a git revision.")
         @OptionGroup var options: ServerOptions
         @Option(help: "Project code.") var project: String
         @Option(help: "Environment code.") var environment: String
         @Option(help: "The action to run.") var action: String
-        @Option(help: "Git revision (branch, tag or SHA); resolved to a SHA now.") var gitRev = "main"
+        @Option(help: "Git revision (branch, tag, full or short SHA), resolved to a SHA now; default: the remote's default branch (HEAD).")
+        var gitRev: String?
         @Option(help: "Who asks.") var user = ProcessInfo.processInfo.environment["USER"] ?? "unknown"
         @Flag(help: "Show the step tree as it runs; exit non-zero if the change fails.") var follow = false
+        @Flag(help: "With --follow: also print the steps' log lines as they come.") var logs = false
+
+        func validate() throws {
+            if logs && !follow { throw ValidationError("--logs goes with --follow") }
+        }
 
         func run() async throws {
-            let change = try await options.client.request("POST", "/changes", body: [
-                "project": .string(project), "environment": .string(environment), "action": .string(action), "git_rev": .string(gitRev), "user": .string(user),
-            ])
+            var body: [String: JSON] = ["project": .string(project), "environment": .string(environment), "action": .string(action), "user": .string(user)]
+            if let gitRev { body["git_rev"] = .string(gitRev) }
+            let change = try await options.client.request("POST", "/changes", body: .object(body))
             let id = change["id"]?.stringValue ?? ""
             say("created change \(id) (\(change["git_rev"]?.stringValue ?? "") = \(change["git_sha"]?.stringValue ?? ""))")
-            if follow { try await ChangeCommand.follow(id, options.client) }
+            if follow { try await ChangeCommand.follow(id, options.client, logs: logs) }
         }
     }
 
     struct Show: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Show a change and its step tree.")
         @OptionGroup var options: ServerOptions
         @Argument(help: "Change id.") var id: String
         @Flag(help: "Print JSON.") var json = false
@@ -37,6 +45,7 @@ struct ChangeCommand: AsyncParsableCommand {
     }
 
     struct List: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "List changes, newest first.")
         @OptionGroup var options: ServerOptions
         @Option(help: "Only this project.") var project: String?
         @Option(help: "Only this environment.") var environment: String?
@@ -57,6 +66,7 @@ struct ChangeCommand: AsyncParsableCommand {
     }
 
     struct Logs: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Print a change's log (all its steps).")
         @OptionGroup var options: ServerOptions
         @Argument(help: "Change id.") var id: String
         @Flag(help: "Keep printing until the change has finished.") var follow = false
@@ -69,6 +79,7 @@ struct ChangeCommand: AsyncParsableCommand {
     }
 
     struct Cancel: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Cancel a change: running steps are killed, queued ones cancelled.")
         @OptionGroup var options: ServerOptions
         @Argument(help: "Change id.") var id: String
 
@@ -79,6 +90,7 @@ struct ChangeCommand: AsyncParsableCommand {
     }
 
     struct Retry: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Run what did not succeed in a failed or cancelled change again, as a new change.")
         @OptionGroup var options: ServerOptions
         @Argument(help: "Change id.") var id: String
         @Flag(help: "Resolve the change's git revision again instead of reusing its SHA.") var refreshSha = false
@@ -92,8 +104,11 @@ struct ChangeCommand: AsyncParsableCommand {
         }
     }
 
-    /// Prints the tree whenever it changes until the change is final; fails if it did not succeed.
-    static func follow(_ id: String, _ client: APIClient) async throws {
+    /// Prints the tree whenever it changes until the change is final (and, with `logs`, the
+    /// steps' log lines as they come); fails if it did not succeed.
+    static func follow(_ id: String, _ client: APIClient, logs: Bool = false) async throws {
+        let logPrinter = logs ? Task { for try await line in try await client.lines("/changes/\(id)/logs?follow=true") { say(line) } } : nil
+        defer { logPrinter?.cancel() }
         var last = ""
         while true {
             let change = try await client.request("GET", "/changes/\(id)")
@@ -104,6 +119,8 @@ struct ChangeCommand: AsyncParsableCommand {
             }
             let status = change["status"]?.stringValue ?? ""
             if ["success", "error", "cancelled"].contains(status) {
+                // The log stream ends by itself once the change has finished: print all of it first.
+                try? await logPrinter?.value
                 say(TreeRenderer.render(change))
                 if status != "success" { throw ExitCode(1) }
                 return

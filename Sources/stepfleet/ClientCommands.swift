@@ -3,9 +3,10 @@ import Foundation
 import Protocol
 
 struct ProjectCommand: AsyncParsableCommand {
-    static let configuration = CommandConfiguration(commandName: "project", abstract: "Projects.", subcommands: [Create.self, List.self, Show.self])
+    static let configuration = CommandConfiguration(commandName: "project", abstract: "Projects: a code, a name and the git repository their changes run.", subcommands: [Create.self, List.self, Show.self])
 
     struct Create: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Create a project: a code, a name and its git repository.")
         @OptionGroup var options: ServerOptions
         @Argument(help: "Project code.") var code: String
         @Option(help: "Display name.") var name: String?
@@ -18,6 +19,7 @@ struct ProjectCommand: AsyncParsableCommand {
     }
 
     struct List: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "List the projects.")
         @OptionGroup var options: ServerOptions
         @Flag(help: "Print JSON.") var json = false
 
@@ -31,6 +33,7 @@ struct ProjectCommand: AsyncParsableCommand {
     }
 
     struct Show: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Show a project.")
         @OptionGroup var options: ServerOptions
         @Argument(help: "Project code.") var code: String
         @Flag(help: "Print JSON.") var json = false
@@ -47,6 +50,7 @@ struct EnvironmentCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(commandName: "environment", abstract: "A project's environments.", subcommands: [Create.self, List.self])
 
     struct Create: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Create an environment of a project.")
         @OptionGroup var options: ServerOptions
         @Option(help: "Project code.") var project: String
         @Argument(help: "Environment code.") var code: String
@@ -59,6 +63,7 @@ struct EnvironmentCommand: AsyncParsableCommand {
     }
 
     struct List: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "List a project's environments.")
         @OptionGroup var options: ServerOptions
         @Option(help: "Project code.") var project: String
         @Flag(help: "Print JSON.") var json = false
@@ -85,13 +90,19 @@ struct PropertiesCommand: AsyncParsableCommand {
     }
 
     struct Show: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Print the current properties (secrets as ****); their version goes to stderr, for set/patch --version.")
         @OptionGroup var options: ServerOptions
         @OptionGroup var owner: Owner
         @Flag(help: "Print JSON with the version.") var json = false
 
         func run() async throws {
             let answer = try await options.client.request("GET", owner.path)
-            say(json ? answer.serialized(pretty: true) : (answer["properties"] ?? .null).serialized(pretty: true))
+            if json { return say(answer.serialized(pretty: true)) }
+            // Standard output stays the document alone, so that it can be edited and set again.
+            let version = answer["version"]?.intValue.map(String.init) ?? "?"
+            FileHandle.standardError.write(Data("version \(version) (properties set/patch --version \(version) writes only if it is still current)\n".utf8))
+            say((answer["properties"] ?? .null).serialized(pretty: true))
         }
     }
 
