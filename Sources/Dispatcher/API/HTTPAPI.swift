@@ -82,6 +82,11 @@ public struct HTTPAPI: Sendable {
         let code = try body.requiredString("code")
         try validateCode(code, "project")
         let project = Project(code: code, name: try body.optionalString("name") ?? code, gitRemote: try body.requiredString("git_remote"))
+        // An existing project is a conflict whatever its remote; a new one's remote must pass the policy.
+        if try await store.read({ try Store.projects($0).contains { $0.code == code } }) {
+            throw StoreError.conflict("project \"\(code)\" exists already")
+        }
+        if let refusal = engine.configuration.gitPolicy.refusal(project.gitRemote) { throw APIError.badRequest(refusal) }
         try await store.write { try Store.createProject($0, project) }
         return JSONResponse.ok(Views.project(project), status: .created)
     }
@@ -156,7 +161,7 @@ public struct HTTPAPI: Sendable {
             _ = try Store.environment(db, project, environment)
             return try Store.project(db, project).gitRemote
         }
-        let sha = try await GitResolver.resolve(remote: remote, revision: revision)
+        let sha = try await GitResolver.resolve(remote: remote, revision: revision, git: engine.configuration.git)
         let change = try await engine.createChange(project: project, environment: environment, action: action, gitRev: revision, gitSha: sha, user: user)
         service?.outboxChanged()
         return JSONResponse.ok(Views.change(change), status: .created)
@@ -172,7 +177,7 @@ public struct HTTPAPI: Sendable {
         if refresh {
             let old = try await store.read { try Store.change($0, id) }
             let remote = try await store.read { try Store.project($0, old.projectCode).gitRemote }
-            sha = try await GitResolver.resolve(remote: remote, revision: old.gitRev)
+            sha = try await GitResolver.resolve(remote: remote, revision: old.gitRev, git: engine.configuration.git)
         }
         let change = try await engine.retry(changeId: id, refreshedSha: sha, user: user)
         service?.outboxChanged()
