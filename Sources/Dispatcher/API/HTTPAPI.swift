@@ -136,13 +136,16 @@ public struct HTTPAPI: Sendable {
         } catch let error as JSONPatchError {
             throw APIError.badRequest("invalid patch: \(error)")
         }
+        if let refusal = SecretPatchGuard.refusal(patch) { throw APIError.badRequest(refusal) }
         let version = try await store.write { db -> PropertiesVersion in
             let current = try Store.properties(db, project, environment)
             let patched: JSON
             do {
                 patched = try patch.apply(to: current.properties)
             } catch {
-                throw StoreError.conflict("the patch does not apply to version \(current.version): \(error)")
+                // The reason may quote a value of the document: never a secret one.
+                let reason = SecretProperties.maskValues(in: "\(error)", of: [current.properties])
+                throw StoreError.conflict("the patch does not apply to version \(current.version): \(reason)")
             }
             let restored = SecretProperties.restoringMasked(patched, from: current.properties)
             return try Store.setProperties(db, project, environment, restored, ifVersion: expected ?? current.version, step: nil)
