@@ -246,12 +246,28 @@ public final class Store: Sendable {
 
     /// Gives every running attempt a fresh lease (after a dispatcher restart, so that workers
     /// have time to be heard again).
-    static func renewAllLeases(_ db: Database, until: Double) throws {
-        for changeId in try String.fetchAll(db, sql: "SELECT DISTINCT change_id FROM steps WHERE status = 'running' AND lease_expires_at IS NOT NULL") {
-            let before = try tree(db, changeId: changeId, leaseSeconds: 0)
-            var after = before
-            after.renewLeases(until: until)
-            try save(db, after, before: before)
+    /// Each change in a savepoint of its own: one that cannot be read or saved is reported to
+    /// `failed` and skipped; the others are renewed.
+    static func renewAllLeases(_ db: Database, until: Double, failed: (String, any Error) -> Void) {
+        let changes: [String]
+        do {
+            changes = try String.fetchAll(db, sql: "SELECT DISTINCT change_id FROM steps WHERE status = 'running' AND lease_expires_at IS NOT NULL")
+        } catch {
+            failed("*", error)
+            return
+        }
+        for changeId in changes {
+            do {
+                try db.inSavepoint {
+                    let before = try tree(db, changeId: changeId, leaseSeconds: 0)
+                    var after = before
+                    after.renewLeases(until: until)
+                    try save(db, after, before: before)
+                    return .commit
+                }
+            } catch {
+                failed(changeId, error)
+            }
         }
     }
 
