@@ -48,7 +48,7 @@ public struct HTTPAPI: Sendable {
         router.post("/changes") { request, _ in try await createChange(request) }
         router.get("/changes") { request, _ in
             let query = request.uri.queryParameters
-            let limit = min(Int(query.get("limit") ?? "") ?? 100, 1000)
+            let limit = try listLimit(query.get("limit"))
             if let status = query.get("status"), ChangeStatus(rawValue: status) == nil {
                 throw APIError.badRequest("unknown status \"\(status)\" (\(ChangeStatus.allCases.map(\.rawValue).joined(separator: ", ")))")
             }
@@ -76,6 +76,15 @@ public struct HTTPAPI: Sendable {
     }
 
     // MARK: Handlers
+
+    /// `?limit=`: 1 to 1000, 100 when absent.
+    private func listLimit(_ text: String?) throws -> Int {
+        guard let text else { return 100 }
+        guard let value = Int(text), (1...1000).contains(value) else {
+            throw APIError.badRequest("limit must be a whole number from 1 to 1000, not \"\(text.prefix(40))\"")
+        }
+        return value
+    }
 
     private func createProject(_ request: Request) async throws -> Response {
         let body = try await request.jsonBody()
