@@ -33,7 +33,7 @@ struct TokenCommand: AsyncParsableCommand {
 
         func run() async throws {
             let expiresAt = try TokenLifetime.seconds(expires).map { Date().timeIntervalSince1970 + $0 }
-            let token = try await Store(path: database.db).createToken(name: name, scope: Store.TokenScope(rawValue: scope)!, expiresAt: expiresAt)
+            let token = try await Store(path: database.db, secretsKey: .none).createToken(name: name, scope: Store.TokenScope(rawValue: scope)!, expiresAt: expiresAt)
             if let write {
                 let folder = (write as NSString).deletingLastPathComponent
                 if !folder.isEmpty { try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true) }
@@ -52,7 +52,7 @@ struct TokenCommand: AsyncParsableCommand {
         func run() async throws {
             let format = ISO8601DateFormatter()
             let now = Date().timeIntervalSince1970
-            for token in try await Store(path: database.db).tokens() {
+            for token in try await Store(path: database.db, secretsKey: .none).tokens() {
                 let expiry = token.expiresAt.map { ($0 <= now ? "expired " : "expires ") + format.string(from: Date(timeIntervalSince1970: $0)) } ?? "never expires"
                 say("\(token.name)\t\(token.scope.rawValue)\tcreated \(format.string(from: Date(timeIntervalSince1970: token.createdAt)))\t\(expiry)")
             }
@@ -66,7 +66,7 @@ struct TokenCommand: AsyncParsableCommand {
         var name: String
 
         func run() async throws {
-            try await Store(path: database.db).revokeToken(name: name)
+            try await Store(path: database.db, secretsKey: .none).revokeToken(name: name)
             say("revoked \(name)")
         }
     }

@@ -8,7 +8,7 @@ import Testing
 @Suite struct StoreTests {
     func withStore(_ body: (Store, String) async throws -> Void) async throws {
         let path = FileManager.default.temporaryDirectory.appendingPathComponent("store-\(UUID()).sqlite").path
-        defer { for suffix in ["", "-wal", "-shm"] { try? FileManager.default.removeItem(atPath: path + suffix) } }
+        defer { for suffix in ["", "-wal", "-shm", ".key"] { try? FileManager.default.removeItem(atPath: path + suffix) } }
         try await body(try Store(path: path), path)
     }
 
