@@ -60,6 +60,7 @@ extension FleetTests {
             #expect(answer["error"]?.stringValue?.contains("INJECTED-42") == false)
             #expect(!FileManager.default.fileExists(atPath: marker), "the injected command ran")
             await fleet.stop()
+            try await fleet.dropQueuedJobs()
         }
 
         @Test func remoteHelpersHostFilesAndLoopbackAreRefusedAtProjectCreation() async throws {

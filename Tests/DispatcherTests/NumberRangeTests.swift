@@ -1,3 +1,4 @@
+import AMQP
 import Foundation
 import GRDB
 import Protocol
@@ -31,6 +32,7 @@ extension FleetTests {
             let change = try await fleet.createChange(repo, action: "a")
             #expect(try await fleet.snapshot(change).0.status == .running)
             await fleet.stop()
+            try await fleet.dropQueuedJobs()
         }
 
         @Test func onePoisonedChangeDoesNotStopLeaseExpiryForTheOthers() async throws {
@@ -65,7 +67,19 @@ extension FleetTests {
             let stuck = try #require(try await fleet.snapshot(poisonedChange).1.step("a"))
             #expect(stuck.attempt == 1 && stuck.status == .running)
             await fleet.stop()
+            try await fleet.dropQueuedJobs()
         }
+    }
+}
+
+extension FleetHarness {
+    /// Deletes the default pool's queue: the jobs of a test without workers must not be run by a
+    /// later test's workers on the same vhost.
+    func dropQueuedJobs() async throws {
+        let client = AMQPClient(endpoints: [broker], topology: FleetTopology.pool(Names.defaultPool), logger: Self.logger)
+        let connection = try await client.connected()
+        _ = try await connection.deleteQueue(Names.stepsQueue(pool: Names.defaultPool))
+        await client.stop()
     }
 }
 
