@@ -108,4 +108,15 @@ extension FleetHarness {
         }
         #expect(try JSON.parse(#"{"a": [1, 2.5, -3e5]}"#).uncarriableNumber() == nil)
     }
+
+    @Test func aStepResultWithSuchANumberIsRefusedByTheWireCodecWithItsPath() throws {
+        let outcome = StepOutcome(
+            ref: AttemptRef(stepId: "s", attempt: 1), worker: "w", status: .success,
+            result: StepResult(project: .init(propertiesDiff: JSONPatch([.add(path: try JSONPointer("/big"), value: 1)]))), runStarted: true)
+        let body = String(decoding: WireCodec.encode(outcome), as: UTF8.self).replacingOccurrences(of: #""value":1"#, with: #""value":1e400"#)
+        #expect(body.contains("1e400"))
+        #expect(throws: WireError.invalid("/result/project/properties_diff/0/value: the number 1e400 is out of range (numbers must be 64-bit integers, decimals of at most 38 significant digits with an exponent within ±128, or doubles written exactly)")) {
+            try WireCodec.decode(StepOutcome.self, from: Data(body.utf8))
+        }
+    }
 }
