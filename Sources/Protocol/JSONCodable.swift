@@ -60,8 +60,12 @@ extension JSON: Codable {
             case .decimal(let decimal): try single.encode(decimal)
             case .double(let double): try single.encode(double)
             case nil:
-                throw EncodingError.invalidValue(number.literal, EncodingError.Context(
-                    codingPath: encoder.codingPath, debugDescription: JSONNumberRangeError.reason(number.literal)))
+                // Only a stored document from before the API refused such numbers gets here; the
+                // number itself stays out of the error (it may be a secret property, and this
+                // error reaches logs).
+                throw EncodingError.invalidValue("a number", EncodingError.Context(
+                    codingPath: encoder.codingPath,
+                    debugDescription: "a number out of range (not a 64-bit integer, a 38-digit decimal or an exact double); fix the document that holds it"))
             }
         case .array(let elements):
             var array = encoder.unkeyedContainer()
