@@ -82,6 +82,24 @@ extension FleetTests {
             #expect(try await reopened.read { db in try Store.properties(db, "p", nil) }.properties["opschain"]?["secrets"]?["k"] == .string(Self.secret))
         }
 
+        @Test func aSecretThatLooksSealedIsStoredAndReadAsWritten() async throws {
+            let folder = FileManager.default.temporaryDirectory.appendingPathComponent("lookalike-\(UUID().uuidString.prefix(8))").path
+            defer { try? FileManager.default.removeItem(atPath: folder) }
+            let path = folder + "/db.sqlite"
+            let lookalike: JSON = ["opschain": ["secrets": ["k": "sfenc:v1:bm90IGEgc2VhbGVkIHZhbHVl"]]]
+            do {
+                let store = try Store(path: path)
+                try await store.write { db in
+                    try Store.createProject(db, Project(code: "p", name: "p", gitRemote: "https://example.com/r.git"))
+                    try Store.setProperties(db, "p", nil, lookalike, ifVersion: nil, step: nil)
+                }
+                #expect(try await store.read { db in try Store.properties(db, "p", nil) }.properties == lookalike)
+            }
+            // Reopening (the key check reads a sealed value) still works.
+            let reopened = try Store(path: path)
+            #expect(try await reopened.read { db in try Store.properties(db, "p", nil) }.properties == lookalike)
+        }
+
         @Test func anOldDatabaseWithClearSecretsOpensAndIsEncrypted() async throws {
             let folder = FileManager.default.temporaryDirectory.appendingPathComponent("old-\(UUID().uuidString.prefix(8))").path
             defer { try? FileManager.default.removeItem(atPath: folder) }

@@ -59,8 +59,15 @@ struct SecretsCipher: @unchecked Sendable {
 
     // MARK: Property documents
 
-    /// `document` with every leaf under `opschain.secrets` sealed (already sealed ones kept).
+    /// `document` (as the API or a step gave it: all clear) with every leaf under
+    /// `opschain.secrets` sealed. Every leaf: a value that merely looks sealed (a user may write
+    /// `sfenc:v1:…`) is sealed too, so it reads back as written and never fails to open.
     func sealSecrets(in document: JSON) throws -> JSON {
+        try Self.mapSecretLeaves(document) { leaf in .string(try seal(text: leaf.serialized())) }
+    }
+
+    /// For a document an older version stored: seals the leaves still in clear, keeps the sealed ones.
+    func sealClearSecrets(in document: JSON) throws -> JSON {
         try Self.mapSecretLeaves(document) { leaf in
             if case .string(let text) = leaf, Self.isSealed(text) { return leaf }
             return .string(try seal(text: leaf.serialized()))

@@ -52,7 +52,7 @@ extension Store {
             let document = try JSON.parse(row["document"] as String)
             guard SecretsCipher.hasClearSecrets(document) else { continue }
             try db.execute(sql: "UPDATE properties SET document = ? WHERE rowid = ?",
-                           arguments: [try cipher.sealSecrets(in: document).serialized(), row["rowid"] as Int64])
+                           arguments: [try cipher.sealClearSecrets(in: document).serialized(), row["rowid"] as Int64])
         }
         for column in ["context", "result"] {
             for row in try Row.fetchAll(db, sql: "SELECT id, \(column) AS text FROM steps WHERE \(column) IS NOT NULL AND \(column) NOT LIKE 'sfenc:%'") {
