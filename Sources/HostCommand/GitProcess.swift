@@ -68,13 +68,8 @@ enum GitProcess {
         }
 
         // The deadline: kill the whole group (git and its helpers); the pipes then close.
-        let finished = Flag()
-        let timedOut = Flag()
-        let killer = DispatchWorkItem {
-            guard !finished.value else { return }
-            timedOut.value = true
-            kill(-pid, SIGKILL)
-        }
+        let deadline = Deadline(group: pid)
+        let killer = DispatchWorkItem { deadline.expire() }
         let (seconds, attoseconds) = timeout.components
         DispatchQueue.global().asyncAfter(deadline: .now() + .milliseconds(Int(seconds) * 1000 + Int(attoseconds / 1_000_000_000_000_000)), execute: killer)
 
@@ -90,14 +85,18 @@ enum GitProcess {
         errorDone.wait()
         close(out[0])
         close(err[0])
+        // Wait for git's end without reaping it: while it is a zombie its pid (and so its
+        // group's id) cannot be reused, so the group kill below reaches only helpers git left
+        // behind (none normally).
+        var info = siginfo_t()
+        while waitid(P_PID, id_t(pid), &info, WEXITED | WNOWAIT) < 0 && errno == EINTR {}
+        deadline.finish()
+        killer.cancel()
+        kill(-pid, SIGKILL)
         var status: Int32 = 0
         while waitpid(pid, &status, 0) < 0 && errno == EINTR {}
-        finished.value = true
-        killer.cancel()
-        // Helpers git left behind in its group (none normally) go too.
-        kill(-pid, SIGKILL)
         let exit = (status & 0x7f) == 0 ? (status >> 8) & 0xff : 128 + (status & 0x7f)
-        return Result(status: exit, output: String(decoding: outputText, as: UTF8.self), error: String(decoding: errorText.data, as: UTF8.self), timedOut: timedOut.value)
+        return Result(status: exit, output: String(decoding: outputText, as: UTF8.self), error: String(decoding: errorText.data, as: UTF8.self), timedOut: deadline.expired)
     }
 
     /// Reads a descriptor to its end, keeping at most `outputLimit` bytes.
@@ -117,21 +116,35 @@ enum GitProcess {
         var data = Data()
     }
 
-    /// A flag shared between the deadline and the waiting thread.
-    private final class Flag: @unchecked Sendable {
+    /// The deadline of one run: expiring kills the process group unless the run finished
+    /// first. Both happen under one lock, and `finish` comes before git is reaped, so a late
+    /// deadline can never kill a group whose id was reused.
+    private final class Deadline: @unchecked Sendable {
         private let lock = NSLock()
-        private var flag = false
-        var value: Bool {
-            get {
-                lock.lock()
-                defer { lock.unlock() }
-                return flag
-            }
-            set {
-                lock.lock()
-                flag = newValue
-                lock.unlock()
-            }
+        private let group: pid_t
+        private var finished = false
+        private var didExpire = false
+
+        init(group: pid_t) { self.group = group }
+
+        func expire() {
+            lock.lock()
+            defer { lock.unlock() }
+            guard !finished else { return }
+            didExpire = true
+            kill(-group, SIGKILL)
+        }
+
+        func finish() {
+            lock.lock()
+            finished = true
+            lock.unlock()
+        }
+
+        var expired: Bool {
+            lock.lock()
+            defer { lock.unlock() }
+            return didExpire
         }
     }
 }
