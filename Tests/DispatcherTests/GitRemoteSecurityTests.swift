@@ -89,16 +89,40 @@ extension FleetTests {
             let folder = FileManager.default.temporaryDirectory.appendingPathComponent("mirror-\(UUID().uuidString.prefix(8))").path
             defer { try? FileManager.default.removeItem(atPath: folder) }
             let marker = folder + "-injected"
+            let listener = try LoopbackListener()
+            // The repository exists and holds the commit, but lies outside the worker's one root.
             let repository = try TestRepository.make(["a": "1"])
-            let mirror = GitMirror(directory: folder + "/git", policy: GitRemotePolicy(localRoots: [FileManager.default.temporaryDirectory.path]))
-            // A job naming an option, a helper or a host path outside the roots: nothing runs.
-            for remote in [Self.injection(marker: marker), "ext::sh -c touch% \(marker)", repositoryRoot.path] {
-                await #expect(throws: CheckoutError.self) { try await mirror.checkout(remote: remote, sha: repository.sha, into: folder + "/checkout-\(UUID().uuidString.prefix(4))") }
+            let mirror = GitMirror(directory: folder + "/git", policy: GitRemotePolicy(localRoots: [folder + "/allowed"]))
+            for remote in [Self.injection(marker: marker), "ext::sh -c touch% \(marker)", repository.path, "file://" + repository.path,
+                           "http://127.0.0.1:\(listener.port)/r.git"] {
+                await #expect(throws: CheckoutError.self, "\(remote)") {
+                    try await mirror.checkout(remote: remote, sha: repository.sha, into: folder + "/checkout-\(UUID().uuidString.prefix(4))")
+                }
             }
             #expect(!FileManager.default.fileExists(atPath: marker), "the injected command ran")
+            #expect(listener.connections == 0, "the worker connected to a loopback address")
             // A remote under a root still mirrors and checks out.
-            try await mirror.checkout(remote: repository.path, sha: repository.sha, into: folder + "/checkout")
+            let allowed = GitMirror(directory: folder + "/git", policy: GitRemotePolicy(localRoots: [FileManager.default.temporaryDirectory.path]))
+            try await allowed.checkout(remote: repository.path, sha: repository.sha, into: folder + "/checkout")
             #expect(FileManager.default.fileExists(atPath: folder + "/checkout/a"))
+        }
+
+        @Test func theDispatcherMakesNoRequestToALoopbackRemote() async throws {
+            let fleet = try await FleetHarness(workers: 0)
+            let listener = try LoopbackListener()
+            let remote = "http://127.0.0.1:\(listener.port)/projects"
+            let (created, answer) = try await fleet.raw("POST", "/projects", (["code": "loop", "git_remote": .string(remote)] as JSON).serialized())
+            #expect(created == 400 && answer["error"]?.stringValue?.contains("loopback") == true, "\(answer)")
+            try await fleet.store.write { db in
+                if try Row.fetchOne(db, sql: "SELECT 1 FROM projects WHERE code = 'loop'") == nil {
+                    try Store.createProject(db, Project(code: "loop", name: "loop", gitRemote: remote))
+                }
+                try Store.createEnvironment(db, Environment(projectCode: "loop", code: "e", name: "e"))
+            }
+            let (status, change) = try await fleet.raw("POST", "/changes", #"{"project": "loop", "environment": "e", "action": "a"}"#)
+            #expect(status == 400 && change["error"]?.stringValue?.contains("--git-allow-loopback") == true, "\(change)")
+            #expect(listener.connections == 0, "the dispatcher connected to a loopback address")
+            await fleet.stop()
         }
 
         @Test func aGitCallPastItsDeadlineIsKilledAndSaysSo() async throws {
@@ -137,4 +161,44 @@ extension FleetTests {
             #expect(configuration.contains("protocol.ext.allow=never"), "\(configuration)")
         }
     }
+}
+
+/// A TCP listener on 127.0.0.1 that accepts and at once closes every connection, counting them.
+final class LoopbackListener: @unchecked Sendable {
+    let port: UInt16
+    private let descriptor: Int32
+    private let lock = NSLock()
+    private var count = 0
+
+    init() throws {
+        let opened = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        descriptor = opened
+        var address = sockaddr_in()
+        address.sin_family = sa_family_t(AF_INET)
+        address.sin_addr.s_addr = inet_addr("127.0.0.1")
+        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
+        let bound = withUnsafePointer(to: &address) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(opened, $0, length) } }
+        guard bound == 0, listen(opened, 16) == 0 else { throw TestSetupError("cannot listen on 127.0.0.1") }
+        _ = withUnsafeMutablePointer(to: &address) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(opened, $0, &length) } }
+        port = UInt16(bigEndian: address.sin_port)
+        let listening = descriptor
+        Thread.detachNewThread { [self] in
+            while true {
+                let client = accept(listening, nil, nil)
+                if client < 0 { return }
+                lock.lock()
+                count += 1
+                lock.unlock()
+                close(client)
+            }
+        }
+    }
+
+    var connections: Int {
+        lock.lock()
+        defer { lock.unlock() }
+        return count
+    }
+
+    deinit { shutdown(descriptor, Int32(SHUT_RDWR)); close(descriptor) }
 }
