@@ -59,6 +59,9 @@ public enum WireCodec {
             throw .malformed(error.description)
         }
         guard case .object(let members) = json else { throw .malformed("body is a \(json.typeName), not an object") }
+        // Refused here with its path, not half-decoded through a Double: such a number could
+        // not be carried on (a step context, a stored result).
+        if let number = json.uncarriableNumber() { throw .invalid(number.description) }
         guard let schemaValue = members["schema"]?.intValue else { throw .unsupportedSchema(nil) }
         guard schemaValue == schema else { throw .unsupportedSchema(schemaValue) }
         guard members["type"]?.stringValue == Message.messageType else {

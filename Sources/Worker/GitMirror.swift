@@ -5,29 +5,39 @@ import Protocol
 
 /// A local mirror per remote repository; a step's checkout comes from it. The remote is
 /// fetched only when the mirror lacks the requested commit.
+///
+/// Every git call goes through the fleet's git runner (`Git`): the job's remote is checked
+/// against this worker's `GitRemotePolicy` before anything is fetched (a job is only as
+/// trustworthy as the project that made it), user values follow `--`, and each call has a
+/// deadline.
 public actor GitMirror {
     public let directory: String
-    private let git: String
+    private let git: Git
     /// One fetch at a time per remote; others wait for it.
     private var fetches: [String: Task<Void, any Error>] = [:]
 
-    public init(directory: String, git: String = "/usr/bin/git") {
+    public init(directory: String, git: String = "/usr/bin/git", policy: GitRemotePolicy = GitRemotePolicy(), timeout: Duration = .seconds(600)) {
         self.directory = directory
-        self.git = git
+        self.git = Git(executable: git, policy: policy, timeout: timeout)
     }
 
     /// A checkout of `sha` (with `.git`) in `destination`, made from the mirror of `remote`.
     public func checkout(remote: String, sha: String, into destination: String) async throws(CheckoutError) {
-        guard sha.count >= 7, sha.allSatisfy(\.isHexDigit) else {
+        guard sha.count >= 7, sha.count <= 64, sha.allSatisfy(\.isHexDigit) else {
             throw CheckoutError("\"\(sha)\" is not a git commit SHA")
+        }
+        do {
+            try git.check(remote: remote)
+        } catch {
+            throw CheckoutError(error.description)
         }
         let mirror = try await ensure(remote: remote, sha: sha)
         // Copies, not hard links: a link made or dropped by a concurrent clone or the mirror's
         // gc changes a shared inode's ctime, and tar then fails the build context with "file
         // changed as we read it" (seen under load in the poison scenario).
-        try await runGit(["-c", "gc.auto=0", "clone", "--quiet", "--no-hardlinks", "--no-checkout", mirror, destination], what: "clone the mirror of \(remote)")
-        try await runGit(["-C", destination, "checkout", "--quiet", "--detach", sha], what: "check out \(sha)")
-        try await runGit(["-C", destination, "remote", "set-url", "origin", remote], what: "set the origin of the checkout")
+        try await runGit(["-c", "gc.auto=0", "clone", "--quiet", "--no-hardlinks", "--no-checkout", "--", mirror, destination], what: "clone the mirror of \(remote)")
+        try await runGit(["-C", destination, "checkout", "--quiet", "--detach", sha, "--"], what: "check out \(sha)")
+        try await runGit(["-C", destination, "remote", "set-url", "--", "origin", remote], what: "set the origin of the checkout")
     }
 
     /// The mirror's path, holding `sha` (fetching the remote if it does not yet).
@@ -38,24 +48,28 @@ public actor GitMirror {
             _ = try? await running.value
             if await hasCommit(mirror, sha) { return mirror }
         }
-        let task = Task { [git] in
-            try FileManager.default.createDirectory(atPath: self.directory, withIntermediateDirectories: true)
-            let result: CommandRunner.Result
+        let task = Task { [git, directory] in
+            try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
             if FileManager.default.fileExists(atPath: mirror) {
-                result = try await CommandRunner.run(git, ["-C", mirror, "fetch", "--quiet", "--prune", "origin"])
+                // The mirror's own origin is the remote it was cloned from (checked above).
+                try await git.run(["-C", mirror, "fetch", "--quiet", "--prune", "origin"], what: "fetch \(remote)")
             } else {
                 let partial = mirror + ".partial-\(UUID().uuidString.prefix(8))"
-                result = try await CommandRunner.run(git, ["clone", "--quiet", "--mirror", remote, partial])
-                if result.status == 0 { try FileManager.default.moveItem(atPath: partial, toPath: mirror) } else { try? FileManager.default.removeItem(atPath: partial) }
+                do {
+                    try await git.run(["clone", "--quiet", "--mirror", "--", remote, partial], what: "fetch \(remote)")
+                    try FileManager.default.moveItem(atPath: partial, toPath: mirror)
+                } catch {
+                    try? FileManager.default.removeItem(atPath: partial)
+                    throw error
+                }
             }
-            guard result.status == 0 else { throw CheckoutError("cannot fetch \(remote): \(result.output.trimmingCharacters(in: .whitespacesAndNewlines))") }
         }
         fetches[mirror] = task
         defer { fetches[mirror] = nil }
         do {
             try await task.value
-        } catch let error as CheckoutError {
-            throw error
+        } catch let error as Git.Failure {
+            throw CheckoutError(error.description)
         } catch {
             throw CheckoutError("cannot fetch \(remote): \(error)")
         }
@@ -67,19 +81,14 @@ public actor GitMirror {
 
     private func hasCommit(_ mirror: String, _ sha: String) async -> Bool {
         guard FileManager.default.fileExists(atPath: mirror) else { return false }
-        let result = try? await CommandRunner.run(git, ["-C", mirror, "cat-file", "-e", "\(sha)^{commit}"])
-        return result?.status == 0
+        return (try? await git.run(["-C", mirror, "cat-file", "-e", "\(sha)^{commit}"], what: "look for \(sha)", timeout: .seconds(30))) != nil
     }
 
     private func runGit(_ arguments: [String], what: String) async throws(CheckoutError) {
-        let result: CommandRunner.Result
         do {
-            result = try await CommandRunner.run(git, arguments)
+            try await git.run(arguments, what: what)
         } catch {
-            throw CheckoutError("cannot \(what): \(error)")
-        }
-        guard result.status == 0 else {
-            throw CheckoutError("cannot \(what): \(result.output.trimmingCharacters(in: .whitespacesAndNewlines))")
+            throw CheckoutError(error.description)
         }
     }
 

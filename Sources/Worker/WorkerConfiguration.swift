@@ -1,4 +1,5 @@
 import Foundation
+import HostCommand
 import Protocol
 
 /// Settings of one worker process.
@@ -29,6 +30,9 @@ public struct WorkerConfiguration: Sendable {
     public var imageRepository: String
     /// How many step images the engine keeps, and for how long after their last use.
     public var imageCache: ImageCachePolicy
+    /// Which git remotes jobs may name (`--git-local-roots`, `--git-allow-loopback`): the same
+    /// policy as the dispatcher's.
+    public var gitPolicy: GitRemotePolicy = GitRemotePolicy()
 
     public init(
         name: String = WorkerConfiguration.defaultName(), pool: String = Names.defaultPool, slots: Int = 2,

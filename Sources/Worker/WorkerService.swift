@@ -44,7 +44,7 @@ public actor WorkerService {
         secretServer = SecretServer(logger: logger)
         executor = StepExecutor(
             configuration: configuration,
-            mirror: GitMirror(directory: (configuration.workDirectory as NSString).appendingPathComponent("git")),
+            mirror: GitMirror(directory: (configuration.workDirectory as NSString).appendingPathComponent("git"), policy: configuration.gitPolicy),
             builder: DockerImageBuilder(
                 engine: engine, scratchDirectory: (configuration.workDirectory as NSString).appendingPathComponent("build"),
                 maximumConcurrentBuilds: configuration.maximumConcurrentBuilds, repository: configuration.imageRepository),

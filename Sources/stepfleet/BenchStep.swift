@@ -41,9 +41,9 @@ struct BenchStep: AsyncParsableCommand {
         let workDirectory = FileManager.default.temporaryDirectory.appendingPathComponent("stepfleet-bench-\(pool)").path
         defer { try? FileManager.default.removeItem(atPath: workDirectory) }
 
-        let worker = WorkerService(
-            configuration: WorkerConfiguration(name: "bench-\(pool)", pool: pool, slots: 1, workDirectory: workDirectory),
-            brokers: [broker], engine: try DockerEngine(endpoint: docker), logger: logger)
+        var configuration = WorkerConfiguration(name: "bench-\(pool)", pool: pool, slots: 1, workDirectory: workDirectory)
+        configuration.gitPolicy = GitRemotePolicy(localRoots: [FileManager.default.temporaryDirectory.path])
+        let worker = WorkerService(configuration: configuration, brokers: [broker], engine: try DockerEngine(endpoint: docker), logger: logger)
         let workerTask = Task { await worker.run() }
         // Declared here too: a job published before the worker declared its pool's queue
         // would be unroutable and dropped.

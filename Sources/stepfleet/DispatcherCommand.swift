@@ -24,15 +24,24 @@ struct DispatcherCommand: AsyncParsableCommand {
     var runnerImage = "stepfleet/runner:\(StepFleetVersion.current)"
     @Option(help: "Log level.")
     var logLevel = "info"
+    @Option(help: "The key that encrypts secret properties at rest: a file of 32 random bytes, made (mode 0600) when missing; default: the database's path + .key. Keep it apart from database backups.")
+    var secretsKey: String?
+    @OptionGroup var git: GitPolicyOptions
 
     func run() async throws {
         let logger = makeLogger("stepfleet.dispatcher", level: logLevel)
         let parts = listen.split(separator: ":")
         guard parts.count == 2, let port = Int(parts[1]) else { throw ValidationError("--listen must be HOST:PORT") }
-        let store = try Store(path: db)
+        let store: Store
+        do {
+            store = try Store(path: db, secretsKey: secretsKey.map(SecretsKeySource.file) ?? .nextToDatabase)
+        } catch let error as SecretsKeyError {
+            throw CLIError(error.description)
+        }
         let engine = DispatcherEngine(
             store: store,
-            configuration: DispatcherConfiguration(leaseSeconds: lease, runner: RunnerSettings(baseImage: runnerImage, version: StepFleetVersion.current)),
+            configuration: DispatcherConfiguration(
+                leaseSeconds: lease, runner: RunnerSettings(baseImage: runnerImage, version: StepFleetVersion.current), gitPolicy: git.policy),
             logger: logger)
         let service = DispatcherService(engine: engine, brokers: try AMQPConfiguration.list(amqp), logger: logger)
         try await service.start()

@@ -21,9 +21,19 @@ struct TokenCommand: AsyncParsableCommand {
         var name: String
         @Option(help: "Also write the token to this file (mode 0600), e.g. ~/.config/stepfleet/token.")
         var write: String?
+        @Option(help: "What the token may do: read (GET only) or operator (everything).")
+        var scope = "operator"
+        @Option(help: "How long the token is valid: a number with m, h, d or w (30d, 12h), or never.")
+        var expires = "90d"
+
+        func validate() throws {
+            guard Store.TokenScope(rawValue: scope) != nil else { throw ValidationError("--scope must be read or operator, not \(scope)") }
+            _ = try TokenLifetime.seconds(expires)
+        }
 
         func run() async throws {
-            let token = try await Store(path: database.db).createToken(name: name)
+            let expiresAt = try TokenLifetime.seconds(expires).map { Date().timeIntervalSince1970 + $0 }
+            let token = try await Store(path: database.db, secretsKey: .none).createToken(name: name, scope: Store.TokenScope(rawValue: scope)!, expiresAt: expiresAt)
             if let write {
                 let folder = (write as NSString).deletingLastPathComponent
                 if !folder.isEmpty { try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true) }
@@ -36,12 +46,15 @@ struct TokenCommand: AsyncParsableCommand {
     }
 
     struct List: AsyncParsableCommand {
-        static let configuration = CommandConfiguration(abstract: "List the tokens' names.")
+        static let configuration = CommandConfiguration(abstract: "List the tokens: name, scope, creation, expiry.")
         @OptionGroup var database: Database
 
         func run() async throws {
-            for token in try await Store(path: database.db).tokens() {
-                say("\(token.name)\tcreated \(ISO8601DateFormatter().string(from: Date(timeIntervalSince1970: token.createdAt)))")
+            let format = ISO8601DateFormatter()
+            let now = Date().timeIntervalSince1970
+            for token in try await Store(path: database.db, secretsKey: .none).tokens() {
+                let expiry = token.expiresAt.map { ($0 <= now ? "expired " : "expires ") + format.string(from: Date(timeIntervalSince1970: $0)) } ?? "never expires"
+                say("\(token.name)\t\(token.scope.rawValue)\tcreated \(format.string(from: Date(timeIntervalSince1970: token.createdAt)))\t\(expiry)")
             }
         }
     }
@@ -53,8 +66,20 @@ struct TokenCommand: AsyncParsableCommand {
         var name: String
 
         func run() async throws {
-            try await Store(path: database.db).revokeToken(name: name)
+            try await Store(path: database.db, secretsKey: .none).revokeToken(name: name)
             say("revoked \(name)")
         }
+    }
+}
+
+/// `--expires`: `30d`, `12h`, `45m`, `2w` or `never`.
+enum TokenLifetime {
+    static func seconds(_ text: String) throws -> Double? {
+        if text == "never" { return nil }
+        let units: [Character: Double] = ["m": 60, "h": 3600, "d": 86400, "w": 7 * 86400]
+        guard let unit = text.last.flatMap({ units[$0] }), let count = Int(text.dropLast()), count > 0 else {
+            throw ValidationError("--expires must be a positive number with m, h, d or w (30d, 12h), or never; not \(text)")
+        }
+        return Double(count) * unit
     }
 }

@@ -53,6 +53,7 @@ struct WorkerCommand: AsyncParsableCommand {
     var imageRepository = DockerImageBuilder.defaultRepository
     @Option(help: "Log level: trace, debug, info, notice, warning, error.")
     var logLevel = "info"
+    @OptionGroup var git: GitPolicyOptions
 
     var stepNetworkList: [String] { stepNetworks.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty } }
 
@@ -72,13 +73,14 @@ struct WorkerCommand: AsyncParsableCommand {
         let logger = makeLogger("stepfleet.worker", level: logLevel)
         let brokers = try AMQPConfiguration.list(amqp)
         let engine = try DockerEngine(endpoint: docker)
-        let configuration = WorkerConfiguration(
+        var configuration = WorkerConfiguration(
             name: name ?? WorkerConfiguration.defaultName(), pool: pool, slots: slots, workDirectory: workDir, runnerImage: runnerImage,
             heartbeatInterval: .seconds(heartbeat), defaultTimeout: .seconds(defaultTimeout),
             limits: ContainerLimits(memoryBytes: memory << 20, pids: pids, cpus: cpus), maximumConcurrentBuilds: builds,
             shutdownGrace: .seconds(grace), secretsDirectory: secretsDir ?? ProcessInfo.processInfo.environment["STEPFLEET_SECRETS_DIR"],
             stepNetworks: stepNetworkList, imageRepository: imageRepository,
             imageCache: ImageCachePolicy(keep: keepImages, idle: .seconds(imageIdle * 60)))
+        configuration.gitPolicy = git.policy
         let worker = WorkerService(configuration: configuration, brokers: brokers, engine: engine, logger: logger)
         let signals = onTerminationSignals { Task { await worker.shutdown() } }
         await worker.run()

@@ -1,6 +1,7 @@
 import AMQP
 import AsyncHTTPClient
 import Foundation
+import HostCommand
 import Hummingbird
 import Logging
 import NIOCore
@@ -54,7 +55,9 @@ final class FleetHarness: Sendable {
     }
 
     func startDispatcher() async throws {
-        let engine = DispatcherEngine(store: try Store(path: databasePath), configuration: DispatcherConfiguration(leaseSeconds: leaseSeconds), logger: Self.logger)
+        let engine = DispatcherEngine(
+            store: try Store(path: databasePath),
+            configuration: DispatcherConfiguration(leaseSeconds: leaseSeconds, gitPolicy: Self.gitPolicy), logger: Self.logger)
         if token.value == nil { token.value = try await engine.store.createToken(name: "fleet-tests") }
         let service = DispatcherService(engine: engine, brokers: [broker], logger: Self.logger)
         try await service.start()
@@ -74,13 +77,16 @@ final class FleetHarness: Sendable {
         _ = await current.api.result
     }
 
+    /// Test repositories live in the temporary directory: the one local root.
+    static let gitPolicy = GitRemotePolicy(localRoots: [FileManager.default.temporaryDirectory.path])
+
     func startWorker(_ index: Int, slots: Int) async throws {
-        let worker = WorkerService(
-            configuration: WorkerConfiguration(
+        var configuration = WorkerConfiguration(
                 name: "fleet-worker-\(index)-\(UUID().uuidString.prefix(4))", pool: Names.defaultPool, slots: slots, workDirectory: folder + "/worker-\(index)",
                 heartbeatInterval: .seconds(1), defaultTimeout: .seconds(120), limits: ContainerLimits(memoryBytes: 256 << 20, pids: 256, cpus: 1),
-                imageCache: ImageCachePolicy(keep: 0)),
-            brokers: [broker], engine: try DockerEngine(), logger: Self.logger)
+                imageCache: ImageCachePolicy(keep: 0))
+        configuration.gitPolicy = Self.gitPolicy
+        let worker = WorkerService(configuration: configuration, brokers: [broker], engine: try DockerEngine(), logger: Self.logger)
         let task = Task { await worker.run() }
         workers.withLock { $0.append((worker, task)) }
     }

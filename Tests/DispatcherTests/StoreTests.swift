@@ -8,7 +8,7 @@ import Testing
 @Suite struct StoreTests {
     func withStore(_ body: (Store, String) async throws -> Void) async throws {
         let path = FileManager.default.temporaryDirectory.appendingPathComponent("store-\(UUID()).sqlite").path
-        defer { for suffix in ["", "-wal", "-shm"] { try? FileManager.default.removeItem(atPath: path + suffix) } }
+        defer { for suffix in ["", "-wal", "-shm", ".key"] { try? FileManager.default.removeItem(atPath: path + suffix) } }
         try await body(try Store(path: path), path)
     }
 
@@ -36,7 +36,7 @@ import Testing
             let reopened = try Store(path: path)
             #expect(try await reopened.read { db in try Store.projects(db).map(\.code) } == ["p"])
             let migrations = try await reopened.read { db in try String.fetchAll(db, sql: "SELECT identifier FROM grdb_migrations") }
-            #expect(migrations.count == 3)
+            #expect(migrations.count == 4)
             #expect(try await reopened.read { db in try String.fetchOne(db, sql: "PRAGMA journal_mode") } == "wal")
         }
     }

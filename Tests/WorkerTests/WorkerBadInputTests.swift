@@ -27,8 +27,9 @@ extension WorkerEndToEndTests {
 
         // A repository that cannot be fetched; a SHA that is not there.
         var missingRepo = harness.job(good, action: "ok")
-        missingRepo.git.remote = "/nonexistent/repository.git"
-        _ = try await expectError(harness, missingRepo, startsWith: "checkout failed: cannot fetch /nonexistent/repository.git")
+        // Under the harness's local root (the temporary directory), so git itself is asked.
+        missingRepo.git.remote = FileManager.default.temporaryDirectory.appendingPathComponent("nonexistent-\(UUID().uuidString.prefix(6))/repository.git").path
+        _ = try await expectError(harness, missingRepo, startsWith: "checkout failed: cannot fetch \(missingRepo.git.remote)")
         var missingSha = harness.job(good, action: "ok")
         missingSha.git.sha = String(repeating: "ab", count: 20)
         _ = try await expectError(harness, missingSha, startsWith: "checkout failed: commit \(missingSha.git.sha) is not in \(good.path)")

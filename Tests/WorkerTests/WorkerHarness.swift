@@ -1,5 +1,6 @@
 import AMQP
 import Foundation
+import HostCommand
 import Logging
 import Protocol
 import TestSupport
@@ -48,12 +49,13 @@ final class WorkerHarness: Sendable {
         workDirectory = FileManager.default.temporaryDirectory.appendingPathComponent("worker-\(pool)").path
         engine = try DockerEngine(endpoint: docker)
         let brokers = [try AMQPConfiguration(url: Self.brokerURL)]
-        worker = WorkerService(
-            configuration: WorkerConfiguration(
-                name: "test-\(pool)", pool: pool, slots: slots, workDirectory: workDirectory, runnerImage: nil, heartbeatInterval: heartbeat,
-                defaultTimeout: .seconds(120), limits: ContainerLimits(memoryBytes: 256 << 20, pids: 256, cpus: 1), shutdownGrace: grace,
-                secretsDirectory: secretsDirectory, stepNetworks: stepNetworks, imageRepository: imageRepository, imageCache: imageCache),
-            brokers: brokers, engine: try DockerEngine(endpoint: docker), logger: logger)
+        var configuration = WorkerConfiguration(
+            name: "test-\(pool)", pool: pool, slots: slots, workDirectory: workDirectory, runnerImage: nil, heartbeatInterval: heartbeat,
+            defaultTimeout: .seconds(120), limits: ContainerLimits(memoryBytes: 256 << 20, pids: 256, cpus: 1), shutdownGrace: grace,
+            secretsDirectory: secretsDirectory, stepNetworks: stepNetworks, imageRepository: imageRepository, imageCache: imageCache)
+        // Test repositories live in the temporary directory: the one local root.
+        configuration.gitPolicy = GitRemotePolicy(localRoots: [FileManager.default.temporaryDirectory.path])
+        worker = WorkerService(configuration: configuration, brokers: brokers, engine: try DockerEngine(endpoint: docker), logger: logger)
         client = AMQPClient(
             endpoints: brokers,
             topology: FleetTopology.worker(pool: pool, controlQueue: "unused.\(pool)")

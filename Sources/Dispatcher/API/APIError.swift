@@ -67,11 +67,16 @@ extension Request {
             if optional { return .emptyObject }
             throw APIError.badRequest("the request needs a JSON body")
         }
+        let json: JSON
         do {
-            return try JSON.parse(bytes: buffer.readableBytesView)
+            json = try JSON.parse(bytes: buffer.readableBytesView)
         } catch {
             throw APIError.badRequest("the body is not valid JSON: \(error)")
         }
+        // A number the fleet cannot carry exactly would fail later, far from here (a change's
+        // step context could not be stored): refuse it at the door.
+        if let number = json.uncarriableNumber() { throw APIError.badRequest(number.description) }
+        return json
     }
 }
 

@@ -1,8 +1,10 @@
+import Foundation
 import HTTPTypes
 import Hummingbird
 
 /// Every endpoint but `/healthz` needs `Authorization: Bearer <token>` with a token made by
-/// `stepfleet token create`. A refused request changes nothing.
+/// `stepfleet token create`: an unknown or expired token is a 401, a `read` token on anything
+/// but `GET`/`HEAD` a 403. A refused request changes nothing.
 struct AuthMiddleware<Context: RequestContext>: RouterMiddleware {
     let store: Store
 
@@ -12,8 +14,15 @@ struct AuthMiddleware<Context: RequestContext>: RouterMiddleware {
             throw APIError(.unauthorized, "this API needs a token: Authorization: Bearer <token> (stepfleet token create; the CLI reads STEPFLEET_TOKEN)")
         }
         let parts = header.split(separator: " ", maxSplits: 1)
-        guard parts.count == 2, parts[0].lowercased() == "bearer", try await store.tokenName(for: String(parts[1])) != nil else {
+        guard parts.count == 2, parts[0].lowercased() == "bearer", let grant = try await store.grant(for: String(parts[1])) else {
             throw APIError(.unauthorized, "the token is not valid (revoked, mistyped, or for another dispatcher)")
+        }
+        if let expiresAt = grant.expiresAt, expiresAt <= Date().timeIntervalSince1970 {
+            let when = ISO8601DateFormatter().string(from: Date(timeIntervalSince1970: expiresAt))
+            throw APIError(.unauthorized, "the token \"\(grant.name)\" expired at \(when); ask an operator for a new one (stepfleet token create --name … --expires …)")
+        }
+        if grant.scope == .read, request.method != .get, request.method != .head {
+            throw APIError(.forbidden, "the token \"\(grant.name)\" is read-only (scope read): it may only GET; \(request.method) needs a token made with --scope operator")
         }
         return try await next(request, context)
     }

@@ -48,7 +48,7 @@ public struct HTTPAPI: Sendable {
         router.post("/changes") { request, _ in try await createChange(request) }
         router.get("/changes") { request, _ in
             let query = request.uri.queryParameters
-            let limit = min(Int(query.get("limit") ?? "") ?? 100, 1000)
+            let limit = try listLimit(query.get("limit"))
             if let status = query.get("status"), ChangeStatus(rawValue: status) == nil {
                 throw APIError.badRequest("unknown status \"\(status)\" (\(ChangeStatus.allCases.map(\.rawValue).joined(separator: ", ")))")
             }
@@ -77,11 +77,25 @@ public struct HTTPAPI: Sendable {
 
     // MARK: Handlers
 
+    /// `?limit=`: 1 to 1000, 100 when absent.
+    private func listLimit(_ text: String?) throws -> Int {
+        guard let text else { return 100 }
+        guard let value = Int(text), (1...1000).contains(value) else {
+            throw APIError.badRequest("limit must be a whole number from 1 to 1000, not \"\(text.prefix(40))\"")
+        }
+        return value
+    }
+
     private func createProject(_ request: Request) async throws -> Response {
         let body = try await request.jsonBody()
         let code = try body.requiredString("code")
         try validateCode(code, "project")
         let project = Project(code: code, name: try body.optionalString("name") ?? code, gitRemote: try body.requiredString("git_remote"))
+        // An existing project is a conflict whatever its remote; a new one's remote must pass the policy.
+        if try await store.read({ try Store.projects($0).contains { $0.code == code } }) {
+            throw StoreError.conflict("project \"\(code)\" exists already")
+        }
+        if let refusal = engine.configuration.gitPolicy.refusal(project.gitRemote) { throw APIError.badRequest(refusal) }
         try await store.write { try Store.createProject($0, project) }
         return JSONResponse.ok(Views.project(project), status: .created)
     }
@@ -131,13 +145,16 @@ public struct HTTPAPI: Sendable {
         } catch let error as JSONPatchError {
             throw APIError.badRequest("invalid patch: \(error)")
         }
+        if let refusal = SecretPatchGuard.refusal(patch) { throw APIError.badRequest(refusal) }
         let version = try await store.write { db -> PropertiesVersion in
             let current = try Store.properties(db, project, environment)
             let patched: JSON
             do {
                 patched = try patch.apply(to: current.properties)
             } catch {
-                throw StoreError.conflict("the patch does not apply to version \(current.version): \(error)")
+                // The reason may quote a value of the document: never a secret one.
+                let reason = SecretProperties.maskValues(in: "\(error)", of: [current.properties])
+                throw StoreError.conflict("the patch does not apply to version \(current.version): \(reason)")
             }
             let restored = SecretProperties.restoringMasked(patched, from: current.properties)
             return try Store.setProperties(db, project, environment, restored, ifVersion: expected ?? current.version, step: nil)
@@ -156,7 +173,7 @@ public struct HTTPAPI: Sendable {
             _ = try Store.environment(db, project, environment)
             return try Store.project(db, project).gitRemote
         }
-        let sha = try await GitResolver.resolve(remote: remote, revision: revision)
+        let sha = try await GitResolver.resolve(remote: remote, revision: revision, git: engine.configuration.git)
         let change = try await engine.createChange(project: project, environment: environment, action: action, gitRev: revision, gitSha: sha, user: user)
         service?.outboxChanged()
         return JSONResponse.ok(Views.change(change), status: .created)
@@ -172,7 +189,7 @@ public struct HTTPAPI: Sendable {
         if refresh {
             let old = try await store.read { try Store.change($0, id) }
             let remote = try await store.read { try Store.project($0, old.projectCode).gitRemote }
-            sha = try await GitResolver.resolve(remote: remote, revision: old.gitRev)
+            sha = try await GitResolver.resolve(remote: remote, revision: old.gitRev, git: engine.configuration.git)
         }
         let change = try await engine.retry(changeId: id, refreshedSha: sha, user: user)
         service?.outboxChanged()

@@ -1,3 +1,4 @@
+import HostCommand
 import Protocol
 
 public struct DispatcherConfiguration: Sendable {
@@ -7,13 +8,19 @@ public struct DispatcherConfiguration: Sendable {
     public var runner: RunnerSettings
     /// The build-secret set used when neither project nor environment lists any.
     public var defaultBuildSecrets: [String]
+    /// Which git remotes projects may name (`--git-local-roots`, `--git-allow-loopback`).
+    public var gitPolicy: GitRemotePolicy
 
     public init(
         leaseSeconds: Double = 20, runner: RunnerSettings = RunnerSettings(baseImage: "stepfleet/runner:\(StepFleetVersion.current)", version: StepFleetVersion.current),
-        defaultBuildSecrets: [String] = ["opschain-build-env"]
+        defaultBuildSecrets: [String] = ["opschain-build-env"], gitPolicy: GitRemotePolicy = GitRemotePolicy()
     ) {
         self.leaseSeconds = leaseSeconds
         self.runner = runner
         self.defaultBuildSecrets = defaultBuildSecrets
+        self.gitPolicy = gitPolicy
     }
+
+    /// The git runner every git call of the dispatcher goes through.
+    var git: Git { Git(policy: gitPolicy) }
 }

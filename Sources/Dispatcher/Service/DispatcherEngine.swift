@@ -204,20 +204,32 @@ public struct DispatcherEngine: Sendable {
 
     /// Expires the leases that ran out and fails attempts far past their timeout; returns how
     /// many attempts that touched.
+    ///
+    /// Each change is handled in a savepoint of its own: one whose tree or documents cannot be
+    /// processed is logged with its id and skipped (its part rolled back), and the others'
+    /// leases still expire.
     @discardableResult
     public func checkDeadlines() async throws -> Int {
         let grace = configuration.leaseSeconds
+        let logger = logger
         return try await store.write { db in
             let now = Store.now()
             var count = 0
             for changeId in try Store.changesWithRunningSteps(db) {
-                let tree = try Store.tree(db, changeId: changeId, leaseSeconds: configuration.leaseSeconds)
-                let expired = tree.expiredLeases(now: now)
-                let overdue = tree.overdue(now: now, grace: grace).filter { !expired.contains($0) }
-                guard !expired.isEmpty || !overdue.isEmpty else { continue }
-                count += expired.count + overdue.count
-                try mutate(db, changeId: changeId) { tree in
-                    expired.flatMap { tree.leaseExpired($0, now: now) } + overdue.flatMap { tree.timedOut($0, now: now) }
+                do {
+                    try db.inSavepoint {
+                        let tree = try Store.tree(db, changeId: changeId, leaseSeconds: configuration.leaseSeconds)
+                        let expired = tree.expiredLeases(now: now)
+                        let overdue = tree.overdue(now: now, grace: grace).filter { !expired.contains($0) }
+                        guard !expired.isEmpty || !overdue.isEmpty else { return .commit }
+                        try mutate(db, changeId: changeId) { tree in
+                            expired.flatMap { tree.leaseExpired($0, now: now) } + overdue.flatMap { tree.timedOut($0, now: now) }
+                        }
+                        count += expired.count + overdue.count
+                        return .commit
+                    }
+                } catch {
+                    logger.error("cannot check the leases of a change; skipping it", metadata: ["change": "\(changeId)", "error": "\(error)"])
                 }
             }
             return count
@@ -227,7 +239,12 @@ public struct DispatcherEngine: Sendable {
     /// After a restart: give running attempts a fresh lease so their workers can be heard.
     public func renewLeasesAfterRestart() async throws {
         let until = Store.now() + configuration.leaseSeconds
-        try await store.write { db in try Store.renewAllLeases(db, until: until) }
+        let logger = logger
+        try await store.write { db in
+            Store.renewAllLeases(db, until: until) { changeId, error in
+                logger.error("cannot renew the leases of a change; skipping it", metadata: ["change": "\(changeId)", "error": "\(error)"])
+            }
+        }
     }
 
     // MARK: Effects

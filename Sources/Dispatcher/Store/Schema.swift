@@ -107,6 +107,13 @@ enum Schema {
                 );
                 """)
         }
+        migrator.registerMigration("v4: token scopes and expiry") { db in
+            try db.execute(sql: """
+                -- Tokens made before v4 keep what they could do: everything, for ever.
+                ALTER TABLE api_tokens ADD COLUMN scope TEXT NOT NULL DEFAULT 'operator';
+                ALTER TABLE api_tokens ADD COLUMN expires_at REAL;
+                """)
+        }
         return migrator
     }
 }

@@ -4,14 +4,28 @@ import Protocol
 
 /// The dispatcher's state in one SQLite file (WAL). Every change of state happens in one
 /// transaction, together with the outbox rows it causes.
+///
+/// Secret values are encrypted at rest (`SecretsCipher`) with a key kept outside the database
+/// (`SecretsKey`, `<database>.key` by default).
 public final class Store: Sendable {
     let database: DatabasePool
+    /// Seals secrets on write and opens them on read; nil for tools that never touch them.
+    let cipher: SecretsCipher?
 
-    public init(path: String) throws {
+    /// Opens (and migrates) the database; with a key source, loads or makes the key, checks it
+    /// opens what the database holds, and encrypts secrets an older version left in clear.
+    public init(path: String, secretsKey: SecretsKeySource = .nextToDatabase) throws {
         let folder = (path as NSString).deletingLastPathComponent
         if !folder.isEmpty { try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true) }
+        switch secretsKey {
+        case .nextToDatabase: cipher = SecretsCipher(key: try SecretsKey.load(path + ".key"))
+        case .file(let keyPath): cipher = SecretsCipher(key: try SecretsKey.load(keyPath))
+        case .none: cipher = nil
+        }
         var configuration = Configuration()
         configuration.busyMode = .timeout(10)
+        // Freed pages are zeroed: a secret once written in clear does not linger in the file.
+        configuration.prepareDatabase { db in try db.execute(sql: "PRAGMA secure_delete = ON") }
         database = try DatabasePool(path: path, configuration: configuration)
         do {
             try Schema.migrator.migrate(database)
@@ -22,14 +36,20 @@ public final class Store: Sendable {
             Thread.sleep(forTimeInterval: 0.2)
             try Schema.migrator.migrate(database)
         }
+        if let cipher {
+            try database.write { db in try SecretsCipher.$current.withValue(cipher) { try Self.checkKey(db, cipher); try Self.encryptClearSecrets(db, cipher) } }
+            try database.writeWithoutTransaction { db in _ = try Row.fetchAll(db, sql: "PRAGMA wal_checkpoint(TRUNCATE)") }
+        }
     }
 
     public func read<T: Sendable>(_ body: @escaping @Sendable (Database) throws -> T) async throws -> T {
-        try await database.read(body)
+        let cipher = cipher
+        return try await database.read { db in try SecretsCipher.$current.withValue(cipher) { try body(db) } }
     }
 
     public func write<T: Sendable>(_ body: @escaping @Sendable (Database) throws -> T) async throws -> T {
-        try await database.write(body)
+        let cipher = cipher
+        return try await database.write { db in try SecretsCipher.$current.withValue(cipher) { try body(db) } }
     }
 
     static func now() -> Double { Date().timeIntervalSince1970 }
@@ -92,7 +112,8 @@ public final class Store: Sendable {
             SELECT version, document FROM properties WHERE project_code = ? AND environment_code = ? ORDER BY version DESC LIMIT 1
             """, arguments: [project, environment ?? ""])
         else { throw StoreError.notFound("no properties") }
-        return PropertiesVersion(version: row["version"], properties: try JSON.parse(row["document"] as String))
+        let document = try JSON.parse(row["document"] as String)
+        return PropertiesVersion(version: row["version"], properties: try SecretsCipher.mapSecretLeaves(document) { try SecretsCipher.openLeaf($0, with: SecretsCipher.current) })
     }
 
     /// Writes a new version; with `ifVersion`, only if that is still the current one.
@@ -111,7 +132,7 @@ public final class Store: Sendable {
     private static func insertProperties(_ db: Database, _ project: String, _ environment: String, version: Int, document: JSON, step: String?) throws {
         try db.execute(sql: """
             INSERT INTO properties (project_code, environment_code, version, document, written_by_step, created_at) VALUES (?, ?, ?, ?, ?, ?)
-            """, arguments: [project, environment, version, document.serialized(), step, now()])
+            """, arguments: [project, environment, version, try sealed(document).serialized(), step, now()])
     }
 
     // MARK: Changes and steps
@@ -219,24 +240,26 @@ public final class Store: Sendable {
         return Dictionary(grouping: rows, by: \.stepId)
     }
 
+    /// The step's result (it holds the merged properties, secrets included: sealed whole).
     static func setStepResult(_ db: Database, _ stepId: String, result: StepResult?) throws {
-        let text = try result.map { String(decoding: try JSONEncoder().encode($0), as: UTF8.self) }
+        let text = try result.map { try sealed(String(decoding: try JSONEncoder().encode($0), as: UTF8.self)) }
         try db.execute(sql: "UPDATE steps SET result = ? WHERE id = ?", arguments: [text, stepId])
     }
 
     static func stepResult(_ db: Database, _ stepId: String) throws -> StepResult? {
         guard let text = try String.fetchOne(db, sql: "SELECT result FROM steps WHERE id = ?", arguments: [stepId]) else { return nil }
-        return try JSONDecoder().decode(StepResult.self, from: Data(text.utf8))
+        return try JSONDecoder().decode(StepResult.self, from: Data(try opened(text).utf8))
     }
 
-    /// The step context an attempt was given (for patch-conflict reports).
+    /// The step context an attempt was given (for patch-conflict reports); sealed whole.
     static func setStepContext(_ db: Database, _ stepId: String, _ context: StepContext) throws {
-        try db.execute(sql: "UPDATE steps SET context = ? WHERE id = ?", arguments: [String(decoding: try JSONEncoder().encode(context), as: UTF8.self), stepId])
+        let text = try sealed(String(decoding: try JSONEncoder().encode(context), as: UTF8.self))
+        try db.execute(sql: "UPDATE steps SET context = ? WHERE id = ?", arguments: [text, stepId])
     }
 
     static func stepContext(_ db: Database, _ stepId: String) throws -> StepContext? {
         guard let text = try String.fetchOne(db, sql: "SELECT context FROM steps WHERE id = ?", arguments: [stepId]) else { return nil }
-        return try JSONDecoder().decode(StepContext.self, from: Data(text.utf8))
+        return try JSONDecoder().decode(StepContext.self, from: Data(try opened(text).utf8))
     }
 
     /// Changes with a step running right now.
@@ -246,12 +269,28 @@ public final class Store: Sendable {
 
     /// Gives every running attempt a fresh lease (after a dispatcher restart, so that workers
     /// have time to be heard again).
-    static func renewAllLeases(_ db: Database, until: Double) throws {
-        for changeId in try String.fetchAll(db, sql: "SELECT DISTINCT change_id FROM steps WHERE status = 'running' AND lease_expires_at IS NOT NULL") {
-            let before = try tree(db, changeId: changeId, leaseSeconds: 0)
-            var after = before
-            after.renewLeases(until: until)
-            try save(db, after, before: before)
+    /// Each change in a savepoint of its own: one that cannot be read or saved is reported to
+    /// `failed` and skipped; the others are renewed.
+    static func renewAllLeases(_ db: Database, until: Double, failed: (String, any Error) -> Void) {
+        let changes: [String]
+        do {
+            changes = try String.fetchAll(db, sql: "SELECT DISTINCT change_id FROM steps WHERE status = 'running' AND lease_expires_at IS NOT NULL")
+        } catch {
+            failed("*", error)
+            return
+        }
+        for changeId in changes {
+            do {
+                try db.inSavepoint {
+                    let before = try tree(db, changeId: changeId, leaseSeconds: 0)
+                    var after = before
+                    after.renewLeases(until: until)
+                    try save(db, after, before: before)
+                    return .commit
+                }
+            } catch {
+                failed(changeId, error)
+            }
         }
     }
 
@@ -305,12 +344,12 @@ public final class Store: Sendable {
     static func addToOutbox(_ db: Database, exchange: String, routingKey: String, replyTo: String?, messageType: String, body: Data) throws {
         try db.execute(sql: """
             INSERT INTO outbox (exchange, routing_key, reply_to, message_type, body, created_at) VALUES (?, ?, ?, ?, ?, ?)
-            """, arguments: [exchange, routingKey, replyTo, messageType, body, now()])
+            """, arguments: [exchange, routingKey, replyTo, messageType, try sealed(body), now()])
     }
 
     static func unsentOutbox(_ db: Database, limit: Int) throws -> [OutboxRow] {
         try Row.fetchAll(db, sql: "SELECT * FROM outbox WHERE sent_at IS NULL ORDER BY id LIMIT ?", arguments: [limit]).map {
-            OutboxRow(id: $0["id"], exchange: $0["exchange"], routingKey: $0["routing_key"], replyTo: $0["reply_to"], messageType: $0["message_type"], body: $0["body"])
+            OutboxRow(id: $0["id"], exchange: $0["exchange"], routingKey: $0["routing_key"], replyTo: $0["reply_to"], messageType: $0["message_type"], body: try opened($0["body"] as Data))
         }
     }
 

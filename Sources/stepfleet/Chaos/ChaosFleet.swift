@@ -40,7 +40,8 @@ final class ChaosFleet: Sendable {
 
     func startDispatcher() throws {
         let pid = try launch(
-            ["dispatcher", "--amqp", amqp, "--db", folder + "/stepfleet.sqlite", "--listen", "127.0.0.1:\(port)", "--lease", String(lease), "--log-level", logLevel],
+            ["dispatcher", "--amqp", amqp, "--db", folder + "/stepfleet.sqlite", "--listen", "127.0.0.1:\(port)", "--lease", String(lease), "--log-level", logLevel,
+             "--git-local-roots", folder],
             log: folder + "/dispatcher.log")
         processes.withLock { $0.dispatcher = pid }
     }
@@ -59,7 +60,7 @@ final class ChaosFleet: Sendable {
         }
         let pid = try launch(
             ["worker", "--amqp", amqp, "--pool", Names.defaultPool, "--slots", String(slots), "--name", name, "--heartbeat", "1",
-             "--work-dir", folder + "/" + name, "--log-level", logLevel],
+             "--work-dir", folder + "/" + name, "--log-level", logLevel, "--git-local-roots", folder],
             log: folder + "/\(name).log")
         processes.withLock { $0.workers[name] = pid }
         return name

@@ -1,0 +1,150 @@
+import Foundation
+
+#if canImport(Glibc)
+    import Glibc
+#endif
+
+/// One git process: its own process group (so a deadline kills git and every helper it
+/// started), exactly the environment given, standard output and error read apart, off
+/// Swift's cooperative pool.
+enum GitProcess {
+    struct Result: Sendable {
+        var status: Int32
+        var output: String
+        var error: String
+        var timedOut: Bool
+    }
+
+    struct SpawnFailure: Error, CustomStringConvertible {
+        let description: String
+    }
+
+    /// Output kept per stream; the rest is read and dropped.
+    static let outputLimit = 4 << 20
+
+    static func run(_ executable: String, _ arguments: [String], environment: [String: String], timeout: Duration) async throws -> Result {
+        try await withCheckedThrowingContinuation { continuation in
+            Thread.detachNewThread {
+                continuation.resume(with: Outcome(catching: { try runBlocking(executable, arguments, environment: environment, timeout: timeout) }))
+            }
+        }
+    }
+
+    private typealias Outcome = Swift.Result<Result, any Error>
+
+    private static func runBlocking(_ executable: String, _ arguments: [String], environment: [String: String], timeout: Duration) throws -> Result {
+        var out: [Int32] = [0, 0]
+        var err: [Int32] = [0, 0]
+        guard pipe(&out) == 0 else { throw SpawnFailure(description: "pipe: \(String(cString: strerror(errno)))") }
+        guard pipe(&err) == 0 else {
+            close(out[0]); close(out[1])
+            throw SpawnFailure(description: "pipe: \(String(cString: strerror(errno)))")
+        }
+        for end in out + err { _ = fcntl(end, F_SETFD, FD_CLOEXEC) }
+        var actions = posix_spawn_file_actions_t()
+        posix_spawn_file_actions_init(&actions)
+        defer { posix_spawn_file_actions_destroy(&actions) }
+        posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
+        posix_spawn_file_actions_adddup2(&actions, out[1], 1)
+        posix_spawn_file_actions_adddup2(&actions, err[1], 2)
+        var attributes = posix_spawnattr_t()
+        posix_spawnattr_init(&attributes)
+        defer { posix_spawnattr_destroy(&attributes) }
+        posix_spawnattr_setpgroup(&attributes, 0)
+        var signals = sigset_t()
+        sigemptyset(&signals)
+        posix_spawnattr_setsigmask(&attributes, &signals)
+        posix_spawnattr_setflags(&attributes, Int16(POSIX_SPAWN_SETPGROUP | POSIX_SPAWN_SETSIGMASK))
+        let argv: [UnsafeMutablePointer<CChar>?] = ([executable] + arguments).map { strdup($0) } + [nil]
+        let envp: [UnsafeMutablePointer<CChar>?] = environment.sorted { $0.key < $1.key }.map { strdup("\($0.key)=\($0.value)") } + [nil]
+        defer { for pointer in argv + envp { free(pointer) } }
+        var pid: pid_t = 0
+        let spawned = posix_spawn(&pid, executable, &actions, &attributes, argv, envp)
+        close(out[1])
+        close(err[1])
+        guard spawned == 0 else {
+            close(out[0]); close(err[0])
+            throw SpawnFailure(description: "cannot start \(executable): \(String(cString: strerror(spawned)))")
+        }
+
+        // The deadline: kill the whole group (git and its helpers); the pipes then close.
+        let deadline = Deadline(group: pid)
+        let killer = DispatchWorkItem { deadline.expire() }
+        let (seconds, attoseconds) = timeout.components
+        DispatchQueue.global().asyncAfter(deadline: .now() + .milliseconds(Int(seconds) * 1000 + Int(attoseconds / 1_000_000_000_000_000)), execute: killer)
+
+        // Standard error on a thread of its own, so neither pipe can fill and block git.
+        let errorText = Box()
+        let errorDone = DispatchSemaphore(value: 0)
+        let errorDescriptor = err[0]
+        Thread.detachNewThread {
+            errorText.data = readAll(errorDescriptor)
+            errorDone.signal()
+        }
+        let outputText = readAll(out[0])
+        errorDone.wait()
+        close(out[0])
+        close(err[0])
+        // Wait for git's end without reaping it: while it is a zombie its pid (and so its
+        // group's id) cannot be reused, so the group kill below reaches only helpers git left
+        // behind (none normally).
+        var info = siginfo_t()
+        while waitid(P_PID, id_t(pid), &info, WEXITED | WNOWAIT) < 0 && errno == EINTR {}
+        deadline.finish()
+        killer.cancel()
+        kill(-pid, SIGKILL)
+        var status: Int32 = 0
+        while waitpid(pid, &status, 0) < 0 && errno == EINTR {}
+        let exit = (status & 0x7f) == 0 ? (status >> 8) & 0xff : 128 + (status & 0x7f)
+        return Result(status: exit, output: String(decoding: outputText, as: UTF8.self), error: String(decoding: errorText.data, as: UTF8.self), timedOut: deadline.expired)
+    }
+
+    /// Reads a descriptor to its end, keeping at most `outputLimit` bytes.
+    private static func readAll(_ descriptor: Int32) -> Data {
+        var data = Data()
+        var buffer = [UInt8](repeating: 0, count: 65536)
+        while true {
+            let count = buffer.withUnsafeMutableBytes { read(descriptor, $0.baseAddress, $0.count) }
+            if count < 0 && errno == EINTR { continue }
+            if count <= 0 { break }
+            if data.count < outputLimit { data.append(contentsOf: buffer[0..<min(count, outputLimit - data.count)]) }
+        }
+        return data
+    }
+
+    private final class Box: @unchecked Sendable {
+        var data = Data()
+    }
+
+    /// The deadline of one run: expiring kills the process group unless the run finished
+    /// first. Both happen under one lock, and `finish` comes before git is reaped, so a late
+    /// deadline can never kill a group whose id was reused.
+    private final class Deadline: @unchecked Sendable {
+        private let lock = NSLock()
+        private let group: pid_t
+        private var finished = false
+        private var didExpire = false
+
+        init(group: pid_t) { self.group = group }
+
+        func expire() {
+            lock.lock()
+            defer { lock.unlock() }
+            guard !finished else { return }
+            didExpire = true
+            kill(-group, SIGKILL)
+        }
+
+        func finish() {
+            lock.lock()
+            finished = true
+            lock.unlock()
+        }
+
+        var expired: Bool {
+            lock.lock()
+            defer { lock.unlock() }
+            return didExpire
+        }
+    }
+}
