@@ -162,6 +162,8 @@ extension WorkerEndToEndTests {
                     RUN hostport=$(echo "$OPSCHAIN_BUILD_SECRETS_URL" | sed -E 's#http://([^/]*)/.*#\1#'); port=${hostport#*:}; \
                         answer=$(timeout 5 bash -c "exec 3<>/dev/tcp/127.0.0.1/${port:-4779}; printf 'GET /secrets/\#(victimToken) HTTP/1.0\r\n\r\n' >&3; cat <&3" 2>&1 | tr '\r\n' '  '); \
                         echo "PROBE answer=$answer"
+                    USER opschain
+                    ADD repo.tar ./
                     """#,
             ])
             var victim = harness.job(victimRepository, action: "ok")
@@ -178,7 +180,7 @@ extension WorkerEndToEndTests {
             #expect(attack.status == .success, "\(attack.error ?? "")")
             let answer = await harness.logLines(for: attack.ref).map(\.text).first { $0.contains("PROBE answer=") } ?? ""
             #expect(!answer.contains(victimValue), "the attacker's build read the victim's secret: \(answer)")
-            #expect(!answer.contains(" 200 "), "\(answer)")
+            #expect(!answer.contains(" 200 ") && answer.contains("PROBE answer="), "\(answer)")
             let victimOutcome = try await harness.outcome(for: victimRef, timeout: .seconds(120))
             #expect(victimOutcome.status == .success, "\(victimOutcome.error ?? "")")
             #expect(try await harness.leftoverContainers().isEmpty)
