@@ -50,6 +50,9 @@ public struct ActionsFile: Sendable, Hashable {
     /// "billion laughs" document of a few hundred bytes expands to billions and is refused
     /// before anything is built from it.
     public static let maximumNodes = 50_000
+    /// The deepest nesting parsed: the YAML parser recurses per level, and a few hundred
+    /// kilobytes of `[` would overflow the worker's stack.
+    public static let maximumDepth = 256
 
     /// Loads the actions file of the repository at `root`. Only regular files are read (a
     /// symbolic link, to `/dev/zero` or anywhere else, is refused), and only up to
@@ -77,6 +80,9 @@ public struct ActionsFile: Sendable, Hashable {
     public static func parse(_ text: String, file: String = ".opschain/actions.yml") throws(ActionsFileError) -> ActionsFile {
         guard text.utf8.count <= maximumBytes else {
             throw ActionsFileError(file: file, reason: "is \(text.utf8.count) bytes, more than the limit of \(maximumBytes) bytes")
+        }
+        guard nestingBound(text) <= maximumDepth else {
+            throw ActionsFileError(file: file, reason: "nests deeper than \(maximumDepth) levels")
         }
         let root: Node?
         do {
@@ -106,6 +112,49 @@ public struct ActionsFile: Sendable, Hashable {
             }
         }
         return ActionsFile(actions: actions)
+    }
+
+    /// An upper bound of the document's nesting, read from the text: per line, its indentation
+    /// plus the compact `- ` and `? ` entries it opens, plus the open flow collections (`[`,
+    /// `{`) outside quotes and comments.
+    static func nestingBound(_ text: String) -> Int {
+        let space = UInt8(ascii: " ")
+        var deepest = 0
+        var flow = 0
+        for line in text.utf8.split(separator: UInt8(ascii: "\n"), omittingEmptySubsequences: false).map(Array.init) {
+            var index = 0
+            var block = 0
+            while index < line.count, line[index] == space {
+                block += 1
+                index += 1
+            }
+            while index < line.count, line[index] == UInt8(ascii: "-") || line[index] == UInt8(ascii: "?"), index + 1 == line.count || line[index + 1] == space {
+                block += 2
+                index += 1
+                while index < line.count, line[index] == space { index += 1 }
+            }
+            var quote: UInt8?
+            var previous = space
+            while index < line.count {
+                let byte = line[index]
+                if let open = quote {
+                    if byte == open { quote = nil }
+                } else if byte == UInt8(ascii: "'") || byte == UInt8(ascii: "\"") {
+                    quote = byte
+                } else if byte == UInt8(ascii: "#"), previous == space {
+                    break
+                } else if byte == UInt8(ascii: "[") || byte == UInt8(ascii: "{") {
+                    flow += 1
+                    deepest = max(deepest, block + flow)
+                } else if byte == UInt8(ascii: "]") || byte == UInt8(ascii: "}") {
+                    flow = max(0, flow - 1)
+                }
+                previous = byte
+                index += 1
+            }
+            deepest = max(deepest, block + flow)
+        }
+        return deepest
     }
 
     /// Walks the nodes, spending one unit of `budget` per node; false as soon as it is spent.

@@ -56,6 +56,18 @@ import Testing
         #expect(file.actions["b"] == file.actions["a"])
     }
 
+    /// Deep nesting within the size cap: refused with an error, not a crashed worker.
+    @Test(.timeLimit(.minutes(1))) func deepNestingIsRefused() {
+        let depth = 100_000
+        let text = "actions: " + String(repeating: "[", count: depth) + String(repeating: "]", count: depth)
+        #expect(throws: ActionsFileError(file: ".opschain/actions.yml", reason: "nests deeper than 256 levels")) { _ = try ActionsFile.parse(text) }
+        let compact = "actions:\n  a:\n  " + String(repeating: "- ", count: 50_000) + "x\n"
+        #expect(throws: ActionsFileError(file: ".opschain/actions.yml", reason: "nests deeper than 256 levels")) { _ = try ActionsFile.parse(compact) }
+        // Brackets in quotes and comments are not nesting.
+        #expect(ActionsFile.nestingBound("a: '[[[[' # {{{{\nb: \"{{{{\"\n") == 0)
+        #expect(ActionsFile.nestingBound("a:\n  - [1, {b: 2}]\n") == 6)
+    }
+
     @Test(.timeLimit(.minutes(1))) func anOversizedFileIsRefused() {
         let text = "actions: {a: {run: 'true'}}\n# " + String(repeating: "x", count: ActionsFile.maximumBytes)
         #expect {

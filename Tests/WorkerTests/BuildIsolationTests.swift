@@ -178,7 +178,7 @@ extension WorkerEndToEndTests {
             }
             let attack = try await harness.run(attacker, timeout: .seconds(120))
             #expect(attack.status == .success, "\(attack.error ?? "")")
-            let answer = await harness.logLines(for: attack.ref).map(\.text).first { $0.contains("PROBE answer=") } ?? ""
+            let answer = await harness.logLines(for: attack.ref).map(\.text).first { $0.hasPrefix("build: PROBE answer=") } ?? ""
             #expect(!answer.contains(victimValue), "the attacker's build read the victim's secret: \(answer)")
             #expect(!answer.contains(" 200 ") && answer.contains("PROBE answer="), "\(answer)")
             let victimOutcome = try await harness.outcome(for: victimRef, timeout: .seconds(120))
