@@ -186,5 +186,30 @@ extension WorkerEndToEndTests {
             #expect(try await harness.leftoverContainers().isEmpty)
             await harness.stop()
         }
+
+        /// A secrets container a dead worker left behind (labelled like its step containers)
+        /// is removed by the next worker on the host.
+        @Test(.timeLimit(.minutes(2))) func aDeadWorkersSecretsContainerIsReaped() async throws {
+            let dead = try runProgram("/bin/sh", ["-c", "/bin/true & echo $!"]).output.trimmingCharacters(in: .whitespacesAndNewlines)
+            let engine = try DockerEngine()
+            let labels = [
+                ContainerLabels.host: ProcessInfo.processInfo.hostName, ContainerLabels.pid: dead, ContainerLabels.worker: "dead-worker",
+                BuildSecretsSidecar.roleLabel: BuildSecretsSidecar.role,
+            ]
+            let leftover = try await engine.createContainer([
+                "Image": .string(WorkerHarness.runnerImage), "Cmd": ["sleep", "600"], "Labels": .object(labels.mapValues { .string($0) }),
+                "HostConfig": ["NetworkMode": "none"],
+            ])
+            let harness = try await WorkerHarness()
+            let deadline = ContinuousClock.now + .seconds(20)
+            var present = true
+            while present, ContinuousClock.now < deadline {
+                present = (try? await engine.inspectContainer(leftover)) != nil
+                if present { try await Task.sleep(for: .milliseconds(200)) }
+            }
+            #expect(!present, "the dead worker's secrets container is still there")
+            try? await engine.remove(leftover)
+            await harness.stop()
+        }
     }
 }
