@@ -43,24 +43,59 @@ public struct ActionsFile: Sendable, Hashable {
     /// The places looked at, in order, relative to the repository root.
     public static let candidatePaths = [".opschain/actions.yml", ".opschain/actions.yaml", ".opschain/actions.json"]
 
-    /// Loads the actions file of the repository at `root`.
+    /// The largest actions file read: far more than any real one, small enough that parsing it
+    /// costs nothing worth attacking.
+    public static let maximumBytes = 256 * 1024
+    /// The most YAML nodes a file may expand to, an alias counted each time it is used: a
+    /// "billion laughs" document of a few hundred bytes expands to billions and is refused
+    /// before anything is built from it.
+    public static let maximumNodes = 50_000
+    /// The deepest nesting parsed: the YAML parser recurses per level, and a few hundred
+    /// kilobytes of `[` would overflow the worker's stack.
+    public static let maximumDepth = 256
+
+    /// Loads the actions file of the repository at `root`. Only regular files are read (a
+    /// symbolic link, to `/dev/zero` or anywhere else, is refused), and only up to
+    /// `maximumBytes`.
     public static func load(repositoryRoot root: String) throws(ActionsFileError) -> ActionsFile {
         for path in candidatePaths {
             let full = (root as NSString).appendingPathComponent(path)
+            var status = stat()
+            guard lstat(full, &status) == 0 else { continue }
+            guard status.st_mode & S_IFMT == S_IFREG else {
+                throw ActionsFileError(file: path, reason: "is not a regular file (a symbolic link, a device or a directory); commit the file itself")
+            }
+            guard Int(status.st_size) <= maximumBytes else {
+                throw ActionsFileError(file: path, reason: "is \(status.st_size) bytes, more than the limit of \(maximumBytes) bytes")
+            }
             guard let data = FileManager.default.contents(atPath: full) else { continue }
             return try parse(String(decoding: data, as: UTF8.self), file: path)
         }
         throw ActionsFileError(file: candidatePaths[0], reason: "the repository has no \(candidatePaths.joined(separator: ", ")) file")
     }
 
-    /// Parses YAML (JSON is YAML too).
+    /// Parses YAML (JSON is YAML too), refusing more than `maximumBytes`. The document is
+    /// composed into nodes first (an alias is then a shared reference, not a copy) and counted
+    /// against `maximumNodes` before any value is built from it.
     public static func parse(_ text: String, file: String = ".opschain/actions.yml") throws(ActionsFileError) -> ActionsFile {
-        let loaded: Any?
+        guard text.utf8.count <= maximumBytes else {
+            throw ActionsFileError(file: file, reason: "is \(text.utf8.count) bytes, more than the limit of \(maximumBytes) bytes")
+        }
+        guard nestingBound(text) <= maximumDepth else {
+            throw ActionsFileError(file: file, reason: "nests deeper than \(maximumDepth) levels")
+        }
+        let root: Node?
         do {
-            loaded = try Yams.load(yaml: text)
+            root = try Yams.compose(yaml: text)
         } catch {
             throw ActionsFileError(file: file, reason: "not valid YAML: \(error)")
         }
+        var budget = maximumNodes
+        if let root, !fits(root, budget: &budget) {
+            throw ActionsFileError(
+                file: file, reason: "expands to more than \(maximumNodes) YAML nodes (an alias counts each time it is used); write the actions out plainly")
+        }
+        let loaded = root.map { Constructor.default.any(from: $0) }
         guard let top = loaded as? [String: Any] else {
             throw ActionsFileError(file: file, reason: "must be a mapping with an \"actions\" key")
         }
@@ -77,6 +112,65 @@ public struct ActionsFile: Sendable, Hashable {
             }
         }
         return ActionsFile(actions: actions)
+    }
+
+    /// An upper bound of the document's nesting, read from the text: per line, its indentation
+    /// plus the compact `- ` and `? ` entries it opens, plus the open flow collections (`[`,
+    /// `{`) outside quotes and comments.
+    static func nestingBound(_ text: String) -> Int {
+        let space = UInt8(ascii: " ")
+        var deepest = 0
+        var flow = 0
+        for line in text.utf8.split(separator: UInt8(ascii: "\n"), omittingEmptySubsequences: false).map(Array.init) {
+            var index = 0
+            var block = 0
+            while index < line.count, line[index] == space {
+                block += 1
+                index += 1
+            }
+            while index < line.count, line[index] == UInt8(ascii: "-") || line[index] == UInt8(ascii: "?"), index + 1 == line.count || line[index + 1] == space {
+                block += 2
+                index += 1
+                while index < line.count, line[index] == space { index += 1 }
+            }
+            var quote: UInt8?
+            var previous = space
+            while index < line.count {
+                let byte = line[index]
+                if let open = quote {
+                    if byte == open { quote = nil }
+                } else if byte == UInt8(ascii: "'") || byte == UInt8(ascii: "\"") {
+                    quote = byte
+                } else if byte == UInt8(ascii: "#"), previous == space {
+                    break
+                } else if byte == UInt8(ascii: "[") || byte == UInt8(ascii: "{") {
+                    flow += 1
+                    deepest = max(deepest, block + flow)
+                } else if byte == UInt8(ascii: "]") || byte == UInt8(ascii: "}") {
+                    flow = max(0, flow - 1)
+                }
+                previous = byte
+                index += 1
+            }
+            deepest = max(deepest, block + flow)
+        }
+        return deepest
+    }
+
+    /// Walks the nodes, spending one unit of `budget` per node; false as soon as it is spent.
+    private static func fits(_ node: Node, budget: inout Int) -> Bool {
+        budget -= 1
+        guard budget >= 0 else { return false }
+        switch node {
+        case .scalar:
+            return true
+        case .sequence(let sequence):
+            for child in sequence where !fits(child, budget: &budget) { return false }
+            return true
+        case .mapping(let mapping):
+            for (key, value) in mapping where !fits(key, budget: &budget) || !fits(value, budget: &budget) { return false }
+            return true
+        }
     }
 
     private static let knownKeys: Set<String> = ["run", "steps", "strategy", "timeout", "ignore_failure", "retries"]

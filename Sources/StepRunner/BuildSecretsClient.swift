@@ -4,8 +4,9 @@ import Foundation
     import Glibc
 #endif
 
-/// `opschain-exec`'s side of the build secrets: one HTTP GET to the worker's loopback server
-/// named by `$OPSCHAIN_BUILD_SECRETS_URL` (a plain socket: the static binary has no URLSession).
+/// `opschain-exec`'s side of the build secrets: one HTTP GET to the build's secret server
+/// (`BuildSecretsServer`, on the loopback the build shares with it) named by
+/// `$OPSCHAIN_BUILD_SECRETS_URL` (a plain socket: the static binary has no URLSession).
 public enum BuildSecretsClient {
     public static let variable = "OPSCHAIN_BUILD_SECRETS_URL"
 
@@ -41,14 +42,16 @@ public enum BuildSecretsClient {
             $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(descriptor, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
         }
         guard connected == 0 else {
-            throw ExecError("cannot reach the build-secret server on 127.0.0.1:\(port): \(String(cString: strerror(errno))) (is the build running on the worker's host network?)")
+            throw ExecError("cannot reach the build-secret server on 127.0.0.1:\(port): \(String(cString: strerror(errno))) (the worker runs it for the length of the build; is this RUN inside a StepFleet image build?)")
         }
+        var timeout = timeval(tv_sec: 10, tv_usec: 0)
+        setsockopt(descriptor, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
         let request = Data("GET \(path) HTTP/1.0\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n".utf8)
         let sent = request.withUnsafeBytes { send(descriptor, $0.baseAddress, $0.count, 0) }
         guard sent == request.count else { throw ExecError("cannot ask the build-secret server: \(String(cString: strerror(errno)))") }
         var response = Data()
         var buffer = [UInt8](repeating: 0, count: 16_384)
-        while true {
+        while response.count <= BuildSecretsServer.maximumFileBytes + 4096 {
             let count = recv(descriptor, &buffer, buffer.count, 0)
             if count < 0 && errno == EINTR { continue }
             guard count > 0 else { break }

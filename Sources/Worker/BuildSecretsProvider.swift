@@ -2,35 +2,25 @@ import AMQP
 import Crypto
 import Foundation
 
-/// A worker's build secrets: its sets on disk, its HMAC key and its loopback server.
+/// A worker's build secrets: its sets on disk and its HMAC key. Each build that has secrets
+/// gets them served by a container of its own (`BuildSecretsSidecar`).
 public struct BuildSecretsProvider: Sendable {
     let store: BuildSecretStore
     let workDirectory: String
-    let server: SecretServer
     /// The HMAC key's bytes, read (or made) on the first build and kept.
     private let keyBytes = LockedValue<Data?>(nil)
 
-    public init(directory: String?, workDirectory: String, server: SecretServer) {
+    public init(directory: String?, workDirectory: String) {
         store = BuildSecretStore(directory: directory)
         self.workDirectory = workDirectory
-        self.server = server
     }
 
-    /// The secrets of one build: served at `url` until revoked.
-    struct Grant: Sendable {
-        let token: String
-        let url: String
-        let values: [String]
-        /// What the build key takes from the secrets: the token, or nil when there are none
-        /// (then nothing about them can make two workers' images differ).
-        let cacheKey: String?
-    }
-
-    func grant(_ names: [String]) throws(StepFailure) -> Grant {
+    /// The secrets of the sets `names`, nil when they hold none (then nothing about them can
+    /// make two workers' images differ, and the build needs no secrets container).
+    func secrets(_ names: [String]) throws(StepFailure) -> BuildRequest.Secrets? {
         let variables = try store.resolve(names)
-        let token = BuildSecretStore.token(for: variables, key: try key())
-        let url = try server.register(variables, token: token)
-        return Grant(token: token, url: url, values: Array(variables.values), cacheKey: variables.isEmpty ? nil : token)
+        guard !variables.isEmpty else { return nil }
+        return BuildRequest.Secrets(token: BuildSecretStore.token(for: variables, key: try key()), variables: variables)
     }
 
     /// Where the HMAC key is kept: in the secrets folder when it can be (every worker reading
@@ -49,9 +39,5 @@ public struct BuildSecretsProvider: Sendable {
         } catch {
             throw StepFailure("build secrets: cannot read or create the HMAC key: \(error)")
         }
-    }
-
-    func revoke(_ grant: Grant) {
-        server.unregister(grant.token)
     }
 }

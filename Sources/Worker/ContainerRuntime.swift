@@ -37,11 +37,15 @@ public struct ContainerLimits: Sendable, Hashable {
     public var memoryBytes: Int
     public var pids: Int
     public var cpus: Double
+    /// The most a step may write into its container (its own layer); past it the container is
+    /// killed. No single file may grow past it either.
+    public var diskBytes: Int
 
-    public init(memoryBytes: Int = 1 << 30, pids: Int = 1024, cpus: Double = 1.0) {
+    public init(memoryBytes: Int = 1 << 30, pids: Int = 1024, cpus: Double = 1.0, diskBytes: Int = 1 << 30) {
         self.memoryBytes = memoryBytes
         self.pids = pids
         self.cpus = cpus
+        self.diskBytes = diskBytes
     }
 }
 
@@ -55,6 +59,8 @@ public struct ContainerResult: Sendable {
     public var stepResult: Data?
     /// A process of the container passed its memory limit and the kernel killed it.
     public var outOfMemory = false
+    /// The container wrote more than its disk limit and was killed (or a file hit the limit).
+    public var diskExceeded = false
 }
 
 /// Cancels a step from another task: before its container starts, or by killing it.

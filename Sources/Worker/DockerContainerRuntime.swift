@@ -13,6 +13,11 @@ public struct DockerContainerRuntime: ContainerRuntime {
     private let rootCapabilities: [String]
     /// Image users already resolved, by image reference and `USER` text.
     private let users = LockedValue<[String: ContainerUser]>([:])
+    /// Whether the engine takes `StorageOpt size` (overlay2 on xfs with project quotas only):
+    /// tried on the first create, remembered after the engine's first refusal.
+    private let storageQuota = LockedValue(true)
+    /// How often a step's written bytes are measured.
+    static let diskPollInterval = Duration.seconds(1)
 
     public init(engine: DockerEngine, rootCapabilities: [String] = ["CHOWN", "DAC_OVERRIDE", "FOWNER", "FSETID", "SETGID", "SETUID"]) {
         self.engine = engine
@@ -22,9 +27,9 @@ public struct DockerContainerRuntime: ContainerRuntime {
     /// The create body: the action as the command, as the image's user, no network by
     /// default, limits, no new privileges, every capability dropped (but a few for a root
     /// user), nothing of the host mounted.
-    func createBody(_ run: ContainerRun, asRoot: Bool) -> JSON {
+    func createBody(_ run: ContainerRun, asRoot: Bool, storageQuota: Bool = false) -> JSON {
         let capabilities = asRoot ? rootCapabilities : []
-        let hostConfig: JSON = [
+        var hostConfig: [String: JSON] = [
             "NetworkMode": .string(run.network ?? "none"),
             "Memory": JSON(run.limits.memoryBytes),
             "MemorySwap": JSON(run.limits.memoryBytes),
@@ -36,14 +41,18 @@ public struct DockerContainerRuntime: ContainerRuntime {
             "Privileged": false,
             "Binds": [],
             "LogConfig": ["Type": "json-file", "Config": ["max-size": "50m"]],
+            // No single file past the disk limit (RLIMIT_FSIZE, in bytes); the total is
+            // watched while the step runs, or enforced by the engine where it can.
+            "Ulimits": [["Name": "fsize", "Soft": JSON(run.limits.diskBytes), "Hard": JSON(run.limits.diskBytes)]],
         ]
+        if storageQuota { hostConfig["StorageOpt"] = ["size": .string("\(run.limits.diskBytes)")] }
         return [
             "Image": .string(run.image),
             "Cmd": ["opschain-action", .string(run.action)],
             "WorkingDir": .string(Self.workDirectory),
             "NetworkDisabled": .bool(run.network == nil),
             "Labels": .object(run.labels.mapValues { .string($0) }),
-            "HostConfig": hostConfig,
+            "HostConfig": .object(hostConfig),
         ]
     }
 
@@ -54,7 +63,7 @@ public struct DockerContainerRuntime: ContainerRuntime {
         let userSpec = run.imageUser
         let container: String
         do {
-            container = try await engine.createContainer(createBody(run, asRoot: ContainerUser.namesRoot(userSpec)))
+            container = try await create(run, asRoot: ContainerUser.namesRoot(userSpec))
         } catch {
             throw StepFailure("cannot create the step container: \(error)")
         }
@@ -68,6 +77,18 @@ public struct DockerContainerRuntime: ContainerRuntime {
             try? await engine.remove(container)
             throw error
         }
+    }
+
+    /// Creates the container, with a storage quota when the engine takes one.
+    private func create(_ run: ContainerRun, asRoot: Bool) async throws(DockerError) -> String {
+        if storageQuota.value {
+            do {
+                return try await engine.createContainer(createBody(run, asRoot: asRoot, storageQuota: true))
+            } catch where error.message.contains("storage-opt") {
+                storageQuota.value = false
+            }
+        }
+        return try await engine.createContainer(createBody(run, asRoot: asRoot))
     }
 
     /// The image's `USER` as numbers, read from the created (not started) container's account
@@ -126,6 +147,18 @@ public struct DockerContainerRuntime: ContainerRuntime {
             timedOut.value = true
             try? await engine.kill(container)
         }
+        let diskExceeded = LockedValue(false)
+        let limit = run.limits.diskBytes
+        let diskWatch = Task {
+            while !Task.isCancelled {
+                try await Task.sleep(for: Self.diskPollInterval)
+                if let written = try? await engine.writtenBytes(container), written > limit {
+                    diskExceeded.value = true
+                    try? await engine.kill(container)
+                    return
+                }
+            }
+        }
         let reader = Task {
             var splitter = LineSplitter()
             do {
@@ -142,10 +175,14 @@ public struct DockerContainerRuntime: ContainerRuntime {
             exitCode = try await engine.wait(container)
         } catch {
             timer.cancel()
+            diskWatch.cancel()
             reader.cancel()
             throw StepFailure("lost track of the step container: \(error)")
         }
         timer.cancel()
+        diskWatch.cancel()
+        // A file stopped at the limit by RLIMIT_FSIZE leaves the layer at the limit or past it.
+        if !diskExceeded.value, let written = try? await engine.writtenBytes(container), written >= limit { diskExceeded.value = true }
         await reader.value
         let outOfMemory = (try? await engine.inspectContainer(container))?["State"]?["OOMKilled"]?.boolValue ?? false
         var stepResult: Data?
@@ -157,7 +194,8 @@ public struct DockerContainerRuntime: ContainerRuntime {
             }
         }
         return ContainerResult(
-            exitCode: exitCode, timedOut: timedOut.value, cancelled: cancellation.isCancelled, stepResult: stepResult, outOfMemory: outOfMemory)
+            exitCode: exitCode, timedOut: timedOut.value, cancelled: cancellation.isCancelled, stepResult: stepResult, outOfMemory: outOfMemory,
+            diskExceeded: diskExceeded.value)
     }
 }
 

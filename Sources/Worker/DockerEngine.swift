@@ -110,18 +110,19 @@ public final class DockerEngine: Sendable {
 
     /// Builds an image from a tar build context with the legacy builder. Every output line is
     /// handed to `output`; a failed build throws with the engine's error and `tail` holds the
-    /// last lines of the build log.
+    /// last lines of the build log. `networkMode` is the network of the build's `RUN` steps:
+    /// `none`, or `container:<id>` to share that container's namespace — never the host's.
+    /// Cancelling the calling task closes the request, and the engine then stops the build and
+    /// removes its `RUN` container.
     public func build(
-        context: Data, tag: String, buildArgs: [String: String], labels: [String: String],
+        context: Data, tag: String, buildArgs: [String: String], labels: [String: String], networkMode: String = "none",
         timeout: TimeAmount = .minutes(30), output: @Sendable (String) -> Void
     ) async throws(BuildFailure) {
         let query: [(String, String)] = [
             ("t", tag), ("rm", "1"), ("forcerm", "1"),
             ("buildargs", JSON.object(buildArgs.mapValues { .string($0) }).serialized()),
             ("labels", JSON.object(labels.mapValues { .string($0) }).serialized()),
-            // The host's network: RUN steps reach the build-secret server on 127.0.0.1 (and
-            // package mirrors); step containers themselves run with no network.
-            ("networkmode", "host"),
+            ("networkmode", networkMode),
         ]
         var tail: [String] = []
         func record(_ line: String) {
@@ -246,6 +247,47 @@ public final class DockerEngine: Sendable {
     public func remove(_ container: String) async throws(DockerError) {
         let response = try await request(.DELETE, "/containers/\(container)", query: [("force", "1"), ("v", "1")])
         try await expect(response, "remove container", alsoOK: [404])
+    }
+
+    /// What the container has written so far to standard output and error, together.
+    public func output(_ container: String) async throws(DockerError) -> String {
+        let operation = "read container output"
+        let response = try await request(.GET, "/containers/\(container)/logs", query: [("stdout", "1"), ("stderr", "1")], timeout: .seconds(10))
+        try await expect(response, operation)
+        var demultiplexer = LogDemultiplexer()
+        return demultiplexer.feed(try await collect(response, operation, limit: 1 << 20)).map { String(decoding: $0.1, as: UTF8.self) }.joined()
+    }
+
+    /// Ids of containers, running or not, whose network mode is `mode` (`container:<id>`:
+    /// those sharing that container's network namespace).
+    public func containers(networkMode mode: String) async throws(DockerError) -> [String] {
+        let operation = "list containers"
+        let response = try await request(.GET, "/containers/json", query: [("all", "1")], timeout: .seconds(10))
+        try await expect(response, operation)
+        let list = (try? JSON.parse(bytes: await collect(response, operation)))?.arrayValue ?? []
+        return list.filter { $0["HostConfig"]?["NetworkMode"]?.stringValue == mode }.compactMap { $0["Id"]?.stringValue }
+    }
+
+    /// The bytes the container has written to its own layer (`SizeRw`), nil when the engine
+    /// does not say.
+    public func writtenBytes(_ container: String) async throws(DockerError) -> Int? {
+        let operation = "measure container"
+        let response = try await request(.GET, "/containers/\(container)/json", query: [("size", "1")], timeout: .seconds(30))
+        try await expect(response, operation)
+        return (try? JSON.parse(bytes: await collect(response, operation)))?["SizeRw"]?.intValue
+    }
+
+    /// The engine's description of itself (`GET /info`).
+    public func info() async throws(DockerError) -> JSON {
+        let operation = "engine info"
+        let response = try await request(.GET, "/info", timeout: .seconds(10))
+        try await expect(response, operation)
+        let data = try await collect(response, operation)
+        do {
+            return try JSON.parse(bytes: data)
+        } catch {
+            throw DockerError(operation: operation, status: nil, message: "the engine's answer is not JSON: \(error)")
+        }
     }
 
     /// The labels of a container.

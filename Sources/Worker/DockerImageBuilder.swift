@@ -2,6 +2,7 @@ import Crypto
 import Foundation
 import HostCommand
 import Protocol
+import StepRunner
 
 /// Builds step images with the Docker engine's legacy builder.
 ///
@@ -10,6 +11,11 @@ import Protocol
 /// image. An image labelled with the key is reused without building or uploading the context;
 /// identical builds running at once are done once; at most `maximumConcurrentBuilds` run. A
 /// reused image is tagged again, which records its use for `StepImageCache`.
+///
+/// A build never shares the host's network: it runs with `networkmode=none`, or, when it has
+/// secrets, in the network namespace of its own `BuildSecretsSidecar`. Each step waits for its
+/// image for at most its timeout and can be cancelled; a build nobody waits for any more is
+/// stopped (the engine stops a legacy build whose request is closed).
 public actor DockerImageBuilder: ImageBuilder {
     public static let keyLabel = "org.stepfleet.build-key"
     public static let defaultRepository = "stepfleet/step"
@@ -22,13 +28,26 @@ public actor DockerImageBuilder: ImageBuilder {
     public let repository: String
     private let scratch: String
     private let slots: AsyncSemaphore
-    private var inFlight: [String: Task<BuiltImage, any Error>] = [:]
+    /// The longest a build may take whoever waits for it (the worker's `--build-timeout`).
+    private let maximumBuildTime: Duration
+    /// Builds in progress by key, with the steps waiting for each.
+    private var flights: [String: Flight] = [:]
 
-    public init(engine: DockerEngine, scratchDirectory: String, maximumConcurrentBuilds: Int = 2, repository: String = DockerImageBuilder.defaultRepository) {
+    private struct Flight {
+        let id: UUID
+        let task: Task<Void, Never>
+        var waiters: [UUID: CheckedContinuation<Result<BuiltImage, StepFailure>, Never>] = [:]
+    }
+
+    public init(
+        engine: DockerEngine, scratchDirectory: String, maximumConcurrentBuilds: Int = 2, repository: String = DockerImageBuilder.defaultRepository,
+        maximumBuildTime: Duration = .seconds(1800)
+    ) {
         self.engine = engine
         self.repository = repository
         scratch = scratchDirectory
         slots = AsyncSemaphore(maximumConcurrentBuilds)
+        self.maximumBuildTime = maximumBuildTime
     }
 
     public func image(for request: BuildRequest, log: @escaping @Sendable (String) -> Void) async throws(StepFailure) -> BuiltImage {
@@ -43,41 +62,112 @@ public actor DockerImageBuilder: ImageBuilder {
         } catch {
             throw StepFailure("build: \(error)")
         }
-        if let running = inFlight[key] {
+        if flights[key] != nil {
             log("build: an identical build is running; waiting for it")
-            return try await Self.value(of: running)
+        } else {
+            let id = UUID()
+            let task = Task { [engine, scratch, slots, maximumBuildTime] in
+                let result = await Self.build(
+                    request, key: key, tag: tag, contextEnv: contextEnv, engine: engine, scratch: scratch, slots: slots, maximumBuildTime: maximumBuildTime,
+                    log: log)
+                await self.land(key, flight: id, result)
+            }
+            flights[key] = Flight(id: id, task: task)
         }
-        let task = Task { [engine, scratch, slots] () throws -> BuiltImage in
-            await slots.wait()
-            defer { Task { await slots.signal() } }
+        return try await wait(for: key, timeout: request.timeout).get()
+    }
+
+    /// Waits for the build of `key` until it lands, the timeout passes or the task is cancelled.
+    private func wait(for key: String, timeout: Duration) async -> Result<BuiltImage, StepFailure> {
+        let waiter = UUID()
+        let timer = Task {
+            try? await Task.sleep(for: timeout)
+            if !Task.isCancelled {
+                let seconds = timeout.components.seconds
+                await self.leave(key, waiter, StepFailure("the step image build passed its timeout of \(seconds) s and was stopped"))
+            }
+        }
+        defer { timer.cancel() }
+        return await withTaskCancellationHandler {
+            await withCheckedContinuation { continuation in
+                guard flights[key] != nil else {
+                    continuation.resume(returning: .failure(StepFailure("the step image build ended before this step could wait for it")))
+                    return
+                }
+                flights[key]!.waiters[waiter] = continuation
+            }
+        } onCancel: {
+            Task { await self.leave(key, waiter, StepFailure("cancelled during the image build")) }
+        }
+    }
+
+    /// A waiter gives up. The last one to leave stops the build, and hears back once it has
+    /// stopped (its `RUN` container gone).
+    private func leave(_ key: String, _ waiter: UUID, _ failure: StepFailure) {
+        guard var flight = flights[key], let continuation = flight.waiters.removeValue(forKey: waiter) else { return }
+        guard flight.waiters.isEmpty else {
+            flights[key] = flight
+            continuation.resume(returning: .failure(failure))
+            return
+        }
+        flights[key] = nil
+        flight.task.cancel()
+        Task {
+            await flight.task.value
+            continuation.resume(returning: .failure(failure))
+        }
+    }
+
+    /// The build ended: every step still waiting gets its result.
+    private func land(_ key: String, flight id: UUID, _ result: Result<BuiltImage, StepFailure>) {
+        guard let flight = flights[key], flight.id == id else { return }
+        flights[key] = nil
+        for continuation in flight.waiters.values { continuation.resume(returning: result) }
+    }
+
+    /// One build: a slot, the context, the secrets container when there are secrets, the
+    /// engine's build, and the built image's description.
+    private static func build(
+        _ request: BuildRequest, key: String, tag: String, contextEnv: Data, engine: DockerEngine, scratch: String, slots: AsyncSemaphore,
+        maximumBuildTime: Duration, log: @escaping @Sendable (String) -> Void
+    ) async -> Result<BuiltImage, StepFailure> {
+        await slots.wait()
+        defer { Task { await slots.signal() } }
+        guard !Task.isCancelled else { return .failure(StepFailure("cancelled during the image build")) }
+        do {
             let context = try await Self.context(request, contextEnv: contextEnv, scratch: scratch)
-            try await engine.build(
-                context: context, tag: tag, buildArgs: request.buildArgs,
-                labels: [Self.keyLabel: key, "org.stepfleet.git-sha": request.buildArgs["GIT_SHA"] ?? ""],
-                output: { log("build: \($0)") })
+            var buildArgs = request.buildArgs
+            var sidecar: BuildSecretsSidecar?
+            if let secrets = request.secrets {
+                sidecar = try await BuildSecretsSidecar.start(
+                    engine: engine, image: request.runnerImage, token: secrets.token, variables: secrets.variables, labels: request.labels)
+            }
+            buildArgs[BuildSecretsClient.variable] = sidecar?.url ?? ""
+            do {
+                try await engine.build(
+                    context: context, tag: tag, buildArgs: buildArgs,
+                    labels: [Self.keyLabel: key, "org.stepfleet.git-sha": request.buildArgs["GIT_SHA"] ?? ""],
+                    networkMode: sidecar?.networkMode ?? "none", timeout: .seconds(maximumBuildTime.components.seconds + 60),
+                    output: { log("build: \($0)") })
+            } catch {
+                await sidecar?.remove(engine)
+                throw error
+            }
+            await sidecar?.remove(engine)
             guard let built = try await engine.inspectImage(tag) else { throw StepFailure("the engine has no image \(tag) after building it") }
-            return BuiltImage(reference: tag, key: key, reused: false, user: Self.user(of: built))
+            return .success(BuiltImage(reference: tag, key: key, reused: false, user: Self.user(of: built)))
+        } catch let failure as BuildFailure {
+            return .failure(StepFailure("the step image did not build: \(failure)"))
+        } catch let failure as StepFailure {
+            return .failure(failure)
+        } catch {
+            return .failure(StepFailure("the step image did not build: \(error)"))
         }
-        inFlight[key] = task
-        defer { inFlight[key] = nil }
-        return try await Self.value(of: task)
     }
 
     /// The `USER` of an inspected image (empty when it sets none: root).
     private static func user(of image: JSON) -> String {
         image["Config"]?["User"]?.stringValue ?? ""
-    }
-
-    private static func value(of task: Task<BuiltImage, any Error>) async throws(StepFailure) -> BuiltImage {
-        do {
-            return try await task.value
-        } catch let failure as BuildFailure {
-            throw StepFailure("the step image did not build: \(failure)")
-        } catch let failure as StepFailure {
-            throw failure
-        } catch {
-            throw StepFailure("the step image did not build: \(error)")
-        }
     }
 
     private static func encode(_ contextEnv: StepContextEnv) -> Data {
@@ -96,7 +186,7 @@ public actor DockerImageBuilder: ImageBuilder {
         add("format", Data("stepfleet-build-key-2".utf8))
         add("dockerfile", Data(request.dockerfile.utf8))
         add("step_context_env.json", contextEnv)
-        for name in request.buildArgs.keys.sorted() where name != SecretServer.urlArgument {
+        for name in request.buildArgs.keys.sorted() where name != BuildSecretsClient.variable {
             add("arg \(name)", Data(request.buildArgs[name]!.utf8))
         }
         if let secrets = request.secretsCacheKey { add("build secrets", Data(secrets.utf8)) }

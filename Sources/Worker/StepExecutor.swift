@@ -42,10 +42,18 @@ struct StepExecutor: Sendable {
         } catch {
             return fail(&outcome, log, "checkout failed: \(error)")
         }
-        let action = try? ActionsFile.load(repositoryRoot: checkout).actions[job.action]
+        // The repository's own files come from git's objects at the SHA, never through the
+        // checkout's file system (a committed symbolic link must not reach a host file).
+        let files = RepositoryFiles(checkout: checkout, sha: job.git.sha)
+        let dockerfile: String
+        let action: ActionsFile.Action?
+        do {
+            dockerfile = try await files.read(DefaultDockerfile.path).map { String(decoding: $0, as: UTF8.self) } ?? DefaultDockerfile.text
+            action = try await actionsFile(files)?.actions[job.action]
+        } catch {
+            return fail(&outcome, log, error.description)
+        }
         outcome.policy = action?.policy
-        let dockerfilePath = (checkout as NSString).appendingPathComponent(DefaultDockerfile.path)
-        let dockerfile = (try? String(contentsOfFile: dockerfilePath, encoding: .utf8)) ?? DefaultDockerfile.text
         let contextEnv: StepContextEnv
         do {
             contextEnv = try StepContextEnv(job.context)
@@ -53,25 +61,39 @@ struct StepExecutor: Sendable {
             return fail(&outcome, log, "the env properties are invalid: \(error)")
         }
         let baseImage = configuration.runnerImage ?? job.runner.baseImage
-        let grant: BuildSecretsProvider.Grant
+        let buildSecrets: BuildRequest.Secrets?
+        let buildTimeout: Duration
         do {
-            grant = try secrets.grant(job.buildSecrets)
+            buildSecrets = try secrets.secrets(job.buildSecrets)
+            let resolved = try BuildTimeout.resolve(job.context.mergedProperties, maximum: configuration.buildTimeout)
+            buildTimeout = resolved.timeout
+            if let note = resolved.note { log.system(note) }
         } catch {
             return fail(&outcome, log, error.description)
         }
-        log.mask(grant.values)
+        log.mask(buildSecrets.map { Array($0.variables.values) } ?? [])
         let request = BuildRequest(
             checkout: checkout, dockerfile: dockerfile, contextEnv: contextEnv,
-            buildArgs: [
-                "GIT_REV": job.git.rev, "GIT_SHA": job.git.sha, "OPSCHAIN_BASE_RUNNER": baseImage, "OPSCHAIN_VERSION": job.runner.version,
-                SecretServer.urlArgument: grant.url,
-            ],
-            secretsCacheKey: grant.cacheKey)
+            buildArgs: ["GIT_REV": job.git.rev, "GIT_SHA": job.git.sha, "OPSCHAIN_BASE_RUNNER": baseImage, "OPSCHAIN_VERSION": job.runner.version],
+            secrets: buildSecrets, runnerImage: baseImage,
+            labels: ContainerLabels.labels(worker: configuration.name, ref: ref, pool: configuration.pool), timeout: buildTimeout)
+        // The build runs in a task of its own so that a cancel can stop it (the builder then
+        // stops the engine's build unless another step waits for the same image).
+        let builder = builder
+        let build = Task { () -> Result<BuiltImage, StepFailure> in
+            do throws(StepFailure) {
+                return .success(try await builder.image(for: request) { line in log.write(.stdout, line) })
+            } catch {
+                return .failure(error)
+            }
+        }
+        cancellation.onCancel { build.cancel() }
         let image: BuiltImage
-        do {
-            defer { secrets.revoke(grant) }
-            image = try await builder.image(for: request) { line in log.write(.stdout, line) }
-        } catch {
+        switch await build.value {
+        case .success(let built):
+            image = built
+        case .failure(let error):
+            if cancellation.isCancelled { return cancelled(&outcome, log, cancellation, during: "the image build") }
             return fail(&outcome, log, error.description)
         }
         let buildMs = Clock.milliseconds(clock.now - buildStart)
@@ -122,6 +144,9 @@ struct StepExecutor: Sendable {
         if result.timedOut {
             return fail(&outcome, log, "the step ran longer than its timeout of \(timeoutSeconds.map { "\($0) s" } ?? "\(timeout)") and was killed")
         }
+        if result.diskExceeded {
+            return fail(&outcome, log, "the step wrote more than its disk limit of \(configuration.limits.diskBytes >> 20) MiB and was killed")
+        }
         if result.outOfMemory {
             let limit = "\(configuration.limits.memoryBytes >> 20) MiB"
             guard result.exitCode == 0 else {
@@ -162,12 +187,22 @@ struct StepExecutor: Sendable {
         return outcome
     }
 
-    private func cancelled(_ outcome: inout StepOutcome, _ log: LogShipper, _ cancellation: StepCancellation) -> StepOutcome {
+    /// The actions file at the SHA, nil when there is none or it does not parse (the step's
+    /// runner then says why); refused when it is not a regular file or is too large.
+    private func actionsFile(_ files: RepositoryFiles) async throws(StepFailure) -> ActionsFile? {
+        for path in ActionsFile.candidatePaths {
+            guard let data = try await files.read(path, maximumBytes: ActionsFile.maximumBytes) else { continue }
+            return try? ActionsFile.parse(String(decoding: data, as: UTF8.self), file: path)
+        }
+        return nil
+    }
+
+    private func cancelled(_ outcome: inout StepOutcome, _ log: LogShipper, _ cancellation: StepCancellation, during phase: String? = nil) -> StepOutcome {
         switch cancellation.reason {
         case .cancelled:
             outcome.status = .cancelled
-            outcome.error = "cancelled"
-            log.system("cancelled")
+            outcome.error = phase.map { "cancelled during \($0)" } ?? "cancelled"
+            log.system(outcome.error!)
             return outcome
         case .killed(let why):
             return fail(&outcome, log, why)

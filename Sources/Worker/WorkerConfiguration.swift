@@ -33,6 +33,12 @@ public struct WorkerConfiguration: Sendable {
     /// Which git remotes jobs may name (`--git-local-roots`, `--git-allow-loopback`): the same
     /// policy as the dispatcher's.
     public var gitPolicy: GitRemotePolicy = GitRemotePolicy()
+    /// How long a step's image build may take: the default, and the most that
+    /// `opschain.config.build_timeout` may ask for (`BuildTimeout`).
+    public var buildTimeout: Duration
+    /// Below this many free bytes in the work directory or the engine's root directory the
+    /// worker takes no jobs (`DiskSpace`); 0 never pauses.
+    public var minimumFreeDisk: Int64
 
     public init(
         name: String = WorkerConfiguration.defaultName(), pool: String = Names.defaultPool, slots: Int = 2,
@@ -40,8 +46,10 @@ public struct WorkerConfiguration: Sendable {
         heartbeatInterval: Duration = .seconds(5), defaultTimeout: Duration = .seconds(3600), limits: ContainerLimits = ContainerLimits(),
         maximumConcurrentBuilds: Int = 2, shutdownGrace: Duration = .seconds(30), secretsDirectory: String? = nil,
         stepNetworks: [String] = ["default"], imageRepository: String = DockerImageBuilder.defaultRepository,
-        imageCache: ImageCachePolicy = ImageCachePolicy()
+        imageCache: ImageCachePolicy = ImageCachePolicy(), buildTimeout: Duration = .seconds(1800), minimumFreeDisk: Int64 = 2048 << 20
     ) {
+        self.buildTimeout = buildTimeout
+        self.minimumFreeDisk = minimumFreeDisk
         self.imageRepository = imageRepository
         self.imageCache = imageCache
         self.secretsDirectory = secretsDirectory

@@ -14,7 +14,6 @@ public actor WorkerService {
     private let engine: DockerEngine
     private let executor: StepExecutor
     private let publisher: EventPublisher
-    private let secretServer: SecretServer
     private var logger: Logger
     private let controlQueue: String
 
@@ -23,6 +22,8 @@ public actor WorkerService {
     /// Deliveries being claimed (not yet acked).
     private var claiming = 0
     private var engineHealthy = true
+    /// Set while the work directory or the engine's disk has less free space than allowed.
+    private var diskLow = false
     private var draining = false
     private var shuttingDown = false
     /// Set when `shutdown()` has finished, so a `run()` still starting up returns too.
@@ -41,16 +42,16 @@ public actor WorkerService {
         client = AMQPClient(
             endpoints: brokers, topology: FleetTopology.worker(pool: configuration.pool, controlQueue: controlQueue), logger: logger)
         publisher = EventPublisher(client: client, worker: configuration.name)
-        secretServer = SecretServer(logger: logger)
         executor = StepExecutor(
             configuration: configuration,
             mirror: GitMirror(directory: (configuration.workDirectory as NSString).appendingPathComponent("git"), policy: configuration.gitPolicy),
             builder: DockerImageBuilder(
                 engine: engine, scratchDirectory: (configuration.workDirectory as NSString).appendingPathComponent("build"),
-                maximumConcurrentBuilds: configuration.maximumConcurrentBuilds, repository: configuration.imageRepository),
+                maximumConcurrentBuilds: configuration.maximumConcurrentBuilds, repository: configuration.imageRepository,
+                maximumBuildTime: configuration.buildTimeout),
             runtime: DockerContainerRuntime(engine: engine),
             publisher: publisher,
-            secrets: BuildSecretsProvider(directory: configuration.secretsDirectory, workDirectory: configuration.workDirectory, server: secretServer))
+            secrets: BuildSecretsProvider(directory: configuration.secretsDirectory, workDirectory: configuration.workDirectory))
     }
 
     /// Runs until `shutdown()` has finished.
@@ -62,24 +63,23 @@ public actor WorkerService {
         } else {
             logger.error("the Docker engine at \(engine.socketPath) does not answer: not taking jobs until it does")
         }
-        do {
-            try await secretServer.start()
-        } catch {
-            logger.error("builds will fail: \(error)")
-        }
+        await checkDisk()
         // A SIGTERM during start-up ran `shutdown()` before anything below existed.
-        guard !shuttingDown else {
-            secretServer.stop()
-            return
-        }
+        guard !shuttingDown else { return }
         await client.start()
-        let jobs = await client.subscribe(queue: Names.stepsQueue(pool: configuration.pool), capacity: configuration.slots, paused: !engineHealthy)
+        let jobs = await client.subscribe(queue: Names.stepsQueue(pool: configuration.pool), capacity: configuration.slots, paused: !engineHealthy || diskLow)
         self.jobs = jobs
         let control = await client.subscribe(queue: controlQueue, prefetch: 50)
         tasks.append(Task { for await delivery in jobs { await self.received(delivery) } })
         tasks.append(Task { for await delivery in control { await self.control(delivery) } })
         tasks.append(Task { await self.heartbeats() })
         tasks.append(Task { await self.watchEngine() })
+        tasks.append(Task {
+            while !Task.isCancelled {
+                try? await Task.sleep(for: .seconds(5))
+                await self.checkDisk()
+            }
+        })
         tasks.append(Task { await self.pruneImages() })
         tasks.append(Task {
             // Containers of a worker that died on this host go within seconds, not when it restarts.
@@ -93,7 +93,6 @@ public actor WorkerService {
             await jobs.cancel()
             for task in tasks { task.cancel() }
             await client.stop()
-            secretServer.stop()
         }
         // A SIGTERM during start-up ran `shutdown()` before this wait began: do not wait for ever.
         await withCheckedContinuation { continuation in
@@ -129,7 +128,7 @@ public actor WorkerService {
             await jobs?.release()
             return
         }
-        guard !draining, engineHealthy, running.count + claiming < configuration.slots else {
+        guard !draining, engineHealthy, !diskLow, running.count + claiming < configuration.slots else {
             // Sent by the broker a moment before a pause (drain, engine down): give it back.
             stepLogger.info("not taking a job delivered as this worker paused; giving it back", metadata: ["running": "\(running.count)", "claiming": "\(claiming)"])
             try? await delivery.nack(requeue: true)
@@ -180,9 +179,26 @@ public actor WorkerService {
         await jobs?.release()
     }
 
-    /// Takes no jobs while draining or while the engine is down.
+    /// Takes no jobs while draining, while the engine is down or while disk space is low.
     private func updatePause() async {
-        await jobs?.setPaused(draining || !engineHealthy)
+        await jobs?.setPaused(draining || !engineHealthy || diskLow)
+    }
+
+    /// Pauses taking jobs while the work directory or the engine's root directory has less
+    /// free space than `minimumFreeDisk`, and resumes once both have it again.
+    private func checkDisk() async {
+        try? FileManager.default.createDirectory(atPath: configuration.workDirectory, withIntermediateDirectories: true)
+        let engineRoot = engineHealthy ? (try? await engine.info())?["DockerRootDir"]?.stringValue : nil
+        let report = DiskSpace.check(
+            [configuration.workDirectory] + (engineRoot.map { [$0] } ?? []), minimum: configuration.minimumFreeDisk, freeBytes: DiskSpace.freeBytes)
+        guard report.low != diskLow else { return }
+        diskLow = report.low
+        if report.low {
+            logger.error("disk space is low: not taking jobs until it returns (--min-free-disk)", metadata: ["disk": "\(report.summary)"])
+        } else {
+            logger.info("disk space is back: taking jobs", metadata: ["disk": "\(report.summary)"])
+        }
+        await updatePause()
     }
 
     // MARK: Heartbeats, control, engine health
@@ -304,7 +320,6 @@ public actor WorkerService {
         }
         for task in tasks { task.cancel() }
         await client.stop()
-        secretServer.stop()
         logger.info("worker stopped")
         hasStopped = true
         stopped?.resume()

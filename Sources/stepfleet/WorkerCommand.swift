@@ -41,6 +41,12 @@ struct WorkerCommand: AsyncParsableCommand {
     var pids = 1024
     @Option(help: "CPU limit of a step container.")
     var cpus = 1.0
+    @Option(help: "Disk limit of a step container, MiB: what it may write; past it the step is killed.")
+    var disk = 1024
+    @Option(help: "Seconds an image build may take; opschain.config.build_timeout may ask for less.")
+    var buildTimeout = 1800
+    @Option(help: "Free MiB needed in the work directory and the engine's root directory to take jobs; 0: never pause.")
+    var minFreeDisk = 2048
     @Option(help: "Build-secret sets: one file per set name holding KEY=value lines (env STEPFLEET_SECRETS_DIR).")
     var secretsDir: String?
     @Option(help: "Engine networks a step may ask for with opschain.config.network, comma-separated (true asks for \"default\"); empty: none.")
@@ -60,9 +66,10 @@ struct WorkerCommand: AsyncParsableCommand {
     func validate() throws {
         guard slots > 0 else { throw ValidationError("--slots must be at least 1") }
         guard keepImages >= 0, imageIdle >= 0 else { throw ValidationError("--keep-images and --image-idle must not be negative") }
-        guard grace >= 0, heartbeat > 0, defaultTimeout > 0, builds > 0, memory >= 16, pids >= 16, cpus > 0 else {
-            throw ValidationError("--grace, --heartbeat, --default-timeout, --builds, --memory, --pids and --cpus must be positive")
+        guard grace >= 0, heartbeat > 0, defaultTimeout > 0, builds > 0, memory >= 16, pids >= 16, cpus > 0, disk >= 1, buildTimeout > 0 else {
+            throw ValidationError("--grace, --heartbeat, --default-timeout, --builds, --memory, --pids, --cpus, --disk and --build-timeout must be positive")
         }
+        guard minFreeDisk >= 0 else { throw ValidationError("--min-free-disk must not be negative") }
         guard Logger.Level(rawValue: logLevel) != nil else { throw ValidationError("unknown --log-level \(logLevel)") }
         for network in stepNetworkList where !StepNetwork.isNetworkName(network) || network == "none" {
             throw ValidationError("--step-networks: \"\(network)\" is not a network name")
@@ -76,10 +83,11 @@ struct WorkerCommand: AsyncParsableCommand {
         var configuration = WorkerConfiguration(
             name: name ?? WorkerConfiguration.defaultName(), pool: pool, slots: slots, workDirectory: workDir, runnerImage: runnerImage,
             heartbeatInterval: .seconds(heartbeat), defaultTimeout: .seconds(defaultTimeout),
-            limits: ContainerLimits(memoryBytes: memory << 20, pids: pids, cpus: cpus), maximumConcurrentBuilds: builds,
+            limits: ContainerLimits(memoryBytes: memory << 20, pids: pids, cpus: cpus, diskBytes: disk << 20), maximumConcurrentBuilds: builds,
             shutdownGrace: .seconds(grace), secretsDirectory: secretsDir ?? ProcessInfo.processInfo.environment["STEPFLEET_SECRETS_DIR"],
             stepNetworks: stepNetworkList, imageRepository: imageRepository,
-            imageCache: ImageCachePolicy(keep: keepImages, idle: .seconds(imageIdle * 60)))
+            imageCache: ImageCachePolicy(keep: keepImages, idle: .seconds(imageIdle * 60)), buildTimeout: .seconds(buildTimeout),
+            minimumFreeDisk: Int64(minFreeDisk) << 20)
         configuration.gitPolicy = git.policy
         let worker = WorkerService(configuration: configuration, brokers: brokers, engine: engine, logger: logger)
         let signals = onTerminationSignals { Task { await worker.shutdown() } }

@@ -41,7 +41,8 @@ final class WorkerHarness: Sendable {
     init(
         slots: Int = 2, docker: String = "unix:///var/run/docker.sock", heartbeat: Duration = .seconds(1), grace: Duration = .seconds(10),
         secretsDirectory: String? = nil, stepNetworks: [String] = ["default"], imageRepository: String = DockerImageBuilder.defaultRepository,
-        imageCache: ImageCachePolicy = ImageCachePolicy(keep: 0), logger: Logger = WorkerHarness.logger
+        imageCache: ImageCachePolicy = ImageCachePolicy(keep: 0), diskBytes: Int = 1 << 30, buildTimeout: Duration = .seconds(300),
+        minimumFreeDisk: Int64 = 0, logger: Logger = WorkerHarness.logger
     ) async throws {
         _ = Self.vhostReady
         pool = "wt-\(UUID().uuidString.prefix(6).lowercased())"
@@ -51,8 +52,9 @@ final class WorkerHarness: Sendable {
         let brokers = [try AMQPConfiguration(url: Self.brokerURL)]
         var configuration = WorkerConfiguration(
             name: "test-\(pool)", pool: pool, slots: slots, workDirectory: workDirectory, runnerImage: nil, heartbeatInterval: heartbeat,
-            defaultTimeout: .seconds(120), limits: ContainerLimits(memoryBytes: 256 << 20, pids: 256, cpus: 1), shutdownGrace: grace,
-            secretsDirectory: secretsDirectory, stepNetworks: stepNetworks, imageRepository: imageRepository, imageCache: imageCache)
+            defaultTimeout: .seconds(120), limits: ContainerLimits(memoryBytes: 256 << 20, pids: 256, cpus: 1, diskBytes: diskBytes), shutdownGrace: grace,
+            secretsDirectory: secretsDirectory, stepNetworks: stepNetworks, imageRepository: imageRepository, imageCache: imageCache,
+            buildTimeout: buildTimeout, minimumFreeDisk: minimumFreeDisk)
         // Test repositories live in the temporary directory: the one local root.
         configuration.gitPolicy = GitRemotePolicy(localRoots: [FileManager.default.temporaryDirectory.path])
         worker = WorkerService(configuration: configuration, brokers: brokers, engine: try DockerEngine(endpoint: docker), logger: logger)
@@ -153,6 +155,13 @@ final class WorkerHarness: Sendable {
             try await Task.sleep(for: .milliseconds(20))
         }
         throw TestSetupError("no matching event for \(ref) within \(timeout)")
+    }
+
+    /// Containers on the engine, running or not, whose command contains `marker` (a build's
+    /// `RUN` container has no label of ours; its command is the `RUN` line).
+    static func containers(running marker: String) throws -> [String] {
+        let listing = try runProgram("/usr/bin/docker", ["ps", "-a", "--no-trunc", "--format", "{{.ID}} {{.Command}}"])
+        return listing.output.split(separator: "\n").filter { $0.contains(marker) }.map { String($0.prefix(12)) }
     }
 
     /// Containers this worker created that still exist.

@@ -1,0 +1,65 @@
+import Foundation
+import HostCommand
+
+/// The repository's own files, read from git's objects at the step's commit rather than from
+/// the checkout on disk.
+///
+/// The worker reads `.opschain/Dockerfile` and the actions file on the host, as root. Read
+/// through the file system, a committed symbolic link (`.opschain/Dockerfile -> /etc/shadow`)
+/// would hand a host file to the step's error, and one to `/dev/zero` would read for ever.
+/// From git, a file is what was committed: a regular blob of a known size, or refused.
+struct RepositoryFiles: Sendable {
+    /// A file larger than this is refused, not read.
+    static let maximumBytes = 1 << 20
+
+    /// A checkout with its `.git`.
+    let checkout: String
+    /// The commit whose tree is read.
+    let sha: String
+
+    /// The contents of `path` at the commit, nil when the commit has no such path; a failure
+    /// when it is not a regular file or is too large.
+    func read(_ path: String, maximumBytes: Int = RepositoryFiles.maximumBytes) async throws(StepFailure) -> Data? {
+        // `ls-tree -l`: "<mode> <type> <object> <size>\t<path>", nothing when absent.
+        let listing = try await git(["ls-tree", "-l", "--full-tree", sha, "--", path])
+        guard let line = listing.split(separator: "\n").first(where: { $0.hasSuffix("\t" + path) }) else { return nil }
+        let fields = line.prefix { $0 != "\t" }.split(separator: " ", omittingEmptySubsequences: true)
+        guard fields.count == 4 else { throw StepFailure("\(path): git describes it as \"\(line)\", which StepFleet does not understand") }
+        let mode = fields[0]
+        let object = String(fields[2])
+        switch mode {
+        case "100644", "100755":
+            break
+        case "120000":
+            throw StepFailure("\(path) is a symbolic link; StepFleet reads only regular files committed to the repository")
+        case "040000":
+            throw StepFailure("\(path) is a directory; StepFleet reads only regular files committed to the repository")
+        default:
+            throw StepFailure("\(path) is not a regular file (git mode \(mode)); StepFleet reads only regular files committed to the repository")
+        }
+        guard let size = Int(fields[3]) else { throw StepFailure("\(path): git gives no size for it") }
+        guard size <= maximumBytes else {
+            throw StepFailure("\(path) is \(size) bytes, more than the limit of \(maximumBytes) bytes")
+        }
+        guard object.count >= 40, object.allSatisfy(\.isHexDigit) else { throw StepFailure("\(path): git names no object for it") }
+        return Data(try await git(["cat-file", "blob", object]).utf8)
+    }
+
+    /// Runs git in the checkout with an empty environment (no configuration but the
+    /// repository's own, nothing of the worker's), user values after `--` or checked above.
+    private func git(_ arguments: [String]) async throws(StepFailure) -> String {
+        let result: CommandRunner.Result
+        do {
+            result = try await CommandRunner.run(
+                "/usr/bin/env",
+                ["-i", "PATH=/usr/bin:/bin", "HOME=/nonexistent", "LC_ALL=C", "GIT_CONFIG_NOSYSTEM=1", "GIT_CONFIG_GLOBAL=/dev/null", "/usr/bin/git", "-C", checkout]
+                    + arguments)
+        } catch {
+            throw StepFailure("cannot read the repository's files: \(error)")
+        }
+        guard result.status == 0 else {
+            throw StepFailure("cannot read the repository's files at \(sha): \(result.output.trimmingCharacters(in: .whitespacesAndNewlines))")
+        }
+        return result.output
+    }
+}
