@@ -29,6 +29,10 @@ public struct WorkerConfiguration: Sendable {
     public var imageRepository: String
     /// How many step images the engine keeps, and for how long after their last use.
     public var imageCache: ImageCachePolicy
+    /// The broker user step jobs and control messages must come from (their verified
+    /// `user_id`); others are dead-lettered or ignored. Nil: the worker's own broker user (a
+    /// fleet whose processes share one account, which cannot tell its members apart).
+    public var dispatcherUser: String?
 
     public init(
         name: String = WorkerConfiguration.defaultName(), pool: String = Names.defaultPool, slots: Int = 2,
@@ -36,8 +40,9 @@ public struct WorkerConfiguration: Sendable {
         heartbeatInterval: Duration = .seconds(5), defaultTimeout: Duration = .seconds(3600), limits: ContainerLimits = ContainerLimits(),
         maximumConcurrentBuilds: Int = 2, shutdownGrace: Duration = .seconds(30), secretsDirectory: String? = nil,
         stepNetworks: [String] = ["default"], imageRepository: String = DockerImageBuilder.defaultRepository,
-        imageCache: ImageCachePolicy = ImageCachePolicy()
+        imageCache: ImageCachePolicy = ImageCachePolicy(), dispatcherUser: String? = nil
     ) {
+        self.dispatcherUser = dispatcherUser
         self.imageRepository = imageRepository
         self.imageCache = imageCache
         self.secretsDirectory = secretsDirectory

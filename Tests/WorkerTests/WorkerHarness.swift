@@ -56,8 +56,12 @@ final class WorkerHarness: Sendable {
             brokers: brokers, engine: try DockerEngine(endpoint: docker), logger: Self.logger)
         client = AMQPClient(
             endpoints: brokers,
-            topology: FleetTopology.worker(pool: pool, controlQueue: "unused.\(pool)")
-                + AMQPTopology(queues: [.init(name: replyQueue, durable: false, autoDelete: true)]),
+            // The test plays dispatcher: it declares the fleet and the pool, and gets a copy of
+            // every outcome of the vhost (each test picks its own by step).
+            topology: FleetTopology.common + FleetTopology.pool(pool)
+                + AMQPTopology(
+                    queues: [.init(name: replyQueue, durable: false, autoDelete: true)],
+                    bindings: [.init(queue: replyQueue, exchange: Names.eventsExchange, routingKey: Names.outcomesRoutingKey)]),
             logger: Self.logger)
         _ = try await client.connected()
         let outcomesStream = await client.subscribe(queue: replyQueue, prefetch: 50)
@@ -112,11 +116,14 @@ final class WorkerHarness: Sendable {
     }
 
     func publish(raw body: Data) async throws {
-        try await client.publish(AMQPMessage(body: body, properties: AMQPProperties(replyTo: replyQueue)), exchange: Names.jobsExchange, routingKey: pool)
+        // Stamped with the test's broker user, which the worker (sharing it) takes as the dispatcher's.
+        try await client.publish(AMQPMessage(body: body, properties: AMQPProperties(userId: await client.endpoints[0].user)), exchange: Names.jobsExchange, routingKey: pool)
     }
 
     func cancel(_ ref: AttemptRef) async throws {
-        try await client.publish(AMQPMessage(body: WireCodec.encode(ControlMessage(kind: .cancel, ref: ref))), exchange: Names.controlExchange, routingKey: "")
+        try await client.publish(
+            AMQPMessage(body: WireCodec.encode(ControlMessage(kind: .cancel, ref: ref)), properties: AMQPProperties(userId: await client.endpoints[0].user)),
+            exchange: Names.controlExchange, routingKey: "")
     }
 
     /// Runs a job and waits for its outcome.

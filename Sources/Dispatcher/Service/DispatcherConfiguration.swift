@@ -7,11 +7,18 @@ public struct DispatcherConfiguration: Sendable {
     public var runner: RunnerSettings
     /// The build-secret set used when neither project nor environment lists any.
     public var defaultBuildSecrets: [String]
+    /// A step whose result lists more child steps than this fails, and none is created.
+    public var maxChildrenPerStep: Int
+    /// Steps of one change queued or running at once; the rest wait, so one wide change
+    /// leaves workers for the others.
+    public var maxStepsInFlightPerChange: Int
 
     public init(
         leaseSeconds: Double = 20, runner: RunnerSettings = RunnerSettings(baseImage: "stepfleet/runner:\(StepFleetVersion.current)", version: StepFleetVersion.current),
-        defaultBuildSecrets: [String] = ["opschain-build-env"]
+        defaultBuildSecrets: [String] = ["opschain-build-env"], maxChildrenPerStep: Int = 100, maxStepsInFlightPerChange: Int = 20
     ) {
+        self.maxChildrenPerStep = maxChildrenPerStep
+        self.maxStepsInFlightPerChange = maxStepsInFlightPerChange
         self.leaseSeconds = leaseSeconds
         self.runner = runner
         self.defaultBuildSecrets = defaultBuildSecrets
