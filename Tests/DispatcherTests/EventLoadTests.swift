@@ -22,16 +22,24 @@ import Testing
             try Store.createProject(db, Project(code: "p", name: "P", gitRemote: "/r"))
             try Store.createEnvironment(db, Environment(projectCode: "p", code: "e", name: "E"))
         }
-        var root = StepRecord(id: "root", changeId: "", parentId: nil, position: 0, action: "wide")
+        let changeId = "wide-\(UUID().uuidString.prefix(6))"
+        var root = StepRecord(id: "root", changeId: changeId, parentId: nil, position: 0, action: "wide")
         root.ownDone = true
         root.childStrategy = .parallel
-        let children = (1..<Self.width).map { StepRecord(id: "child-\($0)", changeId: "", parentId: "root", position: $0, action: "leaf") }
-        let change = try await engine.createChange(project: "p", environment: "e", action: "wide", gitRev: "main", gitSha: "0", user: "u", steps: [root] + children)
+        let children = (1..<Self.width).map { StepRecord(id: "child-\($0)", changeId: changeId, parentId: "root", position: $0, action: "leaf") }
+        let configuration = engine.configuration
+        let steps = [root] + children
+        try await engine.store.write { db in
+            try Store.insertChange(db, ChangeRecord(
+                id: changeId, projectCode: "p", environmentCode: "e", action: "wide", gitRev: "main", gitSha: "0", status: .pending, user: "u", createdAt: Store.now()))
+            try Store.save(db, ChangeTree(changeId: changeId, steps: steps, leaseSeconds: configuration.leaseSeconds), before: nil)
+            try engine.startWaitingChanges(db, project: "p", environment: "e")
+        }
         let refs = children.map { AttemptRef(stepId: $0.id, attempt: 1) }
         for ref in refs {
             try await engine.handle(WorkerEvent(kind: .claimed, ref: ref, worker: "w", at: 0), publishedBy: "w")
         }
-        return (engine, refs, change.id)
+        return (engine, refs, changeId)
     }
 
     func seconds(_ body: () async throws -> Void) async rethrows -> Double {
