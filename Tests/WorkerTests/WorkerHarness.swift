@@ -40,7 +40,7 @@ final class WorkerHarness: Sendable {
     init(
         slots: Int = 2, docker: String = "unix:///var/run/docker.sock", heartbeat: Duration = .seconds(1), grace: Duration = .seconds(10),
         secretsDirectory: String? = nil, stepNetworks: [String] = ["default"], imageRepository: String = DockerImageBuilder.defaultRepository,
-        imageCache: ImageCachePolicy = ImageCachePolicy(keep: 0)
+        imageCache: ImageCachePolicy = ImageCachePolicy(keep: 0), declarePool: Bool = true
     ) async throws {
         _ = Self.vhostReady
         pool = "wt-\(UUID().uuidString.prefix(6).lowercased())"
@@ -58,7 +58,7 @@ final class WorkerHarness: Sendable {
             endpoints: brokers,
             // The test plays dispatcher: it declares the fleet and the pool, and gets a copy of
             // every outcome of the vhost (each test picks its own by step).
-            topology: FleetTopology.common + FleetTopology.pool(pool)
+            topology: FleetTopology.common + (declarePool ? FleetTopology.pool(pool) : AMQPTopology())
                 + AMQPTopology(
                     queues: [.init(name: replyQueue, durable: false, autoDelete: true)],
                     bindings: [.init(queue: replyQueue, exchange: Names.eventsExchange, routingKey: Names.outcomesRoutingKey)]),
