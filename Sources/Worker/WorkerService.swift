@@ -6,8 +6,8 @@ import Protocol
 /// A worker process: takes at most one job per free slot from its pool's queue (a credit
 /// subscription: a job holds its slot from delivery until it finished), claims each (the
 /// claim is confirmed before the job is acked), runs it, and publishes the outcome through
-/// `stepfleet.events`. It runs only jobs the dispatcher's broker account published. Stateless: kill it at any moment and the dispatcher's leases bring
-/// its steps home.
+/// `stepfleet.events`. It runs only jobs the dispatcher's broker account published.
+/// Stateless: kill it at any moment and the dispatcher's leases bring its steps home.
 public actor WorkerService {
     public let configuration: WorkerConfiguration
     private let client: AMQPClient
