@@ -21,6 +21,9 @@ public struct AMQPProperties: Sendable, Hashable {
     public var replyTo: String?
     public var type: String?
     public var appId: String?
+    /// The broker user that published the message. RabbitMQ refuses a publish whose `user_id`
+    /// is not the connection's user, so on a delivery it names the publisher's account.
+    public var userId: String?
     /// Per-message TTL in milliseconds, as text (AMQP's `expiration`).
     public var expiration: String?
     /// Seconds since 1970.
@@ -29,7 +32,7 @@ public struct AMQPProperties: Sendable, Hashable {
 
     public init(
         persistent: Bool = true, contentType: String? = "application/json", messageId: String? = nil, correlationId: String? = nil,
-        replyTo: String? = nil, type: String? = nil, appId: String? = nil, expiration: String? = nil, timestamp: UInt64? = nil,
+        replyTo: String? = nil, type: String? = nil, appId: String? = nil, userId: String? = nil, expiration: String? = nil, timestamp: UInt64? = nil,
         headers: [String: AMQPValue] = [:]
     ) {
         self.persistent = persistent
@@ -39,6 +42,7 @@ public struct AMQPProperties: Sendable, Hashable {
         self.replyTo = replyTo
         self.type = type
         self.appId = appId
+        self.userId = userId
         self.expiration = expiration
         self.timestamp = timestamp
         self.headers = headers
@@ -59,6 +63,7 @@ public struct AMQPProperties: Sendable, Hashable {
         set(replyTo, stepfleet_flag_reply_to, \.reply_to)
         set(type, stepfleet_flag_type, \.type)
         set(appId, stepfleet_flag_app_id, \.app_id)
+        set(userId, stepfleet_flag_user_id, \.user_id)
         set(expiration, stepfleet_flag_expiration, \.expiration)
         if let timestamp {
             properties.timestamp = timestamp
@@ -85,6 +90,7 @@ public struct AMQPProperties: Sendable, Hashable {
             replyTo: get(stepfleet_flag_reply_to, properties.reply_to),
             type: get(stepfleet_flag_type, properties.type),
             appId: get(stepfleet_flag_app_id, properties.app_id),
+            userId: get(stepfleet_flag_user_id, properties.user_id),
             expiration: get(stepfleet_flag_expiration, properties.expiration),
             timestamp: flags & stepfleet_flag_timestamp != 0 ? properties.timestamp : nil,
             headers: flags & stepfleet_flag_headers != 0 ? CCopy.table(properties.headers) : [:])

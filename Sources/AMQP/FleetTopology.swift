@@ -1,12 +1,13 @@
 import Protocol
 
-/// The exchanges and queues of a StepFleet, declared the same way by the dispatcher and every
-/// worker (declaring is idempotent), so nothing is unroutable whoever starts first.
+/// The exchanges and queues of a StepFleet. The dispatcher declares them all (its broker account
+/// may configure `stepfleet.*`); a worker's account may configure nothing but its own control
+/// queue, so a worker declares only that queue and its binding, and checks the rest passively.
 public enum FleetTopology {
     /// A job redelivered this many times is dead-lettered instead of looping.
     public static let jobDeliveryLimit = 10
 
-    /// Exchanges, the dispatcher's queues and the dead-letter queues.
+    /// Exchanges, the dispatcher's queues and the dead-letter queues (declared by the dispatcher).
     public static let common = AMQPTopology(
         exchanges: [
             .init(name: Names.jobsExchange, kind: .direct),
@@ -26,20 +27,23 @@ public enum FleetTopology {
         bindings: [
             .init(queue: Names.eventsQueue, exchange: Names.eventsExchange, routingKey: Names.eventsRoutingKey),
             .init(queue: Names.logsQueue, exchange: Names.eventsExchange, routingKey: Names.logsRoutingKey),
+            .init(queue: Names.outcomesQueue, exchange: Names.eventsExchange, routingKey: Names.outcomesRoutingKey),
             .init(queue: Names.deadQueue, exchange: Names.deadExchange),
             .init(queue: Names.deadJobsQueue, exchange: Names.deadExchange),
         ])
 
-    /// A pool's job queue and its binding.
+    /// A pool's job queue and its binding (declared by the dispatcher: at start for the default
+    /// pool, before a pool's first job for the others).
     public static func pool(_ pool: String) -> AMQPTopology {
         AMQPTopology(
             queues: [.quorum(Names.stepsQueue(pool: pool), deliveryLimit: jobDeliveryLimit, deadLetterExchange: Names.deadExchange)],
             bindings: [.init(queue: Names.stepsQueue(pool: pool), exchange: Names.jobsExchange, routingKey: pool)])
     }
 
-    /// Everything a worker of `pool` needs, with its own exclusive control queue.
-    public static func worker(pool: String, controlQueue: String) -> AMQPTopology {
-        common + self.pool(pool) + AMQPTopology(
+    /// What a worker declares: its own exclusive control queue, bound to the control exchange.
+    /// Its pool's queue and the exchanges are the dispatcher's to declare.
+    public static func worker(controlQueue: String) -> AMQPTopology {
+        AMQPTopology(
             queues: [.init(name: controlQueue, durable: false, exclusive: true, autoDelete: true)],
             bindings: [.init(queue: controlQueue, exchange: Names.controlExchange)])
     }

@@ -15,11 +15,22 @@ public enum Names {
 
     public static let eventsQueue = "stepfleet.events"
     public static let logsQueue = "stepfleet.logs"
-    /// The reply-to queue outcomes are published to.
+    /// The queue outcomes reach through `eventsExchange` (routing key `outcomesRoutingKey`).
+    /// Never through the default exchange: a worker account may not write to `amq.default`,
+    /// which would let it put messages on any queue, step jobs included.
     public static let outcomesQueue = "stepfleet.outcomes"
 
     public static let eventsRoutingKey = "events"
     public static let logsRoutingKey = "logs"
+    public static let outcomesRoutingKey = "outcomes"
+
+    /// A worker's own control queue, bound to `controlExchange`. Named for the worker, so that
+    /// a worker's broker account can be given rights on its own control queue and no other.
+    public static func controlQueue(worker: String) -> String { "stepfleet.control.\(worker)" }
+
+    /// The broker user a worker expects step jobs and control messages from, unless told
+    /// otherwise (`stepfleet worker --dispatcher-user`); `ops/broker-account dispatcher` makes it.
+    public static let conventionalDispatcherUser = "stepfleet-dispatcher"
 
     /// The quorum queue a pool's workers consume.
     public static func stepsQueue(pool: String) -> String { "stepfleet.steps.\(pool)" }

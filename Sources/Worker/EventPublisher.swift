@@ -2,10 +2,14 @@ import AMQP
 import Foundation
 import Protocol
 
-/// Publishes what a worker sends back, each with a confirm.
+/// Publishes what a worker sends back, each with a confirm, all through `stepfleet.events`
+/// and each stamped with the worker's broker user (`user_id`, which the broker verifies): the
+/// dispatcher takes a claim, event, log batch or outcome only from the account holding the lease.
 struct EventPublisher: Sendable {
     let client: AMQPClient
     let worker: String
+    /// The broker user this worker connects as (all of its broker URLs name the same user).
+    let brokerUser: String
 
     func event(_ kind: WorkerEvent.Kind, _ ref: AttemptRef, phase: Phase? = nil, policy: ActionPolicy? = nil) async throws(AMQPError) {
         let event = WorkerEvent(kind: kind, ref: ref, worker: worker, at: Clock.epochMilliseconds(), phase: phase, policy: policy)
@@ -16,8 +20,10 @@ struct EventPublisher: Sendable {
         try await client.publish(message(batch, batch.ref), exchange: Names.eventsExchange, routingKey: Names.logsRoutingKey)
     }
 
-    func outcome(_ outcome: StepOutcome, replyTo: String) async throws(AMQPError) {
-        try await client.publish(message(outcome, outcome.ref), exchange: "", routingKey: replyTo)
+    /// Never through the default exchange (a job's reply-to is not followed): a worker's
+    /// account has no write right on it, and must not have.
+    func outcome(_ outcome: StepOutcome) async throws(AMQPError) {
+        try await client.publish(message(outcome, outcome.ref), exchange: Names.eventsExchange, routingKey: Names.outcomesRoutingKey)
     }
 
     /// Keeps publishing until the broker confirms (across reconnects) or the task is cancelled.
@@ -38,7 +44,8 @@ struct EventPublisher: Sendable {
     private func message<Message: WireMessage>(_ body: Message, _ ref: AttemptRef) -> AMQPMessage {
         AMQPMessage(
             body: WireCodec.encode(body),
-            properties: AMQPProperties(messageId: UUID().uuidString, correlationId: ref.description, type: Message.messageType, appId: "stepfleet-worker"))
+            properties: AMQPProperties(messageId: UUID().uuidString, correlationId: ref.description, type: Message.messageType, appId: "stepfleet-worker",
+                userId: brokerUser))
     }
 }
 

@@ -39,6 +39,10 @@ public struct WorkerConfiguration: Sendable {
     /// Below this many free bytes in the work directory or the engine's root directory the
     /// worker takes no jobs (`DiskSpace`); 0 never pauses.
     public var minimumFreeDisk: Int64
+    /// The broker user step jobs and control messages must come from (their verified
+    /// `user_id`); others are dead-lettered or ignored. Nil: the worker's own broker user (a
+    /// fleet whose processes share one account, which cannot tell its members apart).
+    public var dispatcherUser: String?
 
     public init(
         name: String = WorkerConfiguration.defaultName(), pool: String = Names.defaultPool, slots: Int = 2,
@@ -46,10 +50,12 @@ public struct WorkerConfiguration: Sendable {
         heartbeatInterval: Duration = .seconds(5), defaultTimeout: Duration = .seconds(3600), limits: ContainerLimits = ContainerLimits(),
         maximumConcurrentBuilds: Int = 2, shutdownGrace: Duration = .seconds(30), secretsDirectory: String? = nil,
         stepNetworks: [String] = ["default"], imageRepository: String = DockerImageBuilder.defaultRepository,
-        imageCache: ImageCachePolicy = ImageCachePolicy(), buildTimeout: Duration = .seconds(1800), minimumFreeDisk: Int64 = 2048 << 20
+        imageCache: ImageCachePolicy = ImageCachePolicy(), buildTimeout: Duration = .seconds(1800), minimumFreeDisk: Int64 = 2048 << 20,
+        dispatcherUser: String? = nil
     ) {
         self.buildTimeout = buildTimeout
         self.minimumFreeDisk = minimumFreeDisk
+        self.dispatcherUser = dispatcherUser
         self.imageRepository = imageRepository
         self.imageCache = imageCache
         self.secretsDirectory = secretsDirectory

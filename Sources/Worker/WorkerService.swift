@@ -5,9 +5,9 @@ import Protocol
 
 /// A worker process: takes at most one job per free slot from its pool's queue (a credit
 /// subscription: a job holds its slot from delivery until it finished), claims each (the
-/// claim is confirmed before the job is acked), runs it, and publishes the outcome to the
-/// job's reply-to queue. Stateless: kill it at any moment and the dispatcher's leases bring
-/// its steps home.
+/// claim is confirmed before the job is acked), runs it, and publishes the outcome through
+/// `stepfleet.events`. It runs only jobs the dispatcher's broker account published.
+/// Stateless: kill it at any moment and the dispatcher's leases bring its steps home.
 public actor WorkerService {
     public let configuration: WorkerConfiguration
     private let client: AMQPClient
@@ -38,10 +38,9 @@ public actor WorkerService {
         var logger = logger
         logger[metadataKey: "worker"] = "\(configuration.name)"
         self.logger = logger
-        controlQueue = "stepfleet.control.\(configuration.name)"
-        client = AMQPClient(
-            endpoints: brokers, topology: FleetTopology.worker(pool: configuration.pool, controlQueue: controlQueue), logger: logger)
-        publisher = EventPublisher(client: client, worker: configuration.name)
+        controlQueue = Names.controlQueue(worker: configuration.name)
+        client = AMQPClient(endpoints: brokers, topology: FleetTopology.worker(controlQueue: controlQueue), logger: logger)
+        publisher = EventPublisher(client: client, worker: configuration.name, brokerUser: brokers[0].user)
         executor = StepExecutor(
             configuration: configuration,
             mirror: GitMirror(directory: (configuration.workDirectory as NSString).appendingPathComponent("git"), policy: configuration.gitPolicy),
@@ -67,6 +66,9 @@ public actor WorkerService {
         // A SIGTERM during start-up ran `shutdown()` before anything below existed.
         guard !shuttingDown else { return }
         await client.start()
+        await waitForPoolQueue()
+        // A SIGTERM while waiting: `shutdown()` stops the client.
+        guard !shuttingDown else { return await untilStopped() }
         let jobs = await client.subscribe(queue: Names.stepsQueue(pool: configuration.pool), capacity: configuration.slots, paused: !engineHealthy || diskLow)
         self.jobs = jobs
         let control = await client.subscribe(queue: controlQueue, prefetch: 50)
@@ -94,9 +96,39 @@ public actor WorkerService {
             for task in tasks { task.cancel() }
             await client.stop()
         }
+        await untilStopped()
+    }
+
+    /// Returns when `shutdown()` has finished.
+    private func untilStopped() async {
         // A SIGTERM during start-up ran `shutdown()` before this wait began: do not wait for ever.
         await withCheckedContinuation { continuation in
             if hasStopped { continuation.resume() } else { stopped = continuation }
+        }
+    }
+
+    /// The dispatcher's account from `configuration`, or (unset: a fleet sharing one account)
+    /// the account this worker connects as.
+    private var dispatcherUser: String { configuration.dispatcherUser ?? publisher.brokerUser }
+
+    /// The pool's queue is the dispatcher's to declare (a worker's account may not): until it
+    /// exists, wait and say why.
+    private func waitForPoolQueue() async {
+        let queue = Names.stepsQueue(pool: configuration.pool)
+        var told = ContinuousClock.now - .seconds(3600)
+        while !shuttingDown && !Task.isCancelled {
+            do {
+                _ = try await client.connected(timeout: .seconds(10)).messageCount(queue: queue)
+                return
+            } catch {
+                if ContinuousClock.now - told > .seconds(60) {
+                    told = ContinuousClock.now
+                    logger.warning(
+                        "waiting for the pool's queue \(queue): the dispatcher declares it at start (default pool) and before the pool's first job; check that a dispatcher runs on this broker and vhost",
+                        metadata: ["error": "\(error)"])
+                }
+                try? await Task.sleep(for: .seconds(2))
+            }
         }
     }
 
@@ -116,6 +148,16 @@ public actor WorkerService {
             return
         }
         let ref = AttemptRef(stepId: job.stepId, attempt: job.attempt)
+        guard delivery.properties.userId == dispatcherUser else {
+            // Behind the broker's permissions (only the dispatcher's account may write to the
+            // jobs exchange): a job from any other account is never run.
+            logger.error(
+                "dead-lettering a step job not published by the dispatcher's broker account \(dispatcherUser); not running it (if the dispatcher connects as another user, start the worker with --dispatcher-user USER)",
+                metadata: ["published_by": "\(delivery.properties.userId ?? "no user_id")", "step": "\(ref)"])
+            try? await delivery.reject(requeue: false)
+            await jobs?.release()
+            return
+        }
         var stepLogger = logger
         stepLogger[metadataKey: "change"] = "\(job.changeId)"
         stepLogger[metadataKey: "step"] = "\(job.stepId)"
@@ -159,16 +201,15 @@ public actor WorkerService {
         let cancellation = StepCancellation()
         running[ref] = cancellation
         stepLogger.info("claimed", metadata: ["action": "\(job.action)"])
-        let replyTo = delivery.properties.replyTo ?? Names.outcomesQueue
-        stepTasks[ref] = Task { await self.execute(job, ref: ref, claimedAt: claimedAt, replyTo: replyTo, cancellation: cancellation, logger: stepLogger) }
+        stepTasks[ref] = Task { await self.execute(job, ref: ref, claimedAt: claimedAt, cancellation: cancellation, logger: stepLogger) }
     }
 
-    private func execute(_ job: StepJob, ref: AttemptRef, claimedAt: EpochMilliseconds, replyTo: String, cancellation: StepCancellation, logger: Logger) async {
+    private func execute(_ job: StepJob, ref: AttemptRef, claimedAt: EpochMilliseconds, cancellation: StepCancellation, logger: Logger) async {
         let log = LogShipper(ref: ref, worker: configuration.name, publisher: publisher, logger: logger)
         let outcome = await executor.execute(job, claimedAt: claimedAt, cancellation: cancellation, log: log)
         await log.finish()
         let publisher = publisher
-        let delivered = await publisher.untilConfirmed("outcome") { () throws(AMQPError) in try await publisher.outcome(outcome, replyTo: replyTo) }
+        let delivered = await publisher.untilConfirmed("outcome") { () throws(AMQPError) in try await publisher.outcome(outcome) }
         logger.info("step finished", metadata: ["status": "\(outcome.status.rawValue)", "published": "\(delivered)", "error": "\(outcome.error ?? "")"])
         await finished(ref)
     }
@@ -214,6 +255,10 @@ public actor WorkerService {
 
     private func control(_ delivery: AMQPDelivery) async {
         defer { Task { try? await delivery.ack() } }
+        guard delivery.properties.userId == dispatcherUser else {
+            logger.warning("ignoring a control message not published by the dispatcher's broker account \(dispatcherUser)", metadata: ["published_by": "\(delivery.properties.userId ?? "no user_id")"])
+            return
+        }
         guard let message = try? WireCodec.decode(ControlMessage.self, from: delivery.body) else {
             logger.warning("ignoring a control message that does not decode")
             return

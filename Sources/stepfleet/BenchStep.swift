@@ -45,12 +45,14 @@ struct BenchStep: AsyncParsableCommand {
         configuration.gitPolicy = GitRemotePolicy(localRoots: [FileManager.default.temporaryDirectory.path])
         let worker = WorkerService(configuration: configuration, brokers: [broker], engine: try DockerEngine(endpoint: docker), logger: logger)
         let workerTask = Task { await worker.run() }
-        // Declared here too: a job published before the worker declared its pool's queue
-        // would be unroutable and dropped.
+        // The bench plays dispatcher: it declares the fleet's topology and the pool's queue,
+        // and gets a copy of every outcome on the vhost in a queue of its own.
         let client = AMQPClient(
             endpoints: [broker],
-            topology: FleetTopology.worker(pool: pool, controlQueue: replyQueue + ".control")
-                + AMQPTopology(queues: [.init(name: replyQueue, durable: false, exclusive: true, autoDelete: true)]),
+            topology: FleetTopology.common + FleetTopology.pool(pool)
+                + AMQPTopology(
+                    queues: [.init(name: replyQueue, durable: false, exclusive: true, autoDelete: true)],
+                    bindings: [.init(queue: replyQueue, exchange: Names.eventsExchange, routingKey: Names.outcomesRoutingKey)]),
             logger: logger)
         let connection = try await client.connected()
         let outcomes = try await connection.consume(queue: replyQueue, prefetch: 10)
@@ -65,7 +67,7 @@ struct BenchStep: AsyncParsableCommand {
                     project: .init(properties: [:]), environment: .init(properties: [:])),
                 runner: RunnerSettings(baseImage: runnerImage, version: StepFleetVersion.current), pool: pool)
             try await client.publish(
-                AMQPMessage(body: WireCodec.encode(job), properties: AMQPProperties(replyTo: replyQueue)), exchange: Names.jobsExchange, routingKey: pool)
+                AMQPMessage(body: WireCodec.encode(job), properties: AMQPProperties(userId: broker.user)), exchange: Names.jobsExchange, routingKey: pool)
             guard let delivery = try await iterator.next() else { throw CLIError("the outcome queue closed") }
             let received = Date().timeIntervalSince1970 * 1000
             try await delivery.ack()

@@ -22,11 +22,19 @@ struct DispatcherCommand: AsyncParsableCommand {
     var lease = 20.0
     @Option(help: "Base runner image for step images (OPSCHAIN_BASE_RUNNER).")
     var runnerImage = "stepfleet/runner:\(StepFleetVersion.current)"
+    @Option(help: "A step whose result lists more child steps than this fails, and none is created.")
+    var maxChildrenPerStep = 100
+    @Option(help: "Steps of one change queued or running at once; the rest wait, so one wide change leaves workers for the others.")
+    var maxStepsInFlight = 20
     @Option(help: "Log level.")
     var logLevel = "info"
     @Option(help: "The key that encrypts secret properties at rest: a file of 32 random bytes, made (mode 0600) when missing; default: the database's path + .key. Keep it apart from database backups.")
     var secretsKey: String?
     @OptionGroup var git: GitPolicyOptions
+
+    func validate() throws {
+        guard maxChildrenPerStep >= 1, maxStepsInFlight >= 1 else { throw ValidationError("--max-children-per-step and --max-steps-in-flight must be at least 1") }
+    }
 
     func run() async throws {
         let logger = makeLogger("stepfleet.dispatcher", level: logLevel)
@@ -41,7 +49,8 @@ struct DispatcherCommand: AsyncParsableCommand {
         let engine = DispatcherEngine(
             store: store,
             configuration: DispatcherConfiguration(
-                leaseSeconds: lease, runner: RunnerSettings(baseImage: runnerImage, version: StepFleetVersion.current), gitPolicy: git.policy),
+                leaseSeconds: lease, runner: RunnerSettings(baseImage: runnerImage, version: StepFleetVersion.current), gitPolicy: git.policy,
+                maxChildrenPerStep: maxChildrenPerStep, maxStepsInFlightPerChange: maxStepsInFlight),
             logger: logger)
         let service = DispatcherService(engine: engine, brokers: try AMQPConfiguration.list(amqp), logger: logger)
         try await service.start()

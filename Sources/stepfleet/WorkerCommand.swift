@@ -57,6 +57,8 @@ struct WorkerCommand: AsyncParsableCommand {
     var imageIdle = 10
     @Option(help: "Where step images are tagged; workers sharing an engine should share it.")
     var imageRepository = DockerImageBuilder.defaultRepository
+    @Option(help: "The dispatcher's broker user: step jobs and control messages from any other account are refused (env STEPFLEET_DISPATCHER_USER). For a fleet sharing one account, that account.")
+    var dispatcherUser = ProcessInfo.processInfo.environment["STEPFLEET_DISPATCHER_USER"] ?? Names.conventionalDispatcherUser
     @Option(help: "Log level: trace, debug, info, notice, warning, error.")
     var logLevel = "info"
     @OptionGroup var git: GitPolicyOptions
@@ -87,7 +89,7 @@ struct WorkerCommand: AsyncParsableCommand {
             shutdownGrace: .seconds(grace), secretsDirectory: secretsDir ?? ProcessInfo.processInfo.environment["STEPFLEET_SECRETS_DIR"],
             stepNetworks: stepNetworkList, imageRepository: imageRepository,
             imageCache: ImageCachePolicy(keep: keepImages, idle: .seconds(imageIdle * 60)), buildTimeout: .seconds(buildTimeout),
-            minimumFreeDisk: Int64(minFreeDisk) << 20)
+            minimumFreeDisk: Int64(minFreeDisk) << 20, dispatcherUser: dispatcherUser)
         configuration.gitPolicy = git.policy
         let worker = WorkerService(configuration: configuration, brokers: brokers, engine: engine, logger: logger)
         let signals = onTerminationSignals { Task { await worker.shutdown() } }

@@ -34,6 +34,8 @@ final class FleetHarness: Sendable {
     let databasePath: String
     let port: Int
     let leaseSeconds: Double
+    /// The dispatcher's settings (its lease from `leaseSeconds`).
+    let settings: DispatcherConfiguration
     /// The API token every request carries (made on the harness's database).
     let token = LockedValue<String?>(nil)
     private let dispatcher = LockedValue<(engine: DispatcherEngine, service: DispatcherService, api: Task<Void, any Error>)?>(nil)
@@ -42,7 +44,10 @@ final class FleetHarness: Sendable {
     var engine: DispatcherEngine { dispatcher.value!.engine }
     var store: Store { engine.store }
 
-    init(workers count: Int = 1, slots: Int = 2, leaseSeconds: Double = 6, broker: AMQPConfiguration? = nil) async throws {
+    init(
+        workers count: Int = 1, slots: Int = 2, leaseSeconds: Double = 6, broker: AMQPConfiguration? = nil,
+        settings: DispatcherConfiguration = DispatcherConfiguration()
+    ) async throws {
         if broker == nil { _ = Self.vhostReady }
         self.broker = broker ?? Self.broker
         folder = FileManager.default.temporaryDirectory.appendingPathComponent("fleet-\(UUID().uuidString.prefix(8))").path
@@ -50,14 +55,16 @@ final class FleetHarness: Sendable {
         databasePath = folder + "/stepfleet.sqlite"
         port = Int.random(in: 20_000..<40_000)
         self.leaseSeconds = leaseSeconds
+        var settings = settings
+        settings.leaseSeconds = leaseSeconds
+        settings.gitPolicy = Self.gitPolicy
+        self.settings = settings
         try await startDispatcher()
         for index in 0..<count { try await startWorker(index, slots: slots) }
     }
 
     func startDispatcher() async throws {
-        let engine = DispatcherEngine(
-            store: try Store(path: databasePath),
-            configuration: DispatcherConfiguration(leaseSeconds: leaseSeconds, gitPolicy: Self.gitPolicy), logger: Self.logger)
+        let engine = DispatcherEngine(store: try Store(path: databasePath), configuration: settings, logger: Self.logger)
         if token.value == nil { token.value = try await engine.store.createToken(name: "fleet-tests") }
         let service = DispatcherService(engine: engine, brokers: [broker], logger: Self.logger)
         try await service.start()
@@ -80,13 +87,15 @@ final class FleetHarness: Sendable {
     /// Test repositories live in the temporary directory: the one local root.
     static let gitPolicy = GitRemotePolicy(localRoots: [FileManager.default.temporaryDirectory.path])
 
-    func startWorker(_ index: Int, slots: Int) async throws {
+    /// A worker on the harness's broker account, or on `broker` as `name` expecting jobs from
+    /// `dispatcherUser` (one broker account per worker).
+    func startWorker(_ index: Int, slots: Int, name: String? = nil, broker: AMQPConfiguration? = nil, dispatcherUser: String? = nil) async throws {
         var configuration = WorkerConfiguration(
-                name: "fleet-worker-\(index)-\(UUID().uuidString.prefix(4))", pool: Names.defaultPool, slots: slots, workDirectory: folder + "/worker-\(index)",
-                heartbeatInterval: .seconds(1), defaultTimeout: .seconds(120), limits: ContainerLimits(memoryBytes: 256 << 20, pids: 256, cpus: 1),
-                imageCache: ImageCachePolicy(keep: 0))
+            name: name ?? "fleet-worker-\(index)-\(UUID().uuidString.prefix(4))", pool: Names.defaultPool, slots: slots, workDirectory: folder + "/worker-\(index)",
+            heartbeatInterval: .seconds(1), defaultTimeout: .seconds(120), limits: ContainerLimits(memoryBytes: 256 << 20, pids: 256, cpus: 1),
+            imageCache: ImageCachePolicy(keep: 0), dispatcherUser: dispatcherUser)
         configuration.gitPolicy = Self.gitPolicy
-        let worker = WorkerService(configuration: configuration, brokers: [broker], engine: try DockerEngine(), logger: Self.logger)
+        let worker = WorkerService(configuration: configuration, brokers: [broker ?? self.broker], engine: try DockerEngine(), logger: Self.logger)
         let task = Task { await worker.run() }
         workers.withLock { $0.append((worker, task)) }
     }

@@ -42,7 +42,7 @@ final class WorkerHarness: Sendable {
         slots: Int = 2, docker: String = "unix:///var/run/docker.sock", heartbeat: Duration = .seconds(1), grace: Duration = .seconds(10),
         secretsDirectory: String? = nil, stepNetworks: [String] = ["default"], imageRepository: String = DockerImageBuilder.defaultRepository,
         imageCache: ImageCachePolicy = ImageCachePolicy(keep: 0), diskBytes: Int = 1 << 30, buildTimeout: Duration = .seconds(300),
-        minimumFreeDisk: Int64 = 0, logger: Logger = WorkerHarness.logger
+        minimumFreeDisk: Int64 = 0, declarePool: Bool = true, logger: Logger = WorkerHarness.logger
     ) async throws {
         _ = Self.vhostReady
         pool = "wt-\(UUID().uuidString.prefix(6).lowercased())"
@@ -60,8 +60,12 @@ final class WorkerHarness: Sendable {
         worker = WorkerService(configuration: configuration, brokers: brokers, engine: try DockerEngine(endpoint: docker), logger: logger)
         client = AMQPClient(
             endpoints: brokers,
-            topology: FleetTopology.worker(pool: pool, controlQueue: "unused.\(pool)")
-                + AMQPTopology(queues: [.init(name: replyQueue, durable: false, autoDelete: true)]),
+            // The test plays dispatcher: it declares the fleet and the pool, and gets a copy of
+            // every outcome of the vhost (each test picks its own by step).
+            topology: FleetTopology.common + (declarePool ? FleetTopology.pool(pool) : AMQPTopology())
+                + AMQPTopology(
+                    queues: [.init(name: replyQueue, durable: false, autoDelete: true)],
+                    bindings: [.init(queue: replyQueue, exchange: Names.eventsExchange, routingKey: Names.outcomesRoutingKey)]),
             logger: Self.logger)
         _ = try await client.connected()
         let outcomesStream = await client.subscribe(queue: replyQueue, prefetch: 50)
@@ -116,11 +120,14 @@ final class WorkerHarness: Sendable {
     }
 
     func publish(raw body: Data) async throws {
-        try await client.publish(AMQPMessage(body: body, properties: AMQPProperties(replyTo: replyQueue)), exchange: Names.jobsExchange, routingKey: pool)
+        // Stamped with the test's broker user, which the worker (sharing it) takes as the dispatcher's.
+        try await client.publish(AMQPMessage(body: body, properties: AMQPProperties(userId: await client.endpoints[0].user)), exchange: Names.jobsExchange, routingKey: pool)
     }
 
     func cancel(_ ref: AttemptRef) async throws {
-        try await client.publish(AMQPMessage(body: WireCodec.encode(ControlMessage(kind: .cancel, ref: ref))), exchange: Names.controlExchange, routingKey: "")
+        try await client.publish(
+            AMQPMessage(body: WireCodec.encode(ControlMessage(kind: .cancel, ref: ref)), properties: AMQPProperties(userId: await client.endpoints[0].user)),
+            exchange: Names.controlExchange, routingKey: "")
     }
 
     /// Runs a job and waits for its outcome.

@@ -245,6 +245,9 @@ public struct HTTPAPI: Sendable {
         lines.append("# HELP stepfleet_patch_conflicts_total Step property diffs that could not be applied.")
         lines.append("# TYPE stepfleet_patch_conflicts_total counter")
         lines.append("stepfleet_patch_conflicts_total \(engine.metrics.patchConflicts.count)")
+        lines.append("# HELP stepfleet_refused_worker_messages_total Worker messages dropped: no user_id, or not from the broker identity holding the attempt.")
+        lines.append("# TYPE stepfleet_refused_worker_messages_total counter")
+        lines.append("stepfleet_refused_worker_messages_total \(engine.metrics.refusedWorkerMessages.count)")
         lines.append(engine.metrics.queueLatency.exposition("stepfleet_queue_latency_seconds", help: "Seconds from a job's enqueueing to its claim."))
         lines.append(engine.metrics.stepDuration.exposition("stepfleet_step_run_seconds", help: "Seconds a step's run phase took."))
         return lines.joined(separator: "\n") + "\n"

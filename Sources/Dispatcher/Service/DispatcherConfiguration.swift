@@ -10,11 +10,19 @@ public struct DispatcherConfiguration: Sendable {
     public var defaultBuildSecrets: [String]
     /// Which git remotes projects may name (`--git-local-roots`, `--git-allow-loopback`).
     public var gitPolicy: GitRemotePolicy
+    /// A step whose result lists more child steps than this fails, and none is created.
+    public var maxChildrenPerStep: Int
+    /// Steps of one change queued or running at once; the rest wait, so one wide change
+    /// leaves workers for the others.
+    public var maxStepsInFlightPerChange: Int
 
     public init(
         leaseSeconds: Double = 20, runner: RunnerSettings = RunnerSettings(baseImage: "stepfleet/runner:\(StepFleetVersion.current)", version: StepFleetVersion.current),
-        defaultBuildSecrets: [String] = ["opschain-build-env"], gitPolicy: GitRemotePolicy = GitRemotePolicy()
+        defaultBuildSecrets: [String] = ["opschain-build-env"], gitPolicy: GitRemotePolicy = GitRemotePolicy(), maxChildrenPerStep: Int = 100,
+        maxStepsInFlightPerChange: Int = 20
     ) {
+        self.maxChildrenPerStep = maxChildrenPerStep
+        self.maxStepsInFlightPerChange = maxStepsInFlightPerChange
         self.leaseSeconds = leaseSeconds
         self.runner = runner
         self.defaultBuildSecrets = defaultBuildSecrets

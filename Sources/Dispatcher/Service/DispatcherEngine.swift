@@ -92,45 +92,68 @@ public struct DispatcherEngine: Sendable {
 
     // MARK: Worker messages
 
-    public func handle(_ event: WorkerEvent) async throws {
+    /// Applies a claim, heartbeat or phase event that broker user `user` published (the
+    /// delivery's `user_id`, verified by the broker). Touches only the step's own row.
+    public func handle(_ event: WorkerEvent, publishedBy user: String?) async throws {
+        let what = "a \(event.kind.rawValue) event"
+        guard let identity = identity(user, event.worker, what, event.ref) else { return }
         let metrics = metrics
         try await store.write { db in
-            guard let changeId = try Store.changeId(db, ofStep: event.ref.stepId) else { return }
+            guard let step = try Store.step(db, event.ref.stepId) else { return }
+            // A claim from another worker for an attempt someone holds is a duplicate delivery
+            // (the tree answers it with a cancel); anything else from a non-holder is refused.
+            let duplicateClaim = event.kind == .claimed && step.worker != identity.worker
+            guard duplicateClaim || mayReport(step, event.ref, identity) else {
+                return refuse(what, event.ref, identity, holder: step.holder(of: event.ref.attempt))
+            }
             let now = Store.now()
-            try mutate(db, changeId: changeId) { tree in
+            try mutateStep(db, step) { tree in
                 switch event.kind {
                 case .claimed:
-                    if let step = tree.steps[event.ref.stepId], step.status == .queued, step.attempt == event.ref.attempt, let queuedAt = step.queuedAt {
+                    if step.status == .queued, step.attempt == event.ref.attempt, let queuedAt = step.queuedAt {
                         metrics.queueLatency.record(now - queuedAt)
                     }
-                    return tree.claimed(event.ref, by: event.worker, now: now)
+                    return tree.claimed(event.ref, by: identity, now: now)
                 case .heartbeat:
-                    return tree.heard(event.ref, from: event.worker, runStarted: false, policy: nil, now: now)
+                    return tree.heard(event.ref, from: identity, runStarted: false, policy: nil, now: now)
                 case .phase:
                     let runStarted = event.phase?.name == .run && event.phase?.state == .started
-                    return tree.heard(event.ref, from: event.worker, runStarted: runStarted, policy: event.policy, now: now)
+                    return tree.heard(event.ref, from: identity, runStarted: runStarted, policy: event.policy, now: now)
                 }
             }
         }
     }
 
-    public func handle(_ batch: LogBatch) async throws {
+    /// Appends a log batch from the identity holding its attempt (or from anyone while the
+    /// attempt's claim has not been seen yet). Touches only the step's row and the log.
+    public func handle(_ batch: LogBatch, publishedBy user: String?) async throws {
+        guard let identity = identity(user, batch.worker, "a log batch", batch.ref) else { return }
         try await store.write { db in
-            guard let changeId = try Store.changeId(db, ofStep: batch.ref.stepId) else { return }
-            try Store.appendLogs(db, changeId: changeId, batch)
+            guard let step = try Store.step(db, batch.ref.stepId) else { return }
+            guard mayReport(step, batch.ref, identity) else { return refuse("a log batch", batch.ref, identity, holder: step.holder(of: batch.ref.attempt)) }
+            try Store.appendLogs(db, changeId: step.changeId, batch)
         }
     }
 
-    /// Applies an outcome: for a success, the step's diffs to the *current* properties (new
-    /// versions), atomically; a diff that does not apply fails the step and changes nothing.
-    public func handle(_ outcome: StepOutcome) async throws {
+    /// Applies an outcome from the identity holding its attempt: for a success, the step's
+    /// diffs to the *current* properties (new versions), atomically; a diff that does not apply
+    /// fails the step and changes nothing. An outcome for a finished step or an old attempt is
+    /// dropped after reading only the step's row.
+    public func handle(_ outcome: StepOutcome, publishedBy user: String?) async throws {
+        guard let identity = identity(user, outcome.worker, "an outcome", outcome.ref) else { return }
         let metrics = metrics
         try await store.write { db in
-            guard let changeId = try Store.changeId(db, ofStep: outcome.ref.stepId) else { return }
+            guard let step = try Store.step(db, outcome.ref.stepId) else { return }
+            guard mayReport(step, outcome.ref, identity) else { return refuse("an outcome", outcome.ref, identity, holder: step.holder(of: outcome.ref.attempt)) }
+            guard outcome.ref.attempt == step.attempt, !step.status.isFinal, !step.ownDone else {
+                logger.debug("dropping an outcome for an old or finished attempt", metadata: ["step": "\(outcome.ref)"])
+                return
+            }
+            let changeId = step.changeId
             let change = try Store.change(db, changeId)
-            let tree = try Store.tree(db, changeId: changeId, leaseSeconds: configuration.leaseSeconds)
-            guard let step = tree.steps[outcome.ref.stepId], tree.accepts(outcome.ref, from: outcome.worker) else {
-                logger.debug("dropping an outcome for an old, finished or foreign attempt", metadata: ["step": "\(outcome.ref)"])
+            let tree = try loadTree(db, changeId)
+            guard tree.accepts(outcome.ref, from: identity) else {
+                logger.debug("dropping an outcome for an attempt another worker holds", metadata: ["step": "\(outcome.ref)"])
                 return
             }
             var verdict: Verdict
@@ -141,6 +164,13 @@ public struct DispatcherEngine: Sendable {
                 verdict = .failure(error: outcome.error ?? "the step failed", policy: outcome.policy)
             case .success:
                 let result = outcome.result ?? StepResult()
+                let children = result.steps.children.count
+                if children > configuration.maxChildrenPerStep {
+                    let error = "the step returned \(children) child steps; a step may have at most \(configuration.maxChildrenPerStep) (the dispatcher's --max-children-per-step); no child step was created and no property changed"
+                    try Store.appendSystemLog(db, changeId: changeId, stepId: step.id, attempt: step.attempt, error)
+                    verdict = .failure(error: error, policy: outcome.policy)
+                    break
+                }
                 verdict = .success(children: result.steps.children, strategy: result.steps.childExecutionStrategy, policy: outcome.policy)
                 if let conflict = try applyDiffs(db, change: change, step: step, result: result) {
                     metrics.patchConflicts.increment()
@@ -150,9 +180,37 @@ public struct DispatcherEngine: Sendable {
             try Store.setStepResult(db, step.id, result: outcome.result)
             if let durationMs = outcome.runMs { metrics.stepDuration.record(Double(durationMs) / 1000) }
             try mutate(db, changeId: changeId) { tree in
-                tree.outcome(outcome.ref, from: outcome.worker, verdict, now: Store.now(), makeID: Self.newID)
+                tree.outcome(outcome.ref, from: identity, verdict, now: Store.now(), makeID: Self.newID)
             }
         }
+    }
+
+    /// The sender's identity, or nil (the message is refused: logged and counted) when it
+    /// carries no `user_id`.
+    private func identity(_ user: String?, _ worker: String, _ what: String, _ ref: AttemptRef) -> WorkerIdentity? {
+        guard let user, !user.isEmpty else {
+            metrics.refusedWorkerMessages.increment()
+            logger.warning(
+                "refusing \(what) without a user_id: every worker stamps its broker user on what it publishes",
+                metadata: ["step": "\(ref)", "claimed_worker": "\(worker)"])
+            return nil
+        }
+        return WorkerIdentity(user: user, worker: worker)
+    }
+
+    /// Whether `identity` may report on `ref`: it claimed that attempt, or no claim of it has
+    /// been seen yet (for a step claimed before identities were kept: the holder's name).
+    private func mayReport(_ step: StepRecord, _ ref: AttemptRef, _ identity: WorkerIdentity) -> Bool {
+        if let holder = step.holder(of: ref.attempt) { return holder == identity }
+        guard ref.attempt == step.attempt, step.status == .running, !step.ownDone, let worker = step.worker else { return true }
+        return worker == identity.worker
+    }
+
+    private func refuse(_ what: String, _ ref: AttemptRef, _ identity: WorkerIdentity, holder: WorkerIdentity?) {
+        metrics.refusedWorkerMessages.increment()
+        logger.warning(
+            "refusing \(what) from \(identity): the attempt's lease is held by \(holder.map(\.description) ?? "another worker")",
+            metadata: ["step": "\(ref)", "claimed_worker": "\(identity.worker)", "user_id": "\(identity.user)"])
     }
 
     /// Applies a successful step's project and environment diffs; returns the failure text
@@ -249,9 +307,37 @@ public struct DispatcherEngine: Sendable {
 
     // MARK: Effects
 
+    /// A change's whole tree, with the engine's lease and in-flight settings.
+    func loadTree(_ db: Database, _ changeId: String) throws -> ChangeTree {
+        var tree = try Store.tree(db, changeId: changeId, leaseSeconds: configuration.leaseSeconds)
+        tree.maxInFlight = configuration.maxStepsInFlightPerChange
+        return tree
+    }
+
+    /// Runs `transition` on a tree of one step (claims, heartbeats and phases move nothing
+    /// else), saves that row if it changed and writes its effects (cancels, nothing else) to
+    /// the outbox: a busy change's events do not each load and compare its whole tree.
+    func mutateStep(_ db: Database, _ step: StepRecord, _ transition: (inout ChangeTree) -> [Effect]) throws {
+        let before = ChangeTree(changeId: step.changeId, steps: [step], leaseSeconds: configuration.leaseSeconds)
+        var tree = before
+        let effects = transition(&tree)
+        try Store.save(db, tree, before: before)
+        for effect in effects {
+            guard case .cancelAttempt(let ref, let worker) = effect else {
+                preconditionFailure("a claim, heartbeat or phase of one step moved more than that step: \(effect)")
+            }
+            try addCancel(db, ref, worker: worker)
+        }
+    }
+
+    private func addCancel(_ db: Database, _ ref: AttemptRef, worker: String?) throws {
+        let body = WireCodec.encode(ControlMessage(kind: .cancel, ref: ref, worker: worker))
+        try Store.addToOutbox(db, exchange: Names.controlExchange, routingKey: "", replyTo: nil, messageType: ControlMessage.messageType, body: body)
+    }
+
     /// Loads a change's tree, runs `transition`, saves what changed and carries out the effects.
     func mutate(_ db: Database, changeId: String, _ transition: (inout ChangeTree) throws -> [Effect]) throws {
-        let before = try Store.tree(db, changeId: changeId, leaseSeconds: configuration.leaseSeconds)
+        let before = try loadTree(db, changeId)
         var tree = before
         let effects = try transition(&tree)
         try Store.save(db, tree, before: before)
@@ -261,8 +347,7 @@ public struct DispatcherEngine: Sendable {
             case .enqueue(let stepId, let attempt):
                 try enqueue(db, change: change, step: tree.steps[stepId]!, attempt: attempt)
             case .cancelAttempt(let ref, let worker):
-                let body = WireCodec.encode(ControlMessage(kind: .cancel, ref: ref, worker: worker))
-                try Store.addToOutbox(db, exchange: Names.controlExchange, routingKey: "", replyTo: nil, messageType: ControlMessage.messageType, body: body)
+                try addCancel(db, ref, worker: worker)
             case .changeFinished(let status):
                 if change.status != status {
                     try Store.updateChange(db, changeId, status: status, now: Store.now())
@@ -320,8 +405,8 @@ public struct DispatcherEngine: Sendable {
 extension ChangeTree {
     /// Whether `outcome` would be taken: the current attempt of an unfinished step, from the
     /// lease holder (or before any claim was seen).
-    func accepts(_ ref: AttemptRef, from worker: String) -> Bool {
+    func accepts(_ ref: AttemptRef, from identity: WorkerIdentity) -> Bool {
         guard let step = steps[ref.stepId], ref.attempt == step.attempt, !step.status.isFinal, !step.ownDone else { return false }
-        return step.status == .queued || (step.status == .running && step.worker == worker)
+        return step.status == .queued || (step.status == .running && holds(ref, identity))
     }
 }

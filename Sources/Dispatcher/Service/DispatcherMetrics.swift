@@ -4,6 +4,8 @@ import Foundation
 /// Counters and histograms the dispatcher exposes on /metrics (Prometheus text format).
 public final class DispatcherMetrics: Sendable {
     public let patchConflicts = Counter()
+    /// Worker messages refused: no `user_id`, or not from the identity holding the attempt.
+    public let refusedWorkerMessages = Counter()
     /// Seconds from a job's creation to its claim.
     public let queueLatency = Histogram(buckets: [0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60])
     /// Seconds a step's run phase took.

@@ -9,6 +9,9 @@ public actor DispatcherService {
     public let engine: DispatcherEngine
     private let client: AMQPClient
     private let logger: Logger
+    /// The broker user the dispatcher connects as: stamped on every job and control message
+    /// (workers run jobs from this account only) and required of dead-lettered jobs.
+    private let brokerUser: String
     private var declaredPools: Set<String> = []
     private var tasks: [Task<Void, Never>] = []
     private var sleeper: CheckedContinuation<Void, Never>?
@@ -17,6 +20,7 @@ public actor DispatcherService {
     public init(engine: DispatcherEngine, brokers: [AMQPConfiguration], logger: Logger) {
         self.engine = engine
         self.logger = logger
+        brokerUser = brokers[0].user
         client = AMQPClient(endpoints: brokers, topology: FleetTopology.common + FleetTopology.pool(Names.defaultPool), logger: logger)
     }
 
@@ -30,9 +34,9 @@ public actor DispatcherService {
         let deadLettered = await client.subscribe(queue: Names.deadJobsQueue, prefetch: 50)
         let engine = engine
         tasks = [
-            Task { await self.consume(events, WorkerEvent.self) { try await engine.handle($0) } },
-            Task { await self.consume(logs, LogBatch.self) { try await engine.handle($0) } },
-            Task { await self.consume(outcomes, StepOutcome.self) { try await engine.handle($0); self.outboxChanged() } },
+            Task { await self.consume(events, WorkerEvent.self) { try await engine.handle($0, publishedBy: $1) } },
+            Task { await self.consume(logs, LogBatch.self) { try await engine.handle($0, publishedBy: $1) } },
+            Task { await self.consume(outcomes, StepOutcome.self) { try await engine.handle($0, publishedBy: $1); self.outboxChanged() } },
             Task { await self.watchDeadLetters(deadLettered) },
             Task { await self.publishOutbox() },
             Task { await self.watchLeases() },
@@ -73,7 +77,9 @@ public actor DispatcherService {
         timer.cancel()
     }
 
-    private func consume<Message: WireMessage>(_ subscription: AMQPSubscription, _ type: Message.Type, _ handle: @escaping @Sendable (Message) async throws -> Void) async {
+    /// Hands each message to `handle` with its publisher's broker user (`user_id`, which the
+    /// broker verified): the engine decides whether that identity may say what it says.
+    private func consume<Message: WireMessage>(_ subscription: AMQPSubscription, _ type: Message.Type, _ handle: @escaping @Sendable (Message, String?) async throws -> Void) async {
         for await delivery in subscription {
             let message: Message
             do {
@@ -84,7 +90,7 @@ public actor DispatcherService {
                 continue
             }
             do {
-                try await handle(message)
+                try await handle(message, delivery.properties.userId)
                 outboxChanged()
                 try? await delivery.ack()
             } catch {
@@ -99,7 +105,10 @@ public actor DispatcherService {
     /// dropped from this copy and stays in `stepfleet.dead` for operators.
     private func watchDeadLetters(_ subscription: AMQPSubscription) async {
         for await delivery in subscription {
-            if WireCodec.peekType(delivery.body) == StepJob.messageType, let job = try? WireCodec.decode(StepJob.self, from: delivery.body) {
+            if WireCodec.peekType(delivery.body) == StepJob.messageType, delivery.properties.userId != brokerUser {
+                // Not a job of ours (a forged one a worker refused): it must not fail a real step.
+                logger.warning("ignoring a dead-lettered step job not published by the dispatcher's account", metadata: ["published_by": "\(delivery.properties.userId ?? "no user_id")"])
+            } else if WireCodec.peekType(delivery.body) == StepJob.messageType, let job = try? WireCodec.decode(StepJob.self, from: delivery.body) {
                 let reason = delivery.deathReasons.first.map { "\($0) on \(delivery.properties.headers["x-first-death-queue"]?.stringValue ?? "a queue")" } ?? "dead-lettered"
                 logger.warning("a step job was dead-lettered", metadata: ["step": "\(job.stepId)", "attempt": "\(job.attempt)", "reason": "\(reason)"])
                 do {
@@ -155,7 +164,8 @@ public actor DispatcherService {
                 declaredPools.insert(row.routingKey)
             }
             try await client.publish(
-                AMQPMessage(body: row.body, properties: AMQPProperties(messageId: "outbox-\(row.id)", replyTo: row.replyTo, type: row.messageType, appId: "stepfleet-dispatcher")),
+                AMQPMessage(body: row.body, properties: AMQPProperties(
+                    messageId: "outbox-\(row.id)", replyTo: row.replyTo, type: row.messageType, appId: "stepfleet-dispatcher", userId: brokerUser)),
                 exchange: row.exchange, routingKey: row.routingKey, timeout: .seconds(5))
             return true
         } catch {

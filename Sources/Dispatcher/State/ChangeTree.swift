@@ -7,12 +7,20 @@ public struct ChangeTree: Sendable, Equatable {
     public private(set) var steps: [String: StepRecord]
     /// How long a claim or heartbeat keeps a lease, in seconds.
     public var leaseSeconds: Double
+    /// At most this many steps of the change queued or running their own action at once, so
+    /// that one wide change cannot fill every worker: the rest wait `pending` (`waitingTurn`)
+    /// and are queued in turn as places free up.
+    public var maxInFlight: Int
 
-    public init(changeId: String, steps: [StepRecord], leaseSeconds: Double = 20) {
+    public init(changeId: String, steps: [StepRecord], leaseSeconds: Double = 20, maxInFlight: Int = .max) {
         self.changeId = changeId
         self.steps = Dictionary(uniqueKeysWithValues: steps.map { ($0.id, $0) })
         self.leaseSeconds = leaseSeconds
+        self.maxInFlight = maxInFlight
     }
+
+    /// Steps queued or running their own action.
+    public var inFlightCount: Int { steps.values.count(where: \.inFlight) }
 
     public var root: StepRecord? { steps.values.first { $0.parentId == nil } }
 
@@ -53,6 +61,12 @@ public struct ChangeTree: Sendable, Equatable {
     }
 
     private mutating func queue(_ id: String, now: Double) -> [Effect] {
+        // A step that has to wait joins the end of the line (one already in it is being let in).
+        if steps[id]!.status == .pending, steps[id]!.waitingTurn == nil, mustWait(id) {
+            steps[id]!.waitingTurn = (steps.values.compactMap(\.waitingTurn).max() ?? 0) + 1
+            return []
+        }
+        steps[id]!.waitingTurn = nil
         steps[id]!.attempt += 1
         steps[id]!.status = .queued
         steps[id]!.runStarted = false
@@ -64,34 +78,69 @@ public struct ChangeTree: Sendable, Equatable {
         return [.enqueue(stepId: id, attempt: steps[id]!.attempt)]
     }
 
+    /// Whether a step about to be queued must wait: the change is at its cap, or steps that
+    /// came first are waiting already.
+    private func mustWait(_ id: String) -> Bool {
+        guard maxInFlight != .max else { return false }
+        return steps.values.count(where: { $0.inFlight && $0.id != id }) >= maxInFlight
+            || steps.values.contains { $0.status == .pending && $0.waitingTurn != nil }
+    }
+
+    /// Queues steps waiting for a place under `maxInFlight`, in turn, while places are free.
+    private mutating func admitWaiting(now: Double) -> [Effect] {
+        let free = maxInFlight - inFlightCount
+        guard free > 0 else { return [] }
+        let waiting = steps.values.filter { $0.status == .pending && $0.waitingTurn != nil }.sorted { $0.waitingTurn! < $1.waitingTurn! }
+        return waiting.prefix(free).flatMap { queue($0.id, now: now) }
+    }
+
     // MARK: Worker events
 
-    /// A worker claimed an attempt. Claims for old attempts, finished steps or an attempt
-    /// another worker holds are answered by cancelling that worker's run.
-    public mutating func claimed(_ ref: AttemptRef, by worker: String, now: Double) -> [Effect] {
+    /// Whether `identity` holds the lease of `ref` (a running attempt): the identity that
+    /// claimed it or, for an attempt claimed before identities were kept, the holder's name.
+    func holds(_ ref: AttemptRef, _ identity: WorkerIdentity) -> Bool {
+        guard let step = steps[ref.stepId] else { return false }
+        if let holder = step.holder(of: ref.attempt) { return holder == identity }
+        return step.worker == identity.worker
+    }
+
+    private mutating func bind(_ ref: AttemptRef, to identity: WorkerIdentity) {
+        steps[ref.stepId]!.worker = identity.worker
+        steps[ref.stepId]!.holders = (steps[ref.stepId]!.holders ?? [:]).merging([ref.attempt: identity]) { $1 }
+    }
+
+    /// A worker claimed an attempt: the lease is bound to its identity. Claims for old
+    /// attempts, finished steps or an attempt another worker holds are answered by cancelling
+    /// that worker's run.
+    public mutating func claimed(_ ref: AttemptRef, by identity: WorkerIdentity, now: Double) -> [Effect] {
         guard let step = steps[ref.stepId] else { return [] }
-        guard ref.attempt == step.attempt, !step.status.isFinal else { return [.cancelAttempt(ref, worker: worker)] }
+        guard ref.attempt == step.attempt, !step.status.isFinal else { return [.cancelAttempt(ref, worker: identity.worker)] }
         switch step.status {
         case .queued:
             steps[ref.stepId]!.status = .running
-            steps[ref.stepId]!.worker = worker
+            bind(ref, to: identity)
             steps[ref.stepId]!.startedAt = steps[ref.stepId]!.startedAt ?? now
             steps[ref.stepId]!.leaseExpiresAt = now + leaseSeconds
             return []
-        case .running where step.worker == worker:
+        case .running where !step.ownDone && holds(ref, identity):
+            bind(ref, to: identity)
             steps[ref.stepId]!.leaseExpiresAt = now + leaseSeconds
+            return []
+        case .running where step.worker == identity.worker:
+            // The holder's name from another account: a forgery. A cancel by that name would
+            // stop the holder's run.
             return []
         case .running:
             // The same attempt delivered twice: the first claim keeps it.
-            return [.cancelAttempt(ref, worker: worker)]
+            return [.cancelAttempt(ref, worker: identity.worker)]
         default:
             return []
         }
     }
 
     /// A phase event or a heartbeat from the lease holder renews the lease.
-    public mutating func heard(_ ref: AttemptRef, from worker: String, runStarted: Bool, policy: ActionPolicy?, now: Double) -> [Effect] {
-        guard let step = steps[ref.stepId], ref.attempt == step.attempt, step.status == .running, !step.ownDone, step.worker == worker else {
+    public mutating func heard(_ ref: AttemptRef, from identity: WorkerIdentity, runStarted: Bool, policy: ActionPolicy?, now: Double) -> [Effect] {
+        guard let step = steps[ref.stepId], ref.attempt == step.attempt, step.status == .running, !step.ownDone, holds(ref, identity) else {
             return []
         }
         steps[ref.stepId]!.leaseExpiresAt = now + leaseSeconds
@@ -103,11 +152,18 @@ public struct ChangeTree: Sendable, Equatable {
         return []
     }
 
-    /// How an attempt ended. Outcomes for old attempts, finished steps or from a worker that
-    /// does not hold the lease are dropped.
-    public mutating func outcome(_ ref: AttemptRef, from worker: String, _ verdict: Verdict, now: Double, makeID: () -> String) -> [Effect] {
+    /// How an attempt ended. Outcomes for old attempts, finished steps or from an identity that
+    /// does not hold the lease are dropped; one for a queued attempt (its claim not yet seen)
+    /// binds the lease to its sender, as the claim would have.
+    public mutating func outcome(_ ref: AttemptRef, from identity: WorkerIdentity, _ verdict: Verdict, now: Double, makeID: () -> String) -> [Effect] {
         guard let step = steps[ref.stepId], ref.attempt == step.attempt, !step.status.isFinal, !step.ownDone else { return [] }
-        guard step.status == .queued || (step.status == .running && step.worker == worker) else { return [] }
+        guard step.status == .queued || (step.status == .running && holds(ref, identity)) else { return [] }
+        if step.status == .queued { bind(ref, to: identity) }
+        return settle(ref, verdict, now: now, makeID: makeID) + admitWaiting(now: now)
+    }
+
+    private mutating func settle(_ ref: AttemptRef, _ verdict: Verdict, now: Double, makeID: () -> String) -> [Effect] {
+        let step = steps[ref.stepId]!
         switch verdict {
         case .cancelled:
             return finish(ref.stepId, .cancelled, error: "cancelled on the worker", now: now)
@@ -162,6 +218,7 @@ public struct ChangeTree: Sendable, Equatable {
             return [stop] + queue(ref.stepId, now: now)
         }
         return [stop] + finish(ref.stepId, .error, error: "worker lost during run (\(step.worker ?? "unknown worker") went silent)", now: now)
+            + admitWaiting(now: now)
     }
 
     /// Attempts still running `grace` seconds past their action's timeout: their worker should
@@ -179,6 +236,7 @@ public struct ChangeTree: Sendable, Equatable {
         let timeout = step.timeoutSeconds.map { "\($0) s" } ?? "timeout"
         return [.cancelAttempt(ref, worker: step.worker)]
             + finish(ref.stepId, .error, error: "the step ran past its timeout of \(timeout) and its worker did not stop it; the dispatcher failed it", now: now)
+            + admitWaiting(now: now)
     }
 
     /// The broker dead-lettered an attempt's job before any worker claimed it (its delivery
@@ -187,6 +245,7 @@ public struct ChangeTree: Sendable, Equatable {
         guard let step = steps[ref.stepId], ref.attempt == step.attempt, step.status == .queued else { return [] }
         if step.attempt >= limit {
             return finish(ref.stepId, .error, error: "the broker dead-lettered this step's job \(step.attempt) times (last: \(reason))", now: now)
+                + admitWaiting(now: now)
         }
         steps[ref.stepId]!.error = "the broker dead-lettered the job (\(reason)); queued again"
         return queue(ref.stepId, now: now)
@@ -280,5 +339,20 @@ extension ChangeTree {
         for (id, step) in steps where step.status == .running && step.leaseExpiresAt != nil {
             steps[id]!.leaseExpiresAt = max(step.leaseExpiresAt!, until)
         }
+    }
+}
+
+extension ChangeTree {
+    /// A worker whose broker user is its own name (one account per worker, the convention).
+    public mutating func claimed(_ ref: AttemptRef, by worker: String, now: Double) -> [Effect] {
+        claimed(ref, by: WorkerIdentity(user: worker, worker: worker), now: now)
+    }
+
+    public mutating func heard(_ ref: AttemptRef, from worker: String, runStarted: Bool, policy: ActionPolicy?, now: Double) -> [Effect] {
+        heard(ref, from: WorkerIdentity(user: worker, worker: worker), runStarted: runStarted, policy: policy, now: now)
+    }
+
+    public mutating func outcome(_ ref: AttemptRef, from worker: String, _ verdict: Verdict, now: Double, makeID: () -> String) -> [Effect] {
+        outcome(ref, from: WorkerIdentity(user: worker, worker: worker), verdict, now: now, makeID: makeID)
     }
 }

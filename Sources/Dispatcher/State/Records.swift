@@ -53,6 +53,12 @@ public struct StepRecord: Sendable, Equatable, Codable {
     public var runStartedAt: Double?
     /// The action's timeout, as its worker reported it.
     public var timeoutSeconds: Int?
+    /// The verified identity that claimed each attempt (by attempt number): later messages
+    /// about an attempt count only from it.
+    public var holders: [Int: WorkerIdentity]?
+    /// Set while the step waits for a free place under its change's cap on steps in flight:
+    /// its turn in the line of waiting steps (they are queued in turn as places free up).
+    public var waitingTurn: Int?
 
     public init(id: String, changeId: String, parentId: String?, position: Int, action: String) {
         self.id = id
@@ -72,6 +78,12 @@ public struct StepRecord: Sendable, Equatable, Codable {
     }
 
     public var ref: AttemptRef { AttemptRef(stepId: id, attempt: attempt) }
+
+    /// Who claimed `attempt`, if anyone has yet.
+    public func holder(of attempt: Int) -> WorkerIdentity? { holders?[attempt] }
+
+    /// Queued, or running its own action: it takes a place under the change's cap.
+    var inFlight: Bool { status == .queued || (status == .running && !ownDone) }
 
     /// A failure that fails its parent.
     var failsParent: Bool {

@@ -188,6 +188,12 @@ public final class Store: Sendable {
         return ChangeTree(changeId: changeId, steps: records, leaseSeconds: leaseSeconds)
     }
 
+    /// One step's record, without the rest of its change's tree.
+    static func step(_ db: Database, _ stepId: String) throws -> StepRecord? {
+        guard let record = try String.fetchOne(db, sql: "SELECT record FROM steps WHERE id = ?", arguments: [stepId]) else { return nil }
+        return try JSONDecoder().decode(StepRecord.self, from: Data(record.utf8))
+    }
+
     static func changeId(_ db: Database, ofStep stepId: String) throws -> String? {
         try String.fetchOne(db, sql: "SELECT change_id FROM steps WHERE id = ?", arguments: [stepId])
     }

@@ -60,7 +60,9 @@ final class ChaosFleet: Sendable {
         }
         let pid = try launch(
             ["worker", "--amqp", amqp, "--pool", Names.defaultPool, "--slots", String(slots), "--name", name, "--heartbeat", "1",
-             "--work-dir", folder + "/" + name, "--log-level", logLevel, "--git-local-roots", folder],
+             "--work-dir", folder + "/" + name, "--log-level", logLevel, "--git-local-roots", folder,
+             // One account for the whole chaos fleet: the dispatcher's is the workers' own.
+             "--dispatcher-user", (try AMQPConfiguration.list(amqp))[0].user],
             log: folder + "/\(name).log")
         processes.withLock { $0.workers[name] = pid }
         return name
