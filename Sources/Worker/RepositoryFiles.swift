@@ -45,21 +45,13 @@ struct RepositoryFiles: Sendable {
         return Data(try await git(["cat-file", "blob", object]).utf8)
     }
 
-    /// Runs git in the checkout with an empty environment (no configuration but the
-    /// repository's own, nothing of the worker's), user values after `--` or checked above.
+    /// Runs the fleet's git (its own minimal environment, a deadline) in the checkout; user
+    /// values come after `--` or were checked above.
     private func git(_ arguments: [String]) async throws(StepFailure) -> String {
-        let result: CommandRunner.Result
         do {
-            result = try await CommandRunner.run(
-                "/usr/bin/env",
-                ["-i", "PATH=/usr/bin:/bin", "HOME=/nonexistent", "LC_ALL=C", "GIT_CONFIG_NOSYSTEM=1", "GIT_CONFIG_GLOBAL=/dev/null", "/usr/bin/git", "-C", checkout]
-                    + arguments)
+            return try await Git(policy: GitRemotePolicy()).run(["-C", checkout] + arguments, what: "read the repository's files at \(sha)", timeout: .seconds(60))
         } catch {
-            throw StepFailure("cannot read the repository's files: \(error)")
+            throw StepFailure(error.description)
         }
-        guard result.status == 0 else {
-            throw StepFailure("cannot read the repository's files at \(sha): \(result.output.trimmingCharacters(in: .whitespacesAndNewlines))")
-        }
-        return result.output
     }
 }
