@@ -39,7 +39,8 @@ public actor GitMirror {
             throw CheckoutError(error.description)
         }
         let requested = ContinuousClock.now
-        var (mirror, fetched) = try await ensure(remote: remote, sha: sha)
+        let (mirror, fetchedForCommit) = try await ensure(remote: remote, sha: sha)
+        var fetched = fetchedForCommit
         var note: String?
         if let change, !fetched, !(refreshed[mirror] ?? []).contains(change) {
             do {
