@@ -124,11 +124,56 @@ public struct Phase: Codable, Sendable, Hashable {
     public var state: State
     /// Set when `state` is `finished`.
     public var durationMs: Int?
+    /// Set when `state` is `finished`: the parts of the phases so far (absent from workers
+    /// before it was added).
+    public var durations: PhaseDurations?
 
-    public init(name: Name, state: State, durationMs: Int? = nil) {
+    public init(name: Name, state: State, durationMs: Int? = nil, durations: PhaseDurations? = nil) {
         self.name = name
         self.state = state
         self.durationMs = durationMs
+        self.durations = durations
+    }
+}
+
+/// How long the parts of an attempt's phases took, in milliseconds, each set once known: where
+/// a step's time goes. Every field is optional, so older and newer workers and dispatchers
+/// read each other's messages.
+public struct PhaseDurations: Codable, Sendable, Hashable {
+    /// Build: from its start until the checkout and the repository's files were ready.
+    public var buildInitialiseMs: Int?
+    /// Build: the whole phase (the image built or found).
+    public var buildMs: Int?
+    /// Run: from its start until the container was created with step_context.json in it.
+    public var runInitialiseMs: Int?
+    /// Run: from the container's start until it exited.
+    public var runningMs: Int?
+    /// Run: from the container's exit until its output and step_result.json were read.
+    public var runCompletingMs: Int?
+    /// Run: the whole phase.
+    public var runMs: Int?
+
+    public init(
+        buildInitialiseMs: Int? = nil, buildMs: Int? = nil, runInitialiseMs: Int? = nil, runningMs: Int? = nil, runCompletingMs: Int? = nil,
+        runMs: Int? = nil
+    ) {
+        self.buildInitialiseMs = buildInitialiseMs
+        self.buildMs = buildMs
+        self.runInitialiseMs = runInitialiseMs
+        self.runningMs = runningMs
+        self.runCompletingMs = runCompletingMs
+        self.runMs = runMs
+    }
+
+    /// The names `parts` uses, all of them, in order.
+    public var allPartNames: [String] { ["build.initialise", "build", "run.initialise", "run.running", "run.completing", "run"] }
+
+    /// Each part with its name, in the order the phases run; unset parts left out.
+    public var parts: [(name: String, ms: Int)] {
+        [
+            ("build.initialise", buildInitialiseMs), ("build", buildMs), ("run.initialise", runInitialiseMs), ("run.running", runningMs),
+            ("run.completing", runCompletingMs), ("run", runMs),
+        ].compactMap { name, ms in ms.map { (name, $0) } }
     }
 }
 
@@ -195,6 +240,8 @@ public struct StepOutcome: WireMessage, Hashable {
     public var policy: ActionPolicy?
     /// When the worker claimed the attempt (its clock).
     public var claimedAt: EpochMilliseconds?
+    /// The parts of its phases (absent from workers before it was added).
+    public var phases: PhaseDurations?
 
     public init(
         ref: AttemptRef, worker: String, status: Status, exitCode: Int? = nil, error: String? = nil,

@@ -61,6 +61,8 @@ public struct ContainerResult: Sendable {
     public var outOfMemory = false
     /// The container wrote more than its disk limit and was killed (or a file hit the limit).
     public var diskExceeded = false
+    /// When the container exited (what follows is reading its output and result).
+    public var exitedAt: ContinuousClock.Instant?
 }
 
 /// Cancels a step from another task: before its container starts, or by killing it.
@@ -111,9 +113,10 @@ public final class StepCancellation: Sendable {
 /// over the image's layers can be another.
 public protocol ContainerRuntime: Sendable {
     /// Runs the step and removes its container, whatever happens. `started` is called once
-    /// the container runs; `output` gets each line it writes.
+    /// the container runs; `output` gets every byte it writes, in order per stream, as it comes
+    /// (lines are made by the log, which also caps them): nothing written is left out.
     func run(
         _ run: ContainerRun, cancellation: StepCancellation, started: @escaping @Sendable () async -> Void,
-        output: @escaping @Sendable (LogBatch.Stream, String) -> Void
+        output: @escaping @Sendable (LogBatch.Stream, Data) -> Void
     ) async throws(StepFailure) -> ContainerResult
 }

@@ -58,7 +58,7 @@ public struct DockerContainerRuntime: ContainerRuntime {
 
     public func run(
         _ run: ContainerRun, cancellation: StepCancellation, started: @escaping @Sendable () async -> Void,
-        output: @escaping @Sendable (LogBatch.Stream, String) -> Void
+        output: @escaping @Sendable (LogBatch.Stream, Data) -> Void
     ) async throws(StepFailure) -> ContainerResult {
         let userSpec = run.imageUser
         let container: String
@@ -69,7 +69,7 @@ public struct DockerContainerRuntime: ContainerRuntime {
         }
         do {
             let user = try await user(userSpec, of: run.image, container: container)
-            output(.system, "run: as user \(user)\(userSpec.isEmpty ? "" : " (image USER \(userSpec))"), \(user.isRoot ? "capabilities " + rootCapabilities.joined(separator: ", ") : "no capabilities")")
+            output(.system, Data("run: as user \(user)\(userSpec.isEmpty ? "" : " (image USER \(userSpec))"), \(user.isRoot ? "capabilities " + rootCapabilities.joined(separator: ", ") : "no capabilities")\n".utf8))
             let result = try await runCreated(container, run, user: user, cancellation: cancellation, started: started, output: output)
             try? await engine.remove(container)
             return result
@@ -118,7 +118,7 @@ public struct DockerContainerRuntime: ContainerRuntime {
 
     private func runCreated(
         _ container: String, _ run: ContainerRun, user: ContainerUser, cancellation: StepCancellation, started: @escaping @Sendable () async -> Void,
-        output: @escaping @Sendable (LogBatch.Stream, String) -> Void
+        output: @escaping @Sendable (LogBatch.Stream, Data) -> Void
     ) async throws(StepFailure) -> ContainerResult {
         let engine = engine
         let timedOut = LockedValue(false)
@@ -159,20 +159,21 @@ public struct DockerContainerRuntime: ContainerRuntime {
                 }
             }
         }
-        let reader = Task {
-            var splitter = LineSplitter()
+        let reader = Task { () -> LogCatchUp in
+            var catchUp = LogCatchUp()
             do {
-                for try await (stream, data) in try await engine.logs(container) {
-                    for line in splitter.feed(stream, data) { output(stream, line) }
-                }
+                for try await (stream, data) in try await engine.logs(container) { output(stream, catchUp.followed(data)) }
             } catch {
-                output(.system, "log stream ended early: \(error)")
+                // The re-read after the exit brings what the stream did not.
+                output(.system, Data("log stream ended early (the rest is read after the step): \(error)\n".utf8))
             }
-            for (stream, line) in splitter.flush() { output(stream, line) }
+            return catchUp
         }
         let exitCode: Int
+        var exited = ContinuousClock.now
         do {
             exitCode = try await engine.wait(container)
+            exited = ContinuousClock.now
         } catch {
             timer.cancel()
             diskWatch.cancel()
@@ -183,7 +184,7 @@ public struct DockerContainerRuntime: ContainerRuntime {
         diskWatch.cancel()
         // A file stopped at the limit by RLIMIT_FSIZE leaves the layer at the limit or past it.
         if !diskExceeded.value, let written = try? await engine.writtenBytes(container), written >= limit { diskExceeded.value = true }
-        await reader.value
+        await readRest(container, after: await reader.value, output: output)
         let outOfMemory = (try? await engine.inspectContainer(container))?["State"]?["OOMKilled"]?.boolValue ?? false
         var stepResult: Data?
         if let archive = try? await engine.getArchive(container, path: Self.resultPath) {
@@ -195,34 +196,21 @@ public struct DockerContainerRuntime: ContainerRuntime {
         }
         return ContainerResult(
             exitCode: exitCode, timedOut: timedOut.value, cancelled: cancellation.isCancelled, stepResult: stepResult, outOfMemory: outOfMemory,
-            diskExceeded: diskExceeded.value)
+            diskExceeded: diskExceeded.value, exitedAt: exited)
+    }
+
+    /// The output the followed stream did not deliver (see `LogCatchUp`), read once the
+    /// container has exited.
+    private func readRest(_ container: String, after followed: LogCatchUp, output: @escaping @Sendable (LogBatch.Stream, Data) -> Void) async {
+        var catchUp = followed
+        let since = catchUp.rereading()
+        do {
+            for try await (stream, data) in try await engine.logs(container, follow: false, since: since) {
+                if let new = catchUp.reread(data) { output(stream, new) }
+            }
+        } catch {
+            output(.system, Data("cannot read the end of the step's output: \(error)\n".utf8))
+        }
     }
 }
 
-/// Turns output frames into lines per stream, keeping partial lines until they end.
-struct LineSplitter {
-    private var partial: [LogBatch.Stream: Data] = [:]
-    /// Lines longer than this are cut, so one runaway line cannot fill memory.
-    static let maximumLine = 16 * 1024
-
-    mutating func feed(_ stream: LogBatch.Stream, _ data: Data) -> [String] {
-        var buffer = partial[stream, default: Data()]
-        buffer.append(data)
-        var lines: [String] = []
-        while let newline = buffer.firstIndex(of: 0x0A) {
-            lines.append(String(decoding: buffer[buffer.startIndex..<newline], as: UTF8.self))
-            buffer = Data(buffer[(newline + 1)...])
-        }
-        if buffer.count > Self.maximumLine {
-            lines.append(String(decoding: buffer, as: UTF8.self))
-            buffer = Data()
-        }
-        partial[stream] = buffer
-        return lines
-    }
-
-    mutating func flush() -> [(LogBatch.Stream, String)] {
-        defer { partial.removeAll() }
-        return partial.filter { !$0.value.isEmpty }.map { ($0.key, String(decoding: $0.value, as: UTF8.self)) }
-    }
-}

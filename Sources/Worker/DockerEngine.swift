@@ -319,11 +319,16 @@ public final class DockerEngine: Sendable {
         return list.compactMap { $0["Id"]?.stringValue }
     }
 
-    /// The container's output as it is written: (stream, bytes) frames until it exits.
-    public func logs(_ container: String) async throws(DockerError) -> AsyncThrowingStream<(LogBatch.Stream, Data), any Error> {
-        let response = try await request(
-            .GET, "/containers/\(container)/logs", query: [("follow", "1"), ("stdout", "1"), ("stderr", "1")], timeout: .hours(24 * 7))
-        try await expect(response, "follow container logs")
+    /// The container's output as (stream, bytes) frames, each led by the engine's time stamp
+    /// (`timestamps=1`: RFC 3339 with nanoseconds and a space). With `follow`, frames as they
+    /// are written until the container exits; without, what the engine holds now, from `since`
+    /// (Unix seconds with nanoseconds, inclusive) when given.
+    public func logs(_ container: String, follow: Bool = true, since: String? = nil) async throws(DockerError) -> AsyncThrowingStream<(LogBatch.Stream, Data), any Error> {
+        var query = [("stdout", "1"), ("stderr", "1"), ("timestamps", "1")]
+        if follow { query.append(("follow", "1")) }
+        if let since { query.append(("since", since)) }
+        let response = try await request(.GET, "/containers/\(container)/logs", query: query, timeout: follow ? .hours(24 * 7) : .minutes(5))
+        try await expect(response, follow ? "follow container logs" : "read container logs")
         return AsyncThrowingStream { continuation in
             let task = Task {
                 var demultiplexer = LogDemultiplexer()

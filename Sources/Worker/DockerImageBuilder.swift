@@ -7,8 +7,9 @@ import StepRunner
 /// Builds step images with the Docker engine's legacy builder.
 ///
 /// The build key hashes the Dockerfile, `step_context_env.json`, the build args (the SHA among
-/// them) and the image ids of every `FROM` image, so a moved base tag never reuses a stale
-/// image. An image labelled with the key is reused without building or uploading the context;
+/// them), the refs repo.tar holds (a new tag at the same SHA is a new image) and the image ids
+/// of every `FROM` image, so a moved base tag never reuses a stale image; a `FROM` image the
+/// engine lacks fails the step before any build. An image labelled with the key is reused without building or uploading the context;
 /// identical builds running at once are done once; at most `maximumConcurrentBuilds` run. A
 /// reused image is tagged again, which records its use for `StepImageCache`.
 ///
@@ -183,8 +184,9 @@ public actor DockerImageBuilder: ImageBuilder {
             hasher.update(data: Data("\(label):\(data.count):".utf8))
             hasher.update(data: data)
         }
-        add("format", Data("stepfleet-build-key-2".utf8))
+        add("format", Data("stepfleet-build-key-3".utf8))
         add("dockerfile", Data(request.dockerfile.utf8))
+        add("repo.tar refs", Data(request.repositoryRefs.utf8))
         add("step_context_env.json", contextEnv)
         for name in request.buildArgs.keys.sorted() where name != BuildSecretsClient.variable {
             add("arg \(name)", Data(request.buildArgs[name]!.utf8))
@@ -197,9 +199,19 @@ public actor DockerImageBuilder: ImageBuilder {
             } catch {
                 throw StepFailure("build: \(error)")
             }
-            add("from \(image)", Data((id ?? "missing").utf8))
+            // The legacy builder would try to pull it and fail on the registry's name or
+            // network: say what is wrong before any build.
+            guard let id else { throw StepFailure(Self.missingImage(image)) }
+            add("from \(image)", Data(id.utf8))
         }
         return hasher.finalize().hexString
+    }
+
+    /// The one sentence for a `FROM` image the engine does not have.
+    static func missingImage(_ image: String) -> String {
+        let name = image.split(separator: "/").last.map(String.init) ?? image
+        let reference = name.contains(":") || name.contains("@") ? image : image + ":latest"
+        return "image \(reference) is not on this worker's Docker engine; StepFleet never pulls images: build or load it there"
     }
 
     /// The images named by `FROM` lines, build args substituted; earlier stages and `scratch`

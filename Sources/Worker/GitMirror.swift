@@ -4,7 +4,9 @@ import HostCommand
 import Protocol
 
 /// A local mirror per remote repository; a step's checkout comes from it. The remote is
-/// fetched only when the mirror lacks the requested commit.
+/// fetched when the mirror lacks the requested commit, and once per change besides: the refs
+/// a step sees (repo.tar holds them: a tag added at a SHA the mirror has already) are then at
+/// least as new as its change, at one fetch per change and mirror, not one per step.
 ///
 /// Every git call goes through the fleet's git runner (`Git`): the job's remote is checked
 /// against this worker's `GitRemotePolicy` before anything is fetched (a job is only as
@@ -14,15 +16,20 @@ public actor GitMirror {
     public let directory: String
     private let git: Git
     /// One fetch at a time per remote; others wait for it.
-    private var fetches: [String: Task<Void, any Error>] = [:]
+    private var fetches: [String: (task: Task<Void, any Error>, started: ContinuousClock.Instant)] = [:]
+    /// The changes each mirror was fetched for (the latest few hundred).
+    private var refreshed: [String: [String]] = [:]
 
     public init(directory: String, git: String = "/usr/bin/git", policy: GitRemotePolicy = GitRemotePolicy(), timeout: Duration = .seconds(600)) {
         self.directory = directory
         self.git = Git(executable: git, policy: policy, timeout: timeout)
     }
 
-    /// A checkout of `sha` (with `.git`) in `destination`, made from the mirror of `remote`.
-    public func checkout(remote: String, sha: String, into destination: String) async throws(CheckoutError) {
+    /// A checkout of `sha` (with `.git`) in `destination`, made from the mirror of `remote`,
+    /// fetched first for `change` if no step of that change fetched it yet. Returns a note when
+    /// that fetch failed and the mirror's refs were used as they were.
+    @discardableResult
+    public func checkout(remote: String, sha: String, into destination: String, change: String? = nil) async throws(CheckoutError) -> String? {
         guard sha.count >= 7, sha.count <= 64, sha.allSatisfy(\.isHexDigit) else {
             throw CheckoutError("\"\(sha)\" is not a git commit SHA")
         }
@@ -31,22 +38,52 @@ public actor GitMirror {
         } catch {
             throw CheckoutError(error.description)
         }
-        let mirror = try await ensure(remote: remote, sha: sha)
+        let requested = ContinuousClock.now
+        let (mirror, fetchedForCommit) = try await ensure(remote: remote, sha: sha)
+        var fetched = fetchedForCommit
+        var note: String?
+        if let change, !fetched, !(refreshed[mirror] ?? []).contains(change) {
+            do {
+                try await fetch(mirror, remote: remote, since: requested)
+                fetched = true
+            } catch {
+                note = "could not fetch \(remote) for this change's refs (\(error)); the mirror's refs as last fetched are used"
+            }
+        }
+        if fetched, let change { refreshed[mirror, default: []].append(change); refreshed[mirror]!.removeFirst(max(refreshed[mirror]!.count - 500, 0)) }
         // Copies, not hard links: a link made or dropped by a concurrent clone or the mirror's
         // gc changes a shared inode's ctime, and tar then fails the build context with "file
         // changed as we read it" (seen under load in the poison scenario).
         try await runGit(["-c", "gc.auto=0", "clone", "--quiet", "--no-hardlinks", "--no-checkout", "--", mirror, destination], what: "clone the mirror of \(remote)")
         try await runGit(["-C", destination, "checkout", "--quiet", "--detach", sha, "--"], what: "check out \(sha)")
         try await runGit(["-C", destination, "remote", "set-url", "--", "origin", remote], what: "set the origin of the checkout")
+        return note
     }
 
-    /// The mirror's path, holding `sha` (fetching the remote if it does not yet).
-    private func ensure(remote: String, sha: String) async throws(CheckoutError) -> String {
+    /// The mirror's path, holding `sha` (fetching the remote if it does not yet), and whether
+    /// it was fetched for this call.
+    private func ensure(remote: String, sha: String) async throws(CheckoutError) -> (String, Bool) {
         let mirror = (directory as NSString).appendingPathComponent(Self.mirrorName(remote) + ".git")
-        if await hasCommit(mirror, sha) { return mirror }
+        if await hasCommit(mirror, sha) { return (mirror, false) }
+        let requested = ContinuousClock.now
         if let running = fetches[mirror] {
-            _ = try? await running.value
-            if await hasCommit(mirror, sha) { return mirror }
+            _ = await running.task.result
+            if await hasCommit(mirror, sha) { return (mirror, running.started >= requested) }
+        }
+        try await fetch(mirror, remote: remote, since: requested)
+        guard await hasCommit(mirror, sha) else {
+            throw CheckoutError("commit \(sha) is not in \(remote) (fetched just now)")
+        }
+        return (mirror, true)
+    }
+
+    /// Returns once a fetch of the mirror that started at `since` or later has ended: joins
+    /// one running, or waits for an older one and starts another.
+    private func fetch(_ mirror: String, remote: String, since: ContinuousClock.Instant) async throws(CheckoutError) {
+        while let running = fetches[mirror] {
+            let result = await running.task.result
+            if running.started >= since { return try Self.check(result, remote) }
+            if fetches[mirror]?.started == running.started { fetches[mirror] = nil }
         }
         let task = Task { [git, directory] in
             try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
@@ -64,19 +101,22 @@ public actor GitMirror {
                 }
             }
         }
-        fetches[mirror] = task
-        defer { fetches[mirror] = nil }
-        do {
-            try await task.value
-        } catch let error as Git.Failure {
+        let started = ContinuousClock.now
+        fetches[mirror] = (task, started)
+        let result = await task.result
+        if fetches[mirror]?.started == started { fetches[mirror] = nil }
+        try Self.check(result, remote)
+    }
+
+    private static func check(_ result: Result<Void, any Error>, _ remote: String) throws(CheckoutError) {
+        switch result {
+        case .success:
+            return
+        case .failure(let error as Git.Failure):
             throw CheckoutError(error.description)
-        } catch {
+        case .failure(let error):
             throw CheckoutError("cannot fetch \(remote): \(error)")
         }
-        guard await hasCommit(mirror, sha) else {
-            throw CheckoutError("commit \(sha) is not in \(remote) (fetched just now)")
-        }
-        return mirror
     }
 
     private func hasCommit(_ mirror: String, _ sha: String) async -> Bool {

@@ -17,6 +17,9 @@ public struct BuildRequest: Sendable {
 
     /// The checkout of the project at the step's SHA (with `.git`).
     public var checkout: String
+    /// The checkout's refs and `HEAD` (`RepositoryFiles.refs`): repo.tar holds them, so the
+    /// build key does too.
+    public var repositoryRefs: String = ""
     /// The project's `.opschain/Dockerfile`, or the default one.
     public var dockerfile: String
     /// `step_context_env.json`.

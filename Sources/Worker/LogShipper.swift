@@ -4,7 +4,9 @@ import Logging
 import Protocol
 
 /// Ships one attempt's log lines in batches (every 200 ms or 200 lines), numbered from 0 with
-/// no gaps, each batch confirmed before the next.
+/// no gaps, each batch confirmed before the next. The step's output (build and run) is masked,
+/// then held to the worker's log cap and line cap (`LogLimiter`); StepFleet's own lines are
+/// masked and always shipped.
 final class LogShipper: Sendable {
     private let ref: AttemptRef
     private let worker: String
@@ -17,6 +19,7 @@ final class LogShipper: Sendable {
     private let pause = LockedValue<Task<Void, any Error>?>(nil)
     /// Secret values replaced by `****` in every line, in every form they take.
     private let secrets = LockedValue(SecretMask())
+    private let limiter: LockedValue<LogLimiter>
 
     private struct State {
         var nextSeq = 0
@@ -26,7 +29,8 @@ final class LogShipper: Sendable {
 
     static let batchSize = 200
 
-    init(ref: AttemptRef, worker: String, publisher: EventPublisher, logger: Logger) {
+    init(ref: AttemptRef, worker: String, publisher: EventPublisher, logger: Logger, logCap: Int = LogLimiter.defaultLogCap) {
+        limiter = LockedValue(LogLimiter(logCap: logCap))
         self.ref = ref
         self.worker = worker
         self.publisher = publisher
@@ -54,9 +58,42 @@ final class LogShipper: Sendable {
         secrets.value.apply(to: text)
     }
 
-    /// Adds a line; never waits.
+    /// A line of the step's output (the build's); never waits.
     func write(_ stream: LogBatch.Stream, _ text: String) {
-        let text = masked(text)
+        let mask = secrets.value
+        limited { $0.line(stream, text, mask: mask) }
+    }
+
+    /// Raw output of the step's container, as it comes; never waits.
+    func output(_ stream: LogBatch.Stream, _ data: Data) {
+        if stream == .system { return system(String(decoding: data, as: UTF8.self).trimmingCharacters(in: .newlines)) }
+        let mask = secrets.value
+        limited { $0.feed(stream, data, mask: mask) }
+    }
+
+    /// The step's output has ended: its unterminated last lines, and the log cap's marker if
+    /// output was cut. Called again, does nothing.
+    func endOutput() {
+        let mask = secrets.value
+        limited { $0.end(mask: mask) }
+    }
+
+    /// Runs `step` on the limiter and appends the lines it lets through; says once, in the
+    /// worker's own log, that the log passed its cap.
+    private func limited(_ step: (inout LogLimiter) -> [(LogBatch.Stream, String)]) {
+        let (lines, newlyCut, cap) = limiter.withLock { limiter -> ([(LogBatch.Stream, String)], Bool, Int) in
+            let before = limiter.capPassed
+            let lines = step(&limiter)
+            return (lines, !before && limiter.capPassed, limiter.logCap)
+        }
+        for (stream, text) in lines { append(stream, text) }
+        if newlyCut {
+            logger.warning("the step's log passed its cap of \(LogLimiter.size(cap)); the rest of its output is not shipped (the step runs on)", metadata: ["step": "\(ref)"])
+        }
+    }
+
+    /// Adds a line that is masked already.
+    private func append(_ stream: LogBatch.Stream, _ text: String) {
         state.withLock { state in
             state.pending.append(LogBatch.Line(seq: state.nextSeq, stream: stream, text: text, at: Clock.epochMilliseconds()))
             state.nextSeq += 1
@@ -66,7 +103,7 @@ final class LogShipper: Sendable {
     /// A line StepFleet writes itself; also logged locally, masked like the step's log.
     func system(_ text: String) {
         let text = masked(text)
-        write(.system, text)
+        append(.system, text)
         logger.info("\(text)")
     }
 
@@ -85,6 +122,7 @@ final class LogShipper: Sendable {
 
     /// Sends what is left and stops.
     func finish() async {
+        endOutput()
         state.withLock { $0.finished = true }
         pause.value?.cancel()
         await flusher.value?.value

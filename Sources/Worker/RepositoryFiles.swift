@@ -45,6 +45,15 @@ struct RepositoryFiles: Sendable {
         return Data(try await git(["cat-file", "blob", object]).utf8)
     }
 
+    /// What repo.tar holds besides the commit's tree: every ref of the checkout with its object
+    /// (branches, remote branches, tags) and `HEAD`. A tag or branch added or moved on the
+    /// remote at the same SHA changes it, and so the step image's build key.
+    func refs() async throws(StepFailure) -> String {
+        let refs = try await git(["for-each-ref", "--format=%(objectname) %(refname) %(symref)"])
+        let head = try await git(["rev-parse", "HEAD"])
+        return "HEAD " + head.trimmingCharacters(in: .whitespacesAndNewlines) + "\n" + refs
+    }
+
     /// Runs the fleet's git (its own minimal environment, a deadline) in the checkout; user
     /// values come after `--` or were checked above.
     private func git(_ arguments: [String]) async throws(StepFailure) -> String {

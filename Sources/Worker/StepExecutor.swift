@@ -26,6 +26,7 @@ struct StepExecutor: Sendable {
         log.mask(SecretProperties.values(job.context.mergedProperties))
 
         // Build phase: checkout and image.
+        let buildStart = clock.now
         log.system("build: started")
         await phase(ref, .build, .started)
         // Refused before any work: a network this worker does not offer.
@@ -35,10 +36,9 @@ struct StepExecutor: Sendable {
         } catch {
             return fail(&outcome, log, error.description)
         }
-        let buildStart = clock.now
         let checkout = (scratch as NSString).appendingPathComponent("repo")
         do {
-            try await mirror.checkout(remote: job.git.remote, sha: job.git.sha, into: checkout)
+            if let note = try await mirror.checkout(remote: job.git.remote, sha: job.git.sha, into: checkout, change: job.changeId) { log.system(note) }
         } catch {
             return fail(&outcome, log, "checkout failed: \(error)")
         }
@@ -47,9 +47,11 @@ struct StepExecutor: Sendable {
         let files = RepositoryFiles(checkout: checkout, sha: job.git.sha)
         let dockerfile: String
         let action: ActionsFile.Action?
+        let refs: String
         do {
             dockerfile = try await files.read(DefaultDockerfile.path).map { String(decoding: $0, as: UTF8.self) } ?? DefaultDockerfile.text
             action = try await actionsFile(files)?.actions[job.action]
+            refs = try await files.refs()
         } catch {
             return fail(&outcome, log, error.description)
         }
@@ -72,17 +74,24 @@ struct StepExecutor: Sendable {
             return fail(&outcome, log, error.description)
         }
         log.mask(buildSecrets.map { Array($0.variables.values) } ?? [])
-        let request = BuildRequest(
+        var request = BuildRequest(
             checkout: checkout, dockerfile: dockerfile, contextEnv: contextEnv,
             buildArgs: ["GIT_REV": job.git.rev, "GIT_SHA": job.git.sha, "OPSCHAIN_BASE_RUNNER": baseImage, "OPSCHAIN_VERSION": job.runner.version],
             secrets: buildSecrets, runnerImage: baseImage,
             labels: ContainerLabels.labels(worker: configuration.name, ref: ref, pool: configuration.pool), timeout: buildTimeout)
+        request.repositoryRefs = refs
+        let buildRequest = request
+        let initialiseMs = Clock.milliseconds(clock.now - buildStart)
+        outcome.phases = PhaseDurations(buildInitialiseMs: initialiseMs)
+        log.system(
+            "build: initialised in \(initialiseMs) ms (checkout of \(job.git.sha.prefix(12)), \(refs.split(separator: "\n").count - 1) refs, "
+                + "\(dockerfile == DefaultDockerfile.text ? "the default Dockerfile" : "the project's Dockerfile"))")
         // The build runs in a task of its own so that a cancel can stop it (the builder then
         // stops the engine's build unless another step waits for the same image).
         let builder = builder
         let build = Task { () -> Result<BuiltImage, StepFailure> in
             do throws(StepFailure) {
-                return .success(try await builder.image(for: request) { line in log.write(.stdout, line) })
+                return .success(try await builder.image(for: buildRequest) { line in log.write(.stdout, line) })
             } catch {
                 return .failure(error)
             }
@@ -98,11 +107,15 @@ struct StepExecutor: Sendable {
         }
         let buildMs = Clock.milliseconds(clock.now - buildStart)
         outcome.buildMs = buildMs
+        outcome.phases?.buildMs = buildMs
         log.system("build: finished in \(buildMs) ms (\(image.reused ? "existing image reused" : "image built"): \(image.reference))")
-        await phase(ref, .build, .finished, duration: buildMs)
+        await phase(ref, .build, .finished, duration: buildMs, durations: outcome.phases)
         if cancellation.isCancelled { return cancelled(&outcome, log, cancellation) }
 
-        // Run phase.
+        // Run phase: create the container and copy the context in (initialise), run it, read
+        // its output and result (completing).
+        let runPhaseStart = clock.now
+        log.system("run: started")
         let timeoutSeconds = job.timeoutSeconds ?? action?.timeout
         let timeout = timeoutSeconds.map { Duration.seconds($0) } ?? configuration.defaultTimeout
         let stepContext: Data
@@ -116,6 +129,7 @@ struct StepExecutor: Sendable {
             labels: ContainerLabels.labels(worker: configuration.name, ref: ref, pool: configuration.pool), limits: configuration.limits,
             network: network, imageUser: image.user)
         let runStart = LockedValue<ContinuousClock.Instant?>(nil)
+        let runInitialise = LockedValue<Int?>(nil)
         let result: ContainerResult
         do {
             result = try await runtime.run(
@@ -123,21 +137,33 @@ struct StepExecutor: Sendable {
                 started: {
                     // Said (and confirmed) before the container starts: from here on a lost
                     // worker means a run that may have had effects.
-                    log.system("run: started")
+                    let initialiseMs = Clock.milliseconds(clock.now - runPhaseStart)
+                    log.system("run: initialised in \(initialiseMs) ms (container created, step_context.json copied in); starting the container")
                     await phase(ref, .run, .started, policy: action?.policy)
                     runStart.value = clock.now
+                    runInitialise.value = initialiseMs
                 },
-                output: { stream, line in log.write(stream, line) })
+                output: { stream, data in log.output(stream, data) })
         } catch {
+            log.endOutput()
             outcome.runStarted = runStart.value != nil
             return fail(&outcome, log, error.description)
         }
+        log.endOutput()
         outcome.runStarted = runStart.value != nil
         if let started = runStart.value {
-            let runMs = Clock.milliseconds(clock.now - started)
+            let now = clock.now
+            let exited = result.exitedAt ?? now
+            let completingMs = Clock.milliseconds(now - exited)
+            let runMs = Clock.milliseconds(now - runPhaseStart)
             outcome.runMs = runMs
+            outcome.phases?.runInitialiseMs = runInitialise.value
+            outcome.phases?.runningMs = Clock.milliseconds(exited - started)
+            outcome.phases?.runCompletingMs = completingMs
+            outcome.phases?.runMs = runMs
+            log.system("run: completing in \(completingMs) ms (output and step_result.json read after the container exited; sending the outcome)")
             log.system("run: finished in \(runMs) ms (exit code \(result.exitCode.map(String.init) ?? "none"))")
-            await phase(ref, .run, .finished, duration: runMs)
+            await phase(ref, .run, .finished, duration: runMs, durations: outcome.phases)
         }
         outcome.exitCode = result.exitCode
         if result.cancelled { return cancelled(&outcome, log, cancellation) }
@@ -174,9 +200,11 @@ struct StepExecutor: Sendable {
         return outcome
     }
 
-    private func phase(_ ref: AttemptRef, _ name: Phase.Name, _ state: Phase.State, duration: Int? = nil, policy: ActionPolicy? = nil) async {
+    private func phase(
+        _ ref: AttemptRef, _ name: Phase.Name, _ state: Phase.State, duration: Int? = nil, durations: PhaseDurations? = nil, policy: ActionPolicy? = nil
+    ) async {
         _ = await publisher.untilConfirmed("phase") { () throws(AMQPError) in
-            try await publisher.event(.phase, ref, phase: Phase(name: name, state: state, durationMs: duration), policy: policy)
+            try await publisher.event(.phase, ref, phase: Phase(name: name, state: state, durationMs: duration, durations: durations), policy: policy)
         }
     }
 

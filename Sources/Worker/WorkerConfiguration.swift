@@ -43,10 +43,13 @@ public struct WorkerConfiguration: Sendable {
     /// `user_id`); others are dead-lettered or ignored. Nil: the worker's own broker user (a
     /// fleet whose processes share one account, which cannot tell its members apart).
     public var dispatcherUser: String?
+    /// The most bytes of output a step's log holds (`LogLimiter`); past it the rest is counted,
+    /// not shipped, and the step runs on.
+    public var logCap: Int = LogLimiter.defaultLogCap
 
     public init(
         name: String = WorkerConfiguration.defaultName(), pool: String = Names.defaultPool, slots: Int = 2,
-        workDirectory: String = FileManager.default.currentDirectoryPath + "/.stepfleet-worker", runnerImage: String? = nil,
+        workDirectory: String = WorkerConfiguration.defaultWorkDirectory(), runnerImage: String? = nil,
         heartbeatInterval: Duration = .seconds(5), defaultTimeout: Duration = .seconds(3600), limits: ContainerLimits = ContainerLimits(),
         maximumConcurrentBuilds: Int = 2, shutdownGrace: Duration = .seconds(30), secretsDirectory: String? = nil,
         stepNetworks: [String] = ["default"], imageRepository: String = DockerImageBuilder.defaultRepository,
@@ -70,6 +73,16 @@ public struct WorkerConfiguration: Sendable {
         self.limits = limits
         self.maximumConcurrentBuilds = maximumConcurrentBuilds
         self.shutdownGrace = shutdownGrace
+    }
+
+    /// Where a worker keeps its mirrors and scratch space when told nothing: never the folder
+    /// it was started from. Root: `/var/lib/stepfleet/worker`; anyone else: the XDG state
+    /// directory, `$XDG_STATE_HOME/stepfleet/worker` (`~/.local/state/stepfleet/worker`).
+    public static func defaultWorkDirectory(uid: uid_t = getuid(), environment: [String: String] = ProcessInfo.processInfo.environment) -> String {
+        if uid == 0 { return "/var/lib/stepfleet/worker" }
+        if let state = environment["XDG_STATE_HOME"], state.hasPrefix("/") { return state + "/stepfleet/worker" }
+        let home = environment["HOME"].flatMap { $0.hasPrefix("/") ? $0 : nil } ?? NSHomeDirectory()
+        return home + "/.local/state/stepfleet/worker"
     }
 
     /// `host-pid-random`: unique, and says where the worker runs.

@@ -205,7 +205,7 @@ public actor WorkerService {
     }
 
     private func execute(_ job: StepJob, ref: AttemptRef, claimedAt: EpochMilliseconds, cancellation: StepCancellation, logger: Logger) async {
-        let log = LogShipper(ref: ref, worker: configuration.name, publisher: publisher, logger: logger)
+        let log = LogShipper(ref: ref, worker: configuration.name, publisher: publisher, logger: logger, logCap: configuration.logCap)
         let outcome = await executor.execute(job, claimedAt: claimedAt, cancellation: cancellation, log: log)
         await log.finish()
         let publisher = publisher

@@ -139,6 +139,7 @@ enum TreeRenderer {
             if durations, let ms = step["duration_ms"]?.intValue { line += String(format: " %.1fs", Double(ms) / 1000) }
             if let attempt = step["attempt"]?.intValue, attempt > 1 { line += " attempt \(attempt)" }
             if let strategy = step["child_execution_strategy"]?.stringValue { line += " (\(strategy))" }
+            if durations, let phases = step["phase_durations_ms"]?.objectValue { line += phaseLine(phases) }
             if let error = step["error"]?.stringValue { line += " — \(error)" }
             lines.append(line)
             let children = step["children"]?.arrayValue ?? []
@@ -146,5 +147,20 @@ enum TreeRenderer {
         }
         if let root = change["root"], root != .null { draw(root, "", true) }
         return lines.joined(separator: "\n")
+    }
+
+    /// ` {build 0.9s: init 0.1s · run 0.6s: init 0.2s, ran 0.3s, completing 0.1s}`: where the
+    /// step's time went.
+    static func phaseLine(_ phases: [String: JSON]) -> String {
+        func seconds(_ key: String) -> String? { phases[key]?.intValue.map { String(format: "%.1fs", Double($0) / 1000) } }
+        var parts: [String] = []
+        if let build = seconds("build") ?? seconds("build.initialise") {
+            parts.append("build \(build)" + (seconds("build.initialise").map { ": init \($0)" } ?? ""))
+        }
+        if let run = seconds("run") {
+            let pieces = [("init", "run.initialise"), ("ran", "run.running"), ("completing", "run.completing")].compactMap { label, key in seconds(key).map { "\(label) \($0)" } }
+            parts.append("run \(run)" + (pieces.isEmpty ? "" : ": " + pieces.joined(separator: ", ")))
+        }
+        return parts.isEmpty ? "" : " {" + parts.joined(separator: " · ") + "}"
     }
 }

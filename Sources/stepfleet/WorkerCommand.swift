@@ -23,8 +23,10 @@ struct WorkerCommand: AsyncParsableCommand {
     var docker = "unix:///var/run/docker.sock"
     @Option(help: "Base runner image (OPSCHAIN_BASE_RUNNER); default: the one the job names.")
     var runnerImage: String?
-    @Option(help: "Mirrors, checkouts and build scratch space.")
-    var workDir = FileManager.default.currentDirectoryPath + "/.stepfleet-worker"
+    @Option(help: ArgumentHelp(
+        "Mirrors, checkouts and build scratch space (default: /var/lib/stepfleet/worker as root, else $XDG_STATE_HOME/stepfleet/worker, i.e. ~/.local/state/stepfleet/worker).",
+        valueName: "dir"))
+    var workDir: String?
     @Option(help: "Worker name (default: host-pid-random).")
     var name: String?
     @Option(help: "Seconds running steps get to finish on shutdown.")
@@ -43,6 +45,10 @@ struct WorkerCommand: AsyncParsableCommand {
     var cpus = 1.0
     @Option(help: "Disk limit of a step container, MiB: what it may write; past it the step is killed.")
     var disk = 1024
+    @Option(help: ArgumentHelp(
+        "The most a step's log holds, MiB: past it the rest of the step's output is counted, not shipped, and the log ends with \"[… N bytes cut: the step's log passed its cap]\"; the step runs on. One line holds at most 16 KiB (the rest of it is cut the same way).",
+        valueName: "mib"))
+    var logCap = 16
     @Option(help: "Seconds an image build may take; opschain.config.build_timeout may ask for less.")
     var buildTimeout = 1800
     @Option(help: "Free MiB needed in the work directory and the engine's root directory to take jobs; 0: never pause.")
@@ -68,8 +74,8 @@ struct WorkerCommand: AsyncParsableCommand {
     func validate() throws {
         guard slots > 0 else { throw ValidationError("--slots must be at least 1") }
         guard keepImages >= 0, imageIdle >= 0 else { throw ValidationError("--keep-images and --image-idle must not be negative") }
-        guard grace >= 0, heartbeat > 0, defaultTimeout > 0, builds > 0, memory >= 16, pids >= 16, cpus > 0, disk >= 1, buildTimeout > 0 else {
-            throw ValidationError("--grace, --heartbeat, --default-timeout, --builds, --memory, --pids, --cpus, --disk and --build-timeout must be positive")
+        guard grace >= 0, heartbeat > 0, defaultTimeout > 0, builds > 0, memory >= 16, pids >= 16, cpus > 0, disk >= 1, buildTimeout > 0, logCap >= 1 else {
+            throw ValidationError("--grace, --heartbeat, --default-timeout, --builds, --memory, --pids, --cpus, --disk, --build-timeout and --log-cap must be positive")
         }
         guard minFreeDisk >= 0 else { throw ValidationError("--min-free-disk must not be negative") }
         guard Logger.Level(rawValue: logLevel) != nil else { throw ValidationError("unknown --log-level \(logLevel)") }
@@ -83,7 +89,7 @@ struct WorkerCommand: AsyncParsableCommand {
         let brokers = try AMQPConfiguration.list(amqp)
         let engine = try DockerEngine(endpoint: docker)
         var configuration = WorkerConfiguration(
-            name: name ?? WorkerConfiguration.defaultName(), pool: pool, slots: slots, workDirectory: workDir, runnerImage: runnerImage,
+            name: name ?? WorkerConfiguration.defaultName(), pool: pool, slots: slots, workDirectory: workDir ?? WorkerConfiguration.defaultWorkDirectory(), runnerImage: runnerImage,
             heartbeatInterval: .seconds(heartbeat), defaultTimeout: .seconds(defaultTimeout),
             limits: ContainerLimits(memoryBytes: memory << 20, pids: pids, cpus: cpus, diskBytes: disk << 20), maximumConcurrentBuilds: builds,
             shutdownGrace: .seconds(grace), secretsDirectory: secretsDir ?? ProcessInfo.processInfo.environment["STEPFLEET_SECRETS_DIR"],
@@ -91,6 +97,7 @@ struct WorkerCommand: AsyncParsableCommand {
             imageCache: ImageCachePolicy(keep: keepImages, idle: .seconds(imageIdle * 60)), buildTimeout: .seconds(buildTimeout),
             minimumFreeDisk: Int64(minFreeDisk) << 20, dispatcherUser: dispatcherUser)
         configuration.gitPolicy = git.policy
+        configuration.logCap = logCap << 20
         let worker = WorkerService(configuration: configuration, brokers: brokers, engine: engine, logger: logger)
         let signals = onTerminationSignals { Task { await worker.shutdown() } }
         await worker.run()

@@ -250,6 +250,7 @@ public struct HTTPAPI: Sendable {
         lines.append("stepfleet_refused_worker_messages_total \(engine.metrics.refusedWorkerMessages.count)")
         lines.append(engine.metrics.queueLatency.exposition("stepfleet_queue_latency_seconds", help: "Seconds from a job's enqueueing to its claim."))
         lines.append(engine.metrics.stepDuration.exposition("stepfleet_step_run_seconds", help: "Seconds a step's run phase took."))
+        lines.append(engine.metrics.phaseExposition())
         return lines.joined(separator: "\n") + "\n"
     }
 }

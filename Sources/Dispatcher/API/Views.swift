@@ -46,7 +46,7 @@ enum Views {
             "id": .string(step.id), "action": .string(step.action), "status": .string(step.status.rawValue), "attempt": JSON(step.attempt),
             "child_execution_strategy": step.childStrategy.map { .string($0.rawValue) } ?? .null, "error": step.error.map(JSON.string) ?? .null,
             "worker": step.worker.map(JSON.string) ?? .null, "started_at": time(step.startedAt), "finished_at": time(step.finishedAt),
-            "duration_ms": duration, "children": .array(tree.children(of: step.id).map { self.step(tree, $0, attempts) }),
+            "duration_ms": duration, "phase_durations_ms": phaseDurations(step.phaseDurations), "children": .array(tree.children(of: step.id).map { self.step(tree, $0, attempts) }),
             "attempts": .array((attempts[step.id] ?? []).map { attempt in
                 [
                     "attempt": JSON(attempt.attempt), "worker": attempt.worker.map(JSON.string) ?? .null, "status": .string(attempt.status),
@@ -54,6 +54,12 @@ enum Views {
                 ]
             }),
         ]
+    }
+
+    /// The parts of the current attempt's phases (`PhaseDurations.parts`), in milliseconds.
+    static func phaseDurations(_ durations: PhaseDurations?) -> JSON {
+        guard let durations else { return .null }
+        return .object(Dictionary(uniqueKeysWithValues: durations.parts.map { ($0.name, JSON($0.ms)) }))
     }
 
     static func logLine(_ line: Store.LogLine, actions: [String: String]) -> JSON {

@@ -118,7 +118,9 @@ public struct DispatcherEngine: Sendable {
                     return tree.heard(event.ref, from: identity, runStarted: false, policy: nil, now: now)
                 case .phase:
                     let runStarted = event.phase?.name == .run && event.phase?.state == .started
-                    return tree.heard(event.ref, from: identity, runStarted: runStarted, policy: event.policy, now: now)
+                    let effects = tree.heard(event.ref, from: identity, runStarted: runStarted, policy: event.policy, now: now)
+                    if let durations = event.phase?.durations { tree.recordDurations(durations, for: event.ref) }
+                    return effects
                 }
             }
         }
@@ -179,8 +181,10 @@ public struct DispatcherEngine: Sendable {
             }
             try Store.setStepResult(db, step.id, result: outcome.result)
             if let durationMs = outcome.runMs { metrics.stepDuration.record(Double(durationMs) / 1000) }
+            if let phases = outcome.phases { metrics.record(phases) }
             try mutate(db, changeId: changeId) { tree in
-                tree.outcome(outcome.ref, from: identity, verdict, now: Store.now(), makeID: Self.newID)
+                if let phases = outcome.phases { tree.recordDurations(phases, for: outcome.ref) }
+                return tree.outcome(outcome.ref, from: identity, verdict, now: Store.now(), makeID: Self.newID)
             }
         }
     }

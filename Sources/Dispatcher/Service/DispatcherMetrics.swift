@@ -1,5 +1,6 @@
 import AMQP
 import Foundation
+import Protocol
 
 /// Counters and histograms the dispatcher exposes on /metrics (Prometheus text format).
 public final class DispatcherMetrics: Sendable {
@@ -10,6 +11,28 @@ public final class DispatcherMetrics: Sendable {
     public let queueLatency = Histogram(buckets: [0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60])
     /// Seconds a step's run phase took.
     public let stepDuration = Histogram(buckets: [0.1, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 1800])
+    /// Seconds each part of a step's phases took (`PhaseDurations.parts`), by part.
+    public let phaseDurations: [String: Histogram] = Dictionary(
+        uniqueKeysWithValues: PhaseDurations().allPartNames.map { ($0, Histogram(buckets: [0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 1800])) })
+
+    /// Records the parts of an attempt's phases.
+    public func record(_ phases: PhaseDurations) {
+        for (name, ms) in phases.parts { phaseDurations[name]?.record(Double(ms) / 1000) }
+    }
+
+    /// `stepfleet_step_phase_seconds{phase="…"}`: one histogram per part of the phases.
+    public func phaseExposition() -> String {
+        let name = "stepfleet_step_phase_seconds"
+        var lines = [
+            "# HELP \(name) Seconds each part of a step's phases took (build.initialise: checkout and repository files; build: the whole build phase; run.initialise: container created with its context; run.running: the container ran; run.completing: output and result read; run: the whole run phase).",
+            "# TYPE \(name) histogram",
+        ]
+        for part in PhaseDurations().allPartNames {
+            guard let histogram = phaseDurations[part] else { continue }
+            lines += histogram.samples(name, labels: "phase=\"\(part)\"")
+        }
+        return lines.joined(separator: "\n")
+    }
 
     public init() {}
 
@@ -34,6 +57,17 @@ public final class DispatcherMetrics: Sendable {
                 state.sum += value
                 state.count += 1
             }
+        }
+
+        /// The bucket, sum and count lines, each with `labels` (`key="value"`).
+        func samples(_ name: String, labels: String) -> [String] {
+            let snapshot = state.value
+            var lines: [String] = []
+            for (index, bound) in buckets.enumerated() { lines.append("\(name)_bucket{\(labels),le=\"\(bound)\"} \(snapshot.counts[index])") }
+            lines.append("\(name)_bucket{\(labels),le=\"+Inf\"} \(snapshot.count)")
+            lines.append("\(name)_sum{\(labels)} \(snapshot.sum)")
+            lines.append("\(name)_count{\(labels)} \(snapshot.count)")
+            return lines
         }
 
         func exposition(_ name: String, help: String) -> String {

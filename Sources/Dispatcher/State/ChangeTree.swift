@@ -152,6 +152,12 @@ public struct ChangeTree: Sendable, Equatable {
         return []
     }
 
+    /// Keeps the phase durations a worker reported for the step's current attempt.
+    public mutating func recordDurations(_ durations: PhaseDurations, for ref: AttemptRef) {
+        guard let step = steps[ref.stepId], ref.attempt == step.attempt else { return }
+        steps[ref.stepId]!.phaseDurations = durations
+    }
+
     /// How an attempt ended. Outcomes for old attempts, finished steps or from an identity that
     /// does not hold the lease are dropped; one for a queued attempt (its claim not yet seen)
     /// binds the lease to its sender, as the claim would have.

@@ -59,6 +59,8 @@ public struct StepRecord: Sendable, Equatable, Codable {
     /// Set while the step waits for a free place under its change's cap on steps in flight:
     /// its turn in the line of waiting steps (they are queued in turn as places free up).
     public var waitingTurn: Int?
+    /// How long the parts of the current attempt's phases took, as its worker reported them.
+    public var phaseDurations: PhaseDurations?
 
     public init(id: String, changeId: String, parentId: String?, position: Int, action: String) {
         self.id = id
