@@ -39,7 +39,9 @@ struct CreditWindow: Sendable, Equatable {
 
     let capacity: Int
     let consumeTimeout: Milliseconds
-    /// Deliveries handed to the application and not released yet.
+    /// Deliveries handed to the application and not released yet. Below zero when the
+    /// application released slots ahead of their deliveries: those releases are kept (each lets
+    /// one more delivery in), but never more than `capacity` consumers run at once.
     private(set) var outstanding = 0
     private(set) var paused: Bool
     /// The tag prefix of the channel consumers run on; nil without a channel.
@@ -59,7 +61,7 @@ struct CreditWindow: Sendable, Equatable {
     }
 
     /// How many more deliveries the application can take right now (0 while paused).
-    var wanted: Int { paused ? 0 : max(0, capacity - outstanding) }
+    var wanted: Int { paused ? 0 : max(0, min(capacity, capacity - outstanding)) }
 
     /// Consumers running or starting.
     var consumers: Int { starting.count + active.count }
@@ -98,7 +100,7 @@ struct CreditWindow: Sendable, Equatable {
             }
             return actions + balance(now: now)
         case .released:
-            outstanding = max(0, outstanding - 1)
+            outstanding -= 1
             return balance(now: now)
         case .paused(let paused):
             self.paused = paused

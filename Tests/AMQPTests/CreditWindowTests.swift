@@ -28,10 +28,15 @@ import Testing
         #expect(window.consumers == 0)
         #expect(window.handle(.released, now: 7) == [.consume(tag: "c3.3")])
         #expect(window.handle(.released, now: 7) == [.consume(tag: "c3.4")])
-        // More releases than deliveries never make more room than the capacity.
+        // A release ahead of its delivery is kept, but never runs more consumers than the capacity.
         #expect(window.handle(.released, now: 8) == [])
-        #expect(window.outstanding == 0)
+        #expect(window.outstanding == -1)
         #expect(window.consumers == 2)
+        _ = window.handle(.consumeOK(tag: "c3.3"), now: 9)
+        #expect(window.handle(.delivered(tag: "c3.3"), now: 10) == [.cancel(tag: "c3.3"), .consume(tag: "c3.5")])
+        #expect(window.outstanding == 0)
+        #expect(window.handle(.delivered(tag: "c3.4"), now: 11) == [.cancel(tag: "c3.4")])
+        #expect(window.wanted == 1)
     }
 
     @Test func aDeliveryForACancelledConsumerStillTakesASlot() {

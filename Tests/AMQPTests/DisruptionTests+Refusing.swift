@@ -3,15 +3,15 @@ import Foundation
 import Testing
 
 /// Brokers that refuse, block or stop reading: every publisher hears back within a deadline.
-/// On the disposable node (the tests that freeze or alarm it run only there, one at a time).
-@Suite(.serialized, .timeLimit(.minutes(3))) struct RefusingBrokerTests {
+/// Part of `DisruptionTests`, so they never run while another test stops the disposable node.
+extension DisruptionTests {
     /// A queue that refuses every message (max length 0, overflow reject-publish): each publish
     /// to it is nacked, like the channel RabbitMQ left refusing everything after a leader change.
     private static func refusingQueue(_ name: String) -> AMQPTopology {
         AMQPTopology(queues: [AMQPTopology.Queue(name: name, durable: false, autoDelete: false, arguments: ["x-max-length": .int(0), "x-overflow": .string("reject-publish")])])
     }
 
-    @Test func aChannelTheBrokerKeepsRefusingIsReplacedThenTheConnection() async throws {
+    @Test(.timeLimit(.minutes(3))) func aChannelTheBrokerKeepsRefusingIsReplacedThenTheConnection() async throws {
         let refusing = TestBroker.uniqueName("refusing")
         let plain = TestBroker.uniqueName("plain")
         let connection = try await AMQPConnection.open(TestBroker.configuration(TestBroker.chaosURL))
@@ -41,7 +41,7 @@ import Testing
         await cleanup.close()
     }
 
-    @Test func aBrokerThatStopsReadingNeverHoldsPublishersForEver() async throws {
+    @Test(.timeLimit(.minutes(3))) func aBrokerThatStopsReadingNeverHoldsPublishersForEver() async throws {
         let queue = TestBroker.uniqueName("frozen")
         let connection = try await AMQPConnection.open(TestBroker.configuration(TestBroker.chaosURL))
         try await connection.declare(AMQPTopology(queues: [AMQPTopology.Queue(name: queue, durable: false)]))
@@ -78,7 +78,7 @@ import Testing
         await cleanup.close()
     }
 
-    @Test func publishesHeldDuringAMemoryAlarmAreAllConfirmedAfterIt() async throws {
+    @Test(.timeLimit(.minutes(3))) func publishesHeldDuringAMemoryAlarmAreAllConfirmedAfterIt() async throws {
         let queue = TestBroker.uniqueName("alarm")
         let client = AMQPClient(
             endpoints: [try TestBroker.configuration(TestBroker.chaosURL)], topology: AMQPTopology(queues: [.quorum(queue)]),
