@@ -36,7 +36,7 @@ public actor AMQPClient {
 
     /// How long a subscription with free credit may hear nothing while its queue has ready
     /// messages before it is attached again.
-    static let quietLimit: Duration = .seconds(30)
+    static let quietLimit: Duration = .seconds(20)
 
     private final class Subscription: Sendable {
         let queue: String
@@ -342,16 +342,16 @@ public actor AMQPClient {
 
     // MARK: Liveness
 
-    /// Every 10 s: a client without a ready connection for 30 s says so (and again every 30 s);
+    /// Every 5 s: a client without a ready connection for 20 s says so (and again every 30 s);
     /// a credit subscription with free slots that heard nothing for `quietLimit` although its
     /// queue has ready messages is attached again, and says so.
     private func watch() async {
-        var lastComplaint = ContinuousClock.now
+        var lastComplaint = ContinuousClock.now - .seconds(60)
         while !Task.isCancelled {
-            try? await Task.sleep(for: .seconds(10))
+            try? await Task.sleep(for: .seconds(5))
             if machine.state == .stopped { return }
             if let since = notReadySince {
-                if ContinuousClock.now - since >= .seconds(30), ContinuousClock.now - lastComplaint >= .seconds(29) {
+                if ContinuousClock.now - since >= .seconds(20), ContinuousClock.now - lastComplaint >= .seconds(29) {
                     lastComplaint = .now
                     logger.warning(
                         "still no ready broker connection",

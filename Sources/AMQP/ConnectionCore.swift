@@ -194,7 +194,7 @@ final class ConnectionCore {
     // MARK: Publishing
 
     func publish(_ message: AMQPMessage, exchange: String, routingKey: String, waiter: @escaping ConfirmWaiter) {
-        if blocked || !held.isEmpty || unsentBytes > Self.maximumUnsentBytes {
+        if blocked || !held.isEmpty || backlogged {
             held.append(HeldPublish(message: message, exchange: exchange, routingKey: routingKey, waiter: waiter, since: Monotonic.milliseconds))
             return
         }
@@ -205,6 +205,7 @@ final class ConnectionCore {
         let arena = CArena()
         var properties = message.properties.cValue(in: arena)
         _ = confirms.register(waiter, deadline: .now + .seconds(confirmTimeoutSeconds))
+        publishedSinceCheck += message.body.count + 256
         connection.watch.enter("publish")
         let status = amqp_basic_publish(
             state, publishChannel, arena.bytes(exchange), arena.bytes(routingKey), 0, 0, &properties, arena.bytes(message.body))
@@ -215,6 +216,17 @@ final class ConnectionCore {
 
     /// Bytes written to the socket that the broker has not taken yet.
     private var unsentBytes: Int { Int(stepfleet_unsent_bytes(socketDescriptor)) }
+
+    /// Bytes published since the socket's unsent bytes were last looked at.
+    private var publishedSinceCheck = 0
+
+    /// True when too many bytes sit unsent. The socket is asked (a system call) once per
+    /// 64 KiB published, so the bound is the limit plus that much.
+    private var backlogged: Bool {
+        guard publishedSinceCheck >= 64 << 10 else { return false }
+        publishedSinceCheck = 0
+        return unsentBytes > Self.maximumUnsentBytes
+    }
 
     var outstandingConfirms: Int { confirms.outstanding }
 
