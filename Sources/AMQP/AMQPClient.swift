@@ -396,11 +396,14 @@ public actor AMQPClient {
             logger.warning("publishes held too long were failed; their callers publish again", metadata: ["broker": "\(broker)", "publishes": "\(count)", "held seconds": "\(seconds)"])
         case .sendBacklog(let bytes):
             logger.warning("the broker is not reading this connection; publishes wait", metadata: ["broker": "\(broker)", "unsent bytes": "\(bytes)"])
-        case .nackStreak(let channel, let nacks, let seconds, let verdict):
+        case .nackStreak(let channel, let destination, let nacks, let seconds, let verdict):
             AMQPMetrics.nackStreaks.increment()
             logger.warning(
-                "the broker refused every publish on a channel",
-                metadata: ["broker": "\(broker)", "channel": "\(channel)", "nacks": "\(nacks)", "seconds": "\(String(format: "%.1f", seconds))", "action": "\(verdict)"])
+                "the broker refused every publish to one destination on a channel",
+                metadata: [
+                    "broker": "\(broker)", "channel": "\(channel)", "destination": "\(destination)", "nacks": "\(nacks)",
+                    "seconds": "\(String(format: "%.1f", seconds))", "action": "\(verdict)",
+                ])
         case .callOverdue(let operation, let seconds):
             AMQPMetrics.overdueCalls.increment()
             logger.error(

@@ -15,9 +15,12 @@ final class ConnectionCore {
     private(set) var failure: AMQPError?
     private(set) var blocked = false
     private var blockedSince: UInt64 = 0
-    private var confirms = ConfirmTracker<ConfirmWaiter>()
-    private var nacks = NackStreak()
-    private var nackStreakStarted: UInt64 = 0
+    private var confirms = ConfirmTracker<PendingConfirm>()
+    /// Nack streaks per destination (exchange and routing key): RabbitMQ 3.10 keeps a channel's
+    /// quorum-queue state per queue, so a channel can refuse every publish to one queue while
+    /// publishes to others on it are confirmed.
+    private var nacks: [String: NackStreak] = [:]
+    private var nackStreakStarted: [String: UInt64] = [:]
     /// Publishes waiting while the broker blocks this connection or too many bytes are unsent,
     /// oldest first. Every one is published or failed: none is ever dropped.
     private var held: [HeldPublish] = []
@@ -34,6 +37,12 @@ final class ConnectionCore {
     private static let declareChannel: amqp_channel_t = 2
     /// Publishes wait (back-pressure) while more than this many bytes sit unsent in the socket.
     static let maximumUnsentBytes = 1 << 20
+
+    /// A publish waiting for its confirm, and where it went.
+    struct PendingConfirm {
+        let waiter: ConfirmWaiter
+        let destination: String
+    }
 
     /// A publish waiting while the broker blocks this connection (memory or disk alarm).
     private struct HeldPublish {
@@ -204,7 +213,7 @@ final class ConnectionCore {
     private func send(_ message: AMQPMessage, exchange: String, routingKey: String, waiter: @escaping ConfirmWaiter) {
         let arena = CArena()
         var properties = message.properties.cValue(in: arena)
-        _ = confirms.register(waiter, deadline: .now + .seconds(confirmTimeoutSeconds))
+        _ = confirms.register(PendingConfirm(waiter: waiter, destination: exchange + "/" + routingKey), deadline: .now + .seconds(confirmTimeoutSeconds))
         publishedSinceCheck += message.body.count + 256
         connection.watch.enter("publish")
         let status = amqp_basic_publish(
@@ -267,40 +276,48 @@ final class ConnectionCore {
     /// dead leader and confirmed nothing more). The connection is failed, so every waiting
     /// publish is reported unconfirmed and the client reconnects with fresh channels.
     func expireConfirms() {
-        guard confirms.outstanding > 0 else { return }
+        // While the broker blocks the connection it confirms nothing; the wait is its block's.
+        guard confirms.outstanding > 0, !blocked else { return }
         let overdue = confirms.expire(now: .now)
         guard !overdue.isEmpty else { return }
         let error = AMQPError.connectionClosed(reason: "no publish confirm from the broker within \(confirmTimeoutSeconds) s; reconnecting")
-        for waiter in overdue { waiter(.failure(.publishUnconfirmed(reason: error.description))) }
+        for pending in overdue { pending.waiter(.failure(.publishUnconfirmed(reason: error.description))) }
         fail(error)
     }
 
     private func confirmed(tag: UInt64, multiple: Bool) {
-        let waiters = confirms.settle(tag: tag, multiple: multiple)
-        if !waiters.isEmpty { nacks.acked() }
-        for waiter in waiters { waiter(.success(())) }
+        for pending in confirms.settle(tag: tag, multiple: multiple) {
+            nacks[pending.destination]?.acked()
+            pending.waiter(.success(()))
+        }
     }
 
     /// Nacks in a row mean a broken channel: replace it, then the connection (see `NackStreak`).
     private func refused(tag: UInt64, multiple: Bool) {
-        let waiters = confirms.settle(tag: tag, multiple: multiple)
-        guard !waiters.isEmpty else { return }
-        if nacks.consecutive == 0 { nackStreakStarted = Monotonic.milliseconds }
-        let verdict = nacks.nacked(waiters.count)
-        for waiter in waiters { waiter(.failure(.publishNacked)) }
-        let seconds = Double(Monotonic.milliseconds - nackStreakStarted) / 1000
+        let refused = confirms.settle(tag: tag, multiple: multiple)
+        guard let destination = refused.first?.destination else { return }
+        var verdict = NackStreak.Verdict.carryOn
+        for pending in refused {
+            var streak = nacks[pending.destination] ?? NackStreak()
+            if streak.consecutive == 0 { nackStreakStarted[pending.destination] = Monotonic.milliseconds }
+            let outcome = streak.nacked()
+            nacks[pending.destination] = streak
+            if outcome != .carryOn { verdict = outcome }
+            pending.waiter(.failure(.publishNacked))
+        }
+        let seconds = Double(Monotonic.milliseconds - (nackStreakStarted[destination] ?? Monotonic.milliseconds)) / 1000
         switch verdict {
         case .carryOn:
             return
         case .replaceChannel(let count):
-            notify(.nackStreak(channel: publishChannel, nacks: count, seconds: seconds, verdict: "publishing on a new channel"))
+            notify(.nackStreak(channel: publishChannel, destination: destination, nacks: count, seconds: seconds, verdict: "publishing on a new channel"))
             do {
                 try replacePublishChannel()
             } catch {
                 fail(.connectionClosed(reason: "cannot replace publish channel \(publishChannel): \(error)"))
             }
         case .failConnection(let count):
-            notify(.nackStreak(channel: publishChannel, nacks: count, seconds: seconds, verdict: "closing the connection"))
+            notify(.nackStreak(channel: publishChannel, destination: destination, nacks: count, seconds: seconds, verdict: "closing the connection"))
             fail(.connectionClosed(reason: "the broker refused \(count) publishes in a row on two channels; reconnecting"))
         }
     }
@@ -310,7 +327,7 @@ final class ConnectionCore {
     private func replacePublishChannel() throws(AMQPError) {
         let old = publishChannel
         let reason = "the broker refused every publish on channel \(old); publish again"
-        for waiter in confirms.removeAll() { waiter(.failure(.publishUnconfirmed(reason: reason))) }
+        for pending in confirms.removeAll() { pending.waiter(.failure(.publishUnconfirmed(reason: reason))) }
         closeChannelNowait(old)
         let channel = try allocateChannel()
         try openChannel(channel)
@@ -477,7 +494,11 @@ final class ConnectionCore {
             self.blocked = true
             notify(.blocked(reason: CCopy.string(blocked.reason)))
         case stepfleet_connection_unblocked:
-            if blocked { notify(.unblocked(seconds: Double(Monotonic.milliseconds - blockedSince) / 1000)) }
+            if blocked {
+                let milliseconds = Monotonic.milliseconds - blockedSince
+                confirms.postpone(by: .milliseconds(milliseconds))
+                notify(.unblocked(seconds: Double(milliseconds) / 1000))
+            }
             blocked = false
             flushHeld()
         default:
@@ -509,7 +530,7 @@ final class ConnectionCore {
     func fail(_ error: AMQPError) {
         if failure == nil { failure = error }
         let reason = failure!.description
-        for waiter in confirms.removeAll() { waiter(.failure(.publishUnconfirmed(reason: reason))) }
+        for pending in confirms.removeAll() { pending.waiter(.failure(.publishUnconfirmed(reason: reason))) }
         let waiting = held
         held.removeAll()
         for publish in waiting { publish.waiter(.failure(.publishUnconfirmed(reason: reason))) }

@@ -7,8 +7,9 @@ enum ConnectionNotice: Sendable {
     case heldPublishesExpired(count: Int, seconds: Int)
     /// Unsent bytes went over the limit: publishes wait until the broker reads again.
     case sendBacklog(bytes: Int)
-    /// The broker refused `nacks` publishes in a row on `channel`; `verdict` says what was done.
-    case nackStreak(channel: UInt16, nacks: Int, seconds: Double, verdict: String)
+    /// The broker refused `nacks` publishes in a row to `destination` (exchange/routing key) on
+    /// `channel`; `verdict` says what was done.
+    case nackStreak(channel: UInt16, destination: String, nacks: Int, seconds: Double, verdict: String)
     /// The thread stayed inside one librabbitmq call too long; the socket was shut down.
     case callOverdue(operation: String, seconds: Double)
     /// A consume went unanswered; its channel was closed.

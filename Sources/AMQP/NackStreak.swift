@@ -19,7 +19,11 @@ struct NackStreak: Sendable, Equatable {
     /// Channels replaced since the last ack.
     private(set) var replaced = 0
 
-    init(limit: Int = 20) {
+    /// Few: a StepFleet publish is never refused on purpose (no queue has a length limit), and
+    /// a publisher waits while its channel is broken.
+    static let defaultLimit = 5
+
+    init(limit: Int = defaultLimit) {
         self.limit = max(1, limit)
     }
 

@@ -13,12 +13,32 @@
 /* A non-blocking eventfd that wakes the connection thread's poll. */
 static inline int stepfleet_wake_fd(void) { return eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC); }
 
-/* amqp_login is variadic; Swift cannot call it. PLAIN login, non-variadic. */
+/* amqp_login is variadic; Swift cannot call it. PLAIN login, non-variadic. The client's
+   capabilities are announced: librabbitmq 0.11 announces only authentication_failure_close
+   and exchange_exchange_bindings, so without this the broker never sends connection.blocked /
+   unblocked (a resource alarm is then silent) nor basic.cancel for a consumer it drops. */
 static inline amqp_rpc_reply_t stepfleet_amqp_login_plain(
     amqp_connection_state_t state, const char *vhost, int channel_max,
     int frame_max, int heartbeat, const char *user, const char *password) {
-  return amqp_login(state, vhost, channel_max, frame_max, heartbeat,
-                    AMQP_SASL_METHOD_PLAIN, user, password);
+  static const char *names[] = {"authentication_failure_close", "exchange_exchange_bindings",
+                                "connection.blocked", "consumer_cancel_notify", "publisher_confirms",
+                                "basic.nack"};
+  amqp_table_entry_t capabilities[6];
+  for (int i = 0; i < 6; i++) {
+    capabilities[i].key = amqp_cstring_bytes(names[i]);
+    capabilities[i].value.kind = AMQP_FIELD_KIND_BOOLEAN;
+    capabilities[i].value.value.boolean = 1;
+  }
+  amqp_table_entry_t properties[1];
+  properties[0].key = amqp_cstring_bytes("capabilities");
+  properties[0].value.kind = AMQP_FIELD_KIND_TABLE;
+  properties[0].value.value.table.num_entries = 6;
+  properties[0].value.value.table.entries = capabilities;
+  amqp_table_t table;
+  table.num_entries = 1;
+  table.entries = properties;
+  return amqp_login_with_properties(state, vhost, channel_max, frame_max, heartbeat, &table,
+                                    AMQP_SASL_METHOD_PLAIN, user, password);
 }
 
 /* Sends one heartbeat frame on channel 0. */
