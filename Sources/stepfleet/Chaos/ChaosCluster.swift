@@ -51,7 +51,12 @@ struct ChaosCluster {
         Self.nodes.map { "\($0) \(answers($0) ? "answers" : "down")" }.joined(separator: ", ")
     }
 
+    /// Runs ops/broker-node for at most `limit` seconds. Its output goes to a file, not a pipe:
+    /// the node start-up loops it leaves behind when `timeout` ends it would otherwise hold the
+    /// pipe open, and reading it would wait for them (seen: a bounded start that never returned).
     private func run(_ arguments: [String], limit: Int) -> Bool {
-        (try? LocalRepository.run("/usr/bin/timeout", [String(limit), ops + "/broker-node"] + arguments).status) == 0
+        let log = FileManager.default.temporaryDirectory.appendingPathComponent("stepfleet-chaos-cluster.log").path
+        let script = #"log=$1; limit=$2; shift 2; exec timeout "$limit" "$@" >>"$log" 2>&1 </dev/null"#
+        return (try? LocalRepository.run("/bin/sh", ["-c", script, "sh", log, String(limit), ops + "/broker-node"] + arguments).status) == 0
     }
 }
