@@ -15,7 +15,13 @@ public final class AMQPConnection: Sendable {
 
     /// Connects, logs in and opens the publishing (confirm mode) and declaring channels.
     public static func open(_ configuration: AMQPConfiguration) async throws(AMQPError) -> AMQPConnection {
-        let thread = ConnectionThread(configuration: configuration)
+        try await open(configuration, notify: { _ in })
+    }
+
+    /// Opens a connection that reports blocks, nack streaks and overdue calls to `notify`
+    /// (called on the connection's thread or the watchdog's; it must not block).
+    static func open(_ configuration: AMQPConfiguration, notify: @escaping @Sendable (ConnectionNotice) -> Void) async throws(AMQPError) -> AMQPConnection {
+        let thread = ConnectionThread(configuration: configuration, notify: notify)
         let result: Result<Void, AMQPError> = await withCheckedContinuation { continuation in
             thread.start { continuation.resume(returning: $0) }
         }
@@ -59,9 +65,9 @@ public final class AMQPConnection: Sendable {
         return AMQPConsumer(stream: stream, tag: tag, channel: channel, connection: thread)
     }
 
-    /// Starts a credit consumer: at most `credit.wanted` deliveries are handed over until the
-    /// application releases slots (see `CreditState`); call `replenish()` after a release.
-    func consume(queue: String, credit: CreditState) async throws(AMQPError) -> AMQPConsumer {
+    /// Starts a credit consumer: the slots' `CreditWindow` decides how many single-delivery
+    /// consumers run; releases and pauses go to `slots.fromApplication`.
+    func consume(queue: String, credit: CreditSlots) async throws(AMQPError) -> AMQPConsumer {
         let (stream, continuation) = AsyncThrowingStream<AMQPDelivery, any Error>.makeStream()
         let channel = try await thread.perform { try $0.consume(queue: queue, credit: credit, continuation: continuation) }
         return AMQPConsumer(stream: stream, tag: "", channel: channel, connection: thread, credited: true)
@@ -76,6 +82,13 @@ public final class AMQPConnection: Sendable {
     /// The number of ready (not yet delivered) messages in a queue.
     public func messageCount(queue: String) async throws(AMQPError) -> Int {
         try await thread.perform { try $0.messageCount(queue) }
+    }
+
+    /// The queues of this connection's credit subscriptions that have free slots and running
+    /// consumers but received nothing for `quiet`.
+    func quietCreditQueues(quiet: Duration) async throws(AMQPError) -> [String] {
+        let milliseconds = UInt64(quiet.components.seconds * 1000)
+        return try await thread.perform { $0.quietCreditQueues(quietMilliseconds: milliseconds) }
     }
 
     /// Waits until the connection is closed or lost, and returns why.

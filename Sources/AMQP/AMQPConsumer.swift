@@ -80,10 +80,4 @@ public struct AMQPConsumer: AsyncSequence, Sendable {
             _ = try? await connection.perform { $0.cancel(consumerTag: tag) }
         }
     }
-
-    /// A credit consumer starts or cancels consumers to match its credit's wanted count.
-    func replenish() async throws(AMQPError) {
-        let channel = channel
-        try await connection.perform { try $0.replenish(channel: channel) }
-    }
 }

@@ -61,6 +61,12 @@ struct ConfirmTracker<Waiter> {
         return expired
     }
 
+    /// Moves every outstanding deadline `by` later (the broker blocked the connection that
+    /// long: confirms could not come, and that says nothing about the channel).
+    mutating func postpone(by duration: Duration) {
+        for tag in pending.keys { pending[tag]!.deadline += duration }
+    }
+
     private mutating func advanceLowest() {
         while lowestUnsettled < nextTag, pending[lowestUnsettled] == nil { lowestUnsettled += 1 }
     }

@@ -13,6 +13,9 @@ final class ConnectionThread: Sendable {
     typealias Command = @Sendable (ConnectionCore?) -> Void
 
     let configuration: AMQPConfiguration
+    /// Bounds every librabbitmq call this thread makes (see `CallWatch`).
+    let watch: CallWatch
+    let notify: @Sendable (ConnectionNotice) -> Void
     private let wakeDescriptor: Int32
     private let shared = Mutex(Shared())
 
@@ -23,8 +26,13 @@ final class ConnectionThread: Sendable {
         var closeWaiters: [CheckedContinuation<AMQPError, Never>] = []
     }
 
-    init(configuration: AMQPConfiguration) {
+    init(configuration: AMQPConfiguration, notify: @escaping @Sendable (ConnectionNotice) -> Void = { _ in }) {
         self.configuration = configuration
+        self.notify = notify
+        // Longer than librabbitmq's own RPC timeout, which fails a call that waits for a reply;
+        // this catches what that timeout does not bound: writes to a broker that stopped reading.
+        let limit = UInt64(ConnectionCore.rpcTimeoutSeconds(configuration) + 5) * 1000
+        watch = CallWatch(limitMilliseconds: limit) { operation, seconds in notify(.callOverdue(operation: operation, seconds: seconds)) }
         wakeDescriptor = stepfleet_wake_fd()
     }
 
@@ -99,14 +107,17 @@ final class ConnectionThread: Sendable {
     }
 
     private func run(opened: @Sendable (Result<Void, AMQPError>) -> Void) {
+        CallWatchdog.shared.register(watch)
+        defer { CallWatchdog.shared.unregister(watch) }
         let core: ConnectionCore
         do {
-            core = try ConnectionCore.connect(configuration, connection: self)
+            core = try ConnectionCore.connect(configuration, connection: self, notify: notify)
         } catch {
             finish(error, core: nil)
             opened(.failure(error))
             return
         }
+        watch.idle()
         opened(.success(()))
         let heartbeat = core.heartbeatSeconds
         let pollMilliseconds = Int32(heartbeat == 0 ? 500 : max(50, min(500, heartbeat * 250)))
@@ -130,8 +141,14 @@ final class ConnectionThread: Sendable {
             var handled = 0
             while handled < 256, core.failure == nil, core.pumpOne() { handled += 1 }
             if core.failure != nil { break }
+            core.flushHeld()
+            core.creditTick()
+            if core.failure != nil { break }
             if handled == 0, !core.hasBufferedFrames {
-                let ready = stepfleet_poll2(core.socketDescriptor, wakeDescriptor, pollMilliseconds)
+                watch.idle()
+                // Held publishes are retried soon: the broker may read again without a frame.
+                let timeout = core.hasHeldPublishes && !core.blocked ? min(pollMilliseconds, 20) : pollMilliseconds
+                let ready = stepfleet_poll2(core.socketDescriptor, wakeDescriptor, timeout)
                 if ready > 0, ready & 2 != 0 { drainWake() }
             }
             core.expireConfirms()
@@ -142,6 +159,8 @@ final class ConnectionThread: Sendable {
 
     private func finish(_ error: AMQPError, core: ConnectionCore?) {
         core?.fail(error)
+        watch.idle()
+        watch.setDescriptor(-1)
         let (remaining, waiters) = shared.withLock { shared in
             shared.closed = error
             defer {

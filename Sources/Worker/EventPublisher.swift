@@ -27,17 +27,25 @@ struct EventPublisher: Sendable {
     }
 
     /// Keeps publishing until the broker confirms (across reconnects) or the task is cancelled.
+    /// Retries are logged (the first, then every 30 s, and the confirm that ends them), never silent.
     func untilConfirmed(_ what: String, _ publish: @Sendable () async throws(AMQPError) -> Void) async -> Bool {
         var attempt = 0
+        var lastLogged = ContinuousClock.now
         while !Task.isCancelled {
             do {
                 try await publish()
+                if attempt > 0 { client.logger.warning("publish confirmed after retries", metadata: ["what": "\(what)", "attempts": "\(attempt + 1)"]) }
                 return true
             } catch {
                 attempt += 1
+                if attempt == 1 || ContinuousClock.now - lastLogged >= .seconds(30) {
+                    lastLogged = .now
+                    client.logger.warning("publish not confirmed; retrying", metadata: ["what": "\(what)", "attempt": "\(attempt)", "error": "\(error)"])
+                }
                 try? await Task.sleep(for: Backoff(initial: .milliseconds(100), maximum: .seconds(5)).delay(attempt: attempt))
             }
         }
+        if attempt > 0 { client.logger.warning("publish abandoned (task cancelled)", metadata: ["what": "\(what)", "attempts": "\(attempt)"]) }
         return false
     }
 

@@ -27,6 +27,15 @@ enum TestBroker {
         return logger
     }()
 
+    /// The Erlang VM of the disposable node (to freeze it).
+    static func chaosNodePID() throws -> pid_t {
+        let path = state + "/rabbitmq/stepfleet-chaos/rabbitmq.pid"
+        guard let text = try? String(contentsOfFile: path, encoding: .utf8), let pid = pid_t(text.trimmingCharacters(in: .whitespacesAndNewlines)) else {
+            throw TestSetupError("no pid file for the disposable node at \(path)")
+        }
+        return pid
+    }
+
     /// Runs `ops/rabbitmqctl` against a private node (the disposable one by default).
     @discardableResult
     static func rabbitmqctl(node: String = chaosNode, _ arguments: String...) throws -> String {

@@ -141,11 +141,21 @@ public actor DispatcherService {
                 continue
             }
             var sent: [Int64] = []
-            await withTaskGroup(of: Int64?.self) { group in
+            var failed: [(row: Int64, error: String)] = []
+            await withTaskGroup(of: (Int64, String?).self) { group in
                 for row in rows {
-                    group.addTask { await self.publish(row) ? row.id : nil }
+                    group.addTask { (row.id, await self.publish(row)) }
                 }
-                for await id in group { if let id { sent.append(id) } }
+                for await (id, error) in group {
+                    if let error { failed.append((id, error)) } else { sent.append(id) }
+                }
+            }
+            if let first = failed.min(by: { $0.row < $1.row }) {
+                // One line per round, not one per refused row (a broker nacking every publish
+                // would otherwise flood the log).
+                logger.warning(
+                    "outbox publishes failed; will retry",
+                    metadata: ["failed": "\(failed.count)", "of": "\(rows.count)", "first row": "\(first.row)", "error": "\(first.error)"])
             }
             do {
                 let ids = sent
@@ -157,7 +167,8 @@ public actor DispatcherService {
         }
     }
 
-    private func publish(_ row: Store.OutboxRow) async -> Bool {
+    /// Nil when the broker confirmed the row, else why not.
+    private func publish(_ row: Store.OutboxRow) async -> String? {
         do {
             if row.messageType == StepJob.messageType, !declaredPools.contains(row.routingKey) {
                 try await client.connected().declare(FleetTopology.pool(row.routingKey))
@@ -167,10 +178,9 @@ public actor DispatcherService {
                 AMQPMessage(body: row.body, properties: AMQPProperties(
                     messageId: "outbox-\(row.id)", replyTo: row.replyTo, type: row.messageType, appId: "stepfleet-dispatcher", userId: brokerUser)),
                 exchange: row.exchange, routingKey: row.routingKey, timeout: .seconds(5))
-            return true
+            return nil
         } catch {
-            logger.warning("outbox publish failed; will retry", metadata: ["row": "\(row.id)", "error": "\(error)"])
-            return false
+            return "\(error)"
         }
     }
 

@@ -7,8 +7,10 @@ import Protocol
 struct ChaosBatch {
     static let stepsPerChange = 6
 
-    static func actions(retries: Int, rootSeconds: Double, stepSeconds: Double) -> String {
-        func bump(_ seconds: Double) -> String { #"sleep \#(seconds); jq ".counters[\"$OPSCHAIN_ACTION\"] = ((.counters[\"$OPSCHAIN_ACTION\"] // 0) + 1)" "$OPSCHAIN_ENVIRONMENT_PROPERTIES" > /tmp/e && mv /tmp/e "$OPSCHAIN_ENVIRONMENT_PROPERTIES""# }
+    /// `logLines` lines of output per step (shipped to the dispatcher as step logs).
+    static func actions(retries: Int, rootSeconds: Double, stepSeconds: Double, logLines: Int = 0) -> String {
+        let output = logLines > 0 ? #"seq -f "chaos log line %g" 1 \#(logLines); "# : ""
+        func bump(_ seconds: Double) -> String { output + #"sleep \#(seconds); jq ".counters[\"$OPSCHAIN_ACTION\"] = ((.counters[\"$OPSCHAIN_ACTION\"] // 0) + 1)" "$OPSCHAIN_ENVIRONMENT_PROPERTIES" > /tmp/e && mv /tmp/e "$OPSCHAIN_ENVIRONMENT_PROPERTIES""# }
         func action(_ name: String, _ extra: String = "") -> String {
             "  \(name):\n    retries: \(retries)\n\(extra)    run: |\n      \(bump(name == "root" ? rootSeconds : stepSeconds))\n"
         }
@@ -19,9 +21,10 @@ struct ChaosBatch {
     }
 
     /// A git repository holding the batch's actions.
-    static func repository(in folder: String, name: String, retries: Int, rootSeconds: Double, stepSeconds: Double) throws -> String {
+    static func repository(in folder: String, name: String, retries: Int, rootSeconds: Double, stepSeconds: Double, logLines: Int = 0) throws -> String {
         let path = folder + "/\(name).git"
-        try LocalRepository.make(at: path, files: [".opschain/actions.yml": actions(retries: retries, rootSeconds: rootSeconds, stepSeconds: stepSeconds)])
+        try LocalRepository.make(
+            at: path, files: [".opschain/actions.yml": actions(retries: retries, rootSeconds: rootSeconds, stepSeconds: stepSeconds, logLines: logLines)])
         return path
     }
 }

@@ -10,7 +10,8 @@ struct ChaosCommand: AsyncParsableCommand {
             Starts a dispatcher and workers (this binary, as separate processes) against --amqp, submits --changes \
             changes of six steps each (serial and parallel children, every step adding 1 to its own counter in its \
             environment's properties), injects the scenario's fault (cluster-node-loss starts a three-node cluster \
-            of its own; long-step lowers the broker's consumer timeout to 3 s and runs 5 s steps), waits for the batch to settle and prints one line: \
+            of its own; long-step lowers the broker's consumer timeout to 3 s and runs 5 s steps; broker-flow raises the memory alarm for 15 s \
+            while the dispatcher sends at least 200 root jobs and steps print log lines), waits for the batch to settle and prints one line: \
             steps expected, finished, lost (never finished, or a successful step whose effect is missing), applied twice, \
             re-run after their run phase had started, final change statuses, wall time. Exits 1 if anything was lost or \
             doubled. ops/chaos starts a broker node of its own for this.
@@ -19,7 +20,7 @@ struct ChaosCommand: AsyncParsableCommand {
 
     static let scenarios = [
         "kill-workers", "broker-restart", "broker-kill", "dispatcher-restart", "connections-dropped", "broker-alarm", "poison",
-        "cluster-node-loss", "long-step", "worker-lost-during-run",
+        "cluster-node-loss", "long-step", "worker-lost-during-run", "broker-flow",
     ]
 
     @Argument(help: "One of: \(ChaosCommand.scenarios.joined(separator: ", ")), or all.")
@@ -45,22 +46,39 @@ struct ChaosCommand: AsyncParsableCommand {
     }
 
     func run() async throws {
+        // SIGTERM or SIGINT stops the fleet (and the cluster) before the harness exits.
+        let signals = onTerminationSignals {
+            say("chaos: stopping the fleet (signal)")
+            ChaosFleet.stopAll()
+            Foundation.exit(143)
+        }
+        defer { signals.forEach { $0.cancel() } }
         var clean = true
         for name in scenario == "all" ? Self.scenarios : [scenario] {
             var runner = ChaosScenario(name: name, amqp: amqp, node: node, ops: ops, changes: changes, workers: workers, stepSeconds: stepSeconds)
             if name == "cluster-node-loss" {
                 // Three nodes of one cluster; every process is given all three addresses.
-                try runner.control("cluster")
+                try ChaosCluster(ops: ops).prepare()
                 runner.node = "stepfleet-c1@localhost"
                 runner.amqp = (1...3).map { amqp.replacingOccurrences(of: #"@[^/]+/"#, with: "@127.0.0.1:569\($0)/", options: .regularExpression) }
                     .joined(separator: ",")
+            }
+            if name == "broker-flow" {
+                // At least 200 root jobs go out at once: the dispatcher's backlog meets the alarm.
+                runner.changes = max(changes, 200)
             }
             if name == "long-step" {
                 runner.changes = min(changes, 10)
                 runner.stepSeconds = 5
             }
-            let (report, wall) = try await runner.run()
+            let outcome: Result<(ChaosReport, Double), any Error>
+            do {
+                outcome = .success(try await runner.run())
+            } catch {
+                outcome = .failure(error)
+            }
             if name == "cluster-node-loss" { try? runner.control("stop-cluster") }
+            let (report, wall) = try outcome.get()
             say(report.line(name, wall: wall))
             clean = clean && report.clean
         }

@@ -49,6 +49,15 @@ extension ChaosScenario {
             try broker("set_vm_memory_high_watermark", "0.000001")
             try await Task.sleep(for: .seconds(5))
             try broker("set_vm_memory_high_watermark", "0.4")
+        case "broker-flow":
+            // The memory alarm while the dispatcher sends its backlog of root jobs (every change
+            // was just submitted) and workers ship step logs; cleared after 15 s.
+            try await Task.sleep(for: .milliseconds(500))
+            try broker("set_vm_memory_high_watermark", "0.0001")
+            say("broker-flow: memory alarm raised on \(node): publishes block")
+            try await Task.sleep(for: .seconds(15))
+            try broker("set_vm_memory_high_watermark", "0.4")
+            say("broker-flow: memory alarm cleared after 15 s")
         case "poison":
             try await poison(client: client, ids: ids)
         case "worker-lost-during-run":

@@ -27,6 +27,7 @@ final class ChaosFleet: Sendable {
         self.folder = folder
         self.port = port
         self.lease = lease
+        register()
     }
 
     var server: String { "http://127.0.0.1:\(port)" }
@@ -76,18 +77,51 @@ final class ChaosFleet: Sendable {
         Spawn.wait(pid)
     }
 
-    /// Stops everything: workers with SIGTERM (they finish), then the dispatcher.
-    func stop() {
+    /// Stops everything: workers with SIGTERM (they finish), then the dispatcher; a process
+    /// still running after `grace` gets SIGKILL, so stopping never hangs on a stuck process.
+    func stop(grace: Duration = .seconds(30)) {
+        Self.live.withLock { _ = $0.removeValue(forKey: ObjectIdentifier(self)) }
         let stopping = processes.withLock { processes -> Processes in
             defer { processes = Processes(nextWorker: processes.nextWorker) }
             return processes
         }
-        let (all, dispatcher) = (Array(stopping.workers.values), stopping.dispatcher)
-        for pid in all { kill(pid, SIGTERM) }
-        for pid in all { Spawn.wait(pid) }
-        if let dispatcher {
-            kill(dispatcher, SIGTERM)
-            Spawn.wait(dispatcher)
+        Self.terminate(stopping.workers.map { (name: $0.key, pid: $0.value) }, grace: grace)
+        if let dispatcher = stopping.dispatcher { Self.terminate([(name: "dispatcher", pid: dispatcher)], grace: grace) }
+    }
+
+    /// Every fleet not stopped yet, for the signal handler.
+    private static let live = LockedValue<[ObjectIdentifier: ChaosFleet]>([:])
+
+    /// Registers the fleet so that `stopAll` (SIGTERM, SIGINT to `stepfleet chaos`) stops it.
+    func register() {
+        Self.live.withLock { $0[ObjectIdentifier(self)] = self }
+    }
+
+    /// Stops every registered fleet (quickly: the harness itself is being stopped).
+    static func stopAll() {
+        for fleet in live.withLock({ Array($0.values) }) { fleet.stop(grace: .seconds(10)) }
+    }
+
+    private static func terminate(_ processes: [(name: String, pid: pid_t)], grace: Duration) {
+        for process in processes { kill(process.pid, SIGTERM) }
+        let deadline = ContinuousClock.now + grace
+        var left = processes
+        while !left.isEmpty {
+            left = left.filter { process in
+                var status: Int32 = 0
+                let result = waitpid(process.pid, &status, WNOHANG)
+                return result == 0 || (result < 0 && errno == EINTR)
+            }
+            if left.isEmpty { break }
+            if ContinuousClock.now >= deadline {
+                say("chaos: \(left.map(\.name).joined(separator: ", ")) still running \(grace) after SIGTERM; sending SIGKILL")
+                for process in left {
+                    kill(process.pid, SIGKILL)
+                    Spawn.wait(process.pid)
+                }
+                break
+            }
+            usleep(100_000)
         }
     }
 }

@@ -21,7 +21,7 @@ struct ChaosScenario {
         try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true)
         // A lease must outlast the broker's own failover: a quorum queue whose leader died takes
         // about ten seconds to confirm again, and heartbeats wait for those confirms.
-        let fleet = ChaosFleet(amqp: amqp, folder: folder, port: Int.random(in: 30_000..<40_000), lease: name == "cluster-node-loss" ? 20 : 6)
+        let fleet = ChaosFleet(amqp: amqp, folder: folder, port: Int.random(in: 30_000..<40_000), lease: ["cluster-node-loss", "broker-flow"].contains(name) ? 20 : 6)
         // The token first: this process then creates and migrates the database before the
         // dispatcher opens it.
         var client = APIClient(server: fleet.server)
@@ -38,7 +38,8 @@ struct ChaosScenario {
         var targets: [(project: String, environment: String)] = []
         for project in projects {
             let repository = try ChaosBatch.repository(
-                in: folder, name: project.code, retries: project.retries, rootSeconds: lostDuringRun ? 8 : stepSeconds, stepSeconds: stepSeconds)
+                in: folder, name: project.code, retries: project.retries, rootSeconds: lostDuringRun ? 8 : stepSeconds, stepSeconds: stepSeconds,
+                logLines: name == "broker-flow" ? 200 : 0)
             _ = try await client.request("POST", "/projects", body: ["code": .string(project.code), "git_remote": .string(repository)])
             for index in 0..<project.environments {
                 _ = try await client.request("POST", "/projects/\(project.code)/environments", body: ["code": .string("e\(index)")])
@@ -56,12 +57,13 @@ struct ChaosScenario {
         }
         let settled = LockedValue(false)
         let fault = Task { try await inject(fleet: fleet, client: client, ids: ids, settled: settled) }
-        try await waitUntilSettled(client, ids)
+        try await waitUntilSettled(client, ids, fleet: fleet)
         settled.value = true
         try await fault.value
         let wall = (clock.now - start).seconds
         var report = try await count(client, ids, targets)
         if lostDuringRun { try await checkLostDuringRun(client, ids, &report) }
+        if name == "broker-flow" { checkBlockLogged(folder, &report) }
         return (report, wall)
     }
 
@@ -81,17 +83,78 @@ struct ChaosScenario {
         throw CLIError("the chaos dispatcher did not answer")
     }
 
-    private func waitUntilSettled(_ client: APIClient, _ ids: [String]) async throws {
-        let deadline = ContinuousClock.now + .seconds(900)
-        while ContinuousClock.now < deadline {
+    /// Waits for every change to finish. When the steps' statuses have not changed for 30 s it
+    /// says so, with what it sees (steps by status, queues, connections, outbox, quiet logs),
+    /// and again every 30 s: a stalled batch is never a silent one.
+    private func waitUntilSettled(_ client: APIClient, _ ids: [String], fleet: ChaosFleet) async throws {
+        let clock = ContinuousClock()
+        let deadline = clock.now + .seconds(900)
+        var lastChange = clock.now
+        var lastSeen = ""
+        while clock.now < deadline {
             var open = 0
+            var steps: [String: Int] = [:]
             for id in ids {
-                guard let change = try? await client.request("GET", "/changes/\(id)") else { open += 1; continue }
+                guard let change = try? await client.request("GET", "/changes/\(id)") else {
+                    open += 1
+                    steps["(dispatcher did not answer)", default: 0] += 1
+                    continue
+                }
                 if !["success", "error", "cancelled"].contains(change["status"]?.stringValue ?? "") { open += 1 }
+                func walk(_ step: JSON) {
+                    steps[step["status"]?.stringValue ?? "?", default: 0] += 1
+                    for child in step["children"]?.arrayValue ?? [] { walk(child) }
+                }
+                if let root = change["root"], root != .null { walk(root) }
             }
             if open == 0 { return }
+            let seen = steps.keys.sorted().map { "\($0)=\(steps[$0]!)" }.joined(separator: " ")
+            if seen != lastSeen {
+                lastSeen = seen
+                lastChange = clock.now
+            } else if clock.now - lastChange >= .seconds(30) {
+                say("\(name): no progress for \(Int((clock.now - lastChange).seconds)) s: \(open) changes open, steps \(seen)\n" + stallReport(fleet))
+                lastChange = clock.now
+            }
             try await Task.sleep(for: .seconds(1))
         }
+        say("\(name): the batch did not settle within 900 s; counting what it left")
+    }
+
+    /// What a stalled batch looks like from outside: the jobs queue and its consumers, the
+    /// clients' connection states, the dispatcher's unsent outbox, and logs that went quiet.
+    private func stallReport(_ fleet: ChaosFleet) -> String {
+        let vhost = (try? AMQPConfiguration.list(amqp)[0].vhost) ?? "/"
+        var lines: [String] = []
+        let queues = query("list_queues", "-p", vhost, "name", "messages_ready", "messages_unacknowledged", "consumers")
+        lines.append("  queues (name ready unacked consumers):\n" + indent(queues))
+        let connections = query("list_connections", "name", "state")
+        lines.append("  connections (name state):\n" + indent(connections))
+        let outbox = (try? LocalRepository.run("/usr/bin/sqlite3", [fleet.folder + "/stepfleet.sqlite", "SELECT count(*) FROM outbox WHERE sent_at IS NULL"]).output)?
+            .trimmingCharacters(in: .whitespacesAndNewlines) ?? "?"
+        lines.append("  outbox rows unsent: \(outbox.isEmpty ? "?" : outbox)")
+        let logs = (try? FileManager.default.contentsOfDirectory(atPath: fleet.folder).filter { $0.hasSuffix(".log") }.sorted()) ?? []
+        let quiet = logs.compactMap { log -> String? in
+            guard let modified = (try? FileManager.default.attributesOfItem(atPath: fleet.folder + "/" + log))?[.modificationDate] as? Date else { return nil }
+            return "\(log) \(Int(-modified.timeIntervalSinceNow)) s"
+        }
+        lines.append("  logs last written: " + quiet.joined(separator: ", ") + " (in \(fleet.folder))")
+        return lines.joined(separator: "\n")
+    }
+
+    /// Runs a rabbitmqctl query against the scenario's node, or a cluster survivor, for at most 15 s.
+    private func query(_ arguments: String...) -> String {
+        let nodes = name == "cluster-node-loss" ? ["stepfleet-c2@localhost", "stepfleet-c3@localhost", node] : [node]
+        for candidate in nodes {
+            if let result = try? LocalRepository.run("/usr/bin/timeout", ["15", ops + "/rabbitmqctl", "--node", candidate, "-q"] + arguments), result.status == 0 {
+                return result.output.trimmingCharacters(in: .whitespacesAndNewlines)
+            }
+        }
+        return "(no node answered \(arguments[0]))"
+    }
+
+    private func indent(_ text: String) -> String {
+        text.split(separator: "\n").prefix(30).map { "    " + $0 }.joined(separator: "\n")
     }
 
     /// Counts steps, effects and re-runs from the API.
@@ -140,6 +203,19 @@ struct ChaosScenario {
         if retried["status"] != "success" || attempts != 2 {
             report.failures.append("the root with retries ended \(retried["status"]?.stringValue ?? "?") after \(attempts) attempts, not success after 2")
         }
+    }
+
+    /// broker-flow: the processes that published during the alarm said they were blocked and
+    /// for how long.
+    private func checkBlockLogged(_ folder: String, _ report: inout ChaosReport) {
+        let logs = ((try? FileManager.default.contentsOfDirectory(atPath: folder)) ?? []).filter { $0.hasSuffix(".log") }
+        var blocked: [String] = []
+        for log in logs.sorted() {
+            let text = (try? String(contentsOfFile: folder + "/" + log, encoding: .utf8)) ?? ""
+            if text.contains("the broker blocked publishing"), text.contains("the broker unblocked publishing") { blocked.append(log) }
+        }
+        say("broker-flow: the block and its end were logged by \(blocked.count) of \(logs.count) processes (\(blocked.joined(separator: ", ")))")
+        if !blocked.contains("dispatcher.log") { report.failures.append("the dispatcher's log does not show the blocked period") }
     }
 
     /// Steps that never existed because their parent failed are not lost.
