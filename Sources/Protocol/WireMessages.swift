@@ -46,11 +46,16 @@ public struct StepJob: WireMessage, Hashable {
     /// Kill the step's container after this many seconds; nil: the worker's default.
     public var timeoutSeconds: Int?
     public var pool: String
+    /// A random token of this attempt, known only to the dispatcher and to whoever reads the
+    /// pool's queue: the claim (and an outcome sent before the claim was heard) carries it back,
+    /// so a broker account that cannot read the pool cannot claim the pool's attempts.
+    public var claimToken: String?
 
     public init(
         changeId: String, stepId: String, attempt: Int, action: String, git: GitSource, context: StepContext,
-        runner: RunnerSettings, buildSecrets: [String] = [], timeoutSeconds: Int? = nil, pool: String = "default"
+        runner: RunnerSettings, buildSecrets: [String] = [], timeoutSeconds: Int? = nil, pool: String = "default", claimToken: String? = nil
     ) {
+        self.claimToken = claimToken
         self.changeId = changeId
         self.stepId = stepId
         self.attempt = attempt
@@ -98,8 +103,13 @@ public struct WorkerEvent: WireMessage, Hashable {
     /// Sent with the run phase: the action's retry and failure policy, so that the dispatcher
     /// knows it even if the worker is lost before its outcome.
     public var policy: ActionPolicy?
+    /// A claim's proof that its sender took the job from the pool's queue (`StepJob.claimToken`).
+    public var claimToken: String?
 
-    public init(kind: Kind, ref: AttemptRef, worker: String, at: EpochMilliseconds, phase: Phase? = nil, policy: ActionPolicy? = nil) {
+    public init(
+        kind: Kind, ref: AttemptRef, worker: String, at: EpochMilliseconds, phase: Phase? = nil, policy: ActionPolicy? = nil, claimToken: String? = nil
+    ) {
+        self.claimToken = claimToken
         self.kind = kind
         self.ref = ref
         self.worker = worker
@@ -242,6 +252,8 @@ public struct StepOutcome: WireMessage, Hashable {
     public var claimedAt: EpochMilliseconds?
     /// The parts of its phases (absent from workers before it was added).
     public var phases: PhaseDurations?
+    /// The job's `claimToken`: an outcome that overtakes its claim is taken only with it.
+    public var claimToken: String?
 
     public init(
         ref: AttemptRef, worker: String, status: Status, exitCode: Int? = nil, error: String? = nil,

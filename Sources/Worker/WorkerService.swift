@@ -180,7 +180,7 @@ public actor WorkerService {
         claiming += 1
         let claimedAt = Clock.epochMilliseconds()
         do {
-            try await publisher.event(.claimed, ref)
+            try await publisher.event(.claimed, ref, claimToken: job.claimToken)
         } catch {
             claiming -= 1
             stepLogger.warning("cannot publish the claim; giving the job back", metadata: ["error": "\(error)"])
@@ -206,7 +206,9 @@ public actor WorkerService {
 
     private func execute(_ job: StepJob, ref: AttemptRef, claimedAt: EpochMilliseconds, cancellation: StepCancellation, logger: Logger) async {
         let log = LogShipper(ref: ref, worker: configuration.name, publisher: publisher, logger: logger, logCap: configuration.logCap)
-        let outcome = await executor.execute(job, claimedAt: claimedAt, cancellation: cancellation, log: log)
+        var result = await executor.execute(job, claimedAt: claimedAt, cancellation: cancellation, log: log)
+        result.claimToken = job.claimToken
+        let outcome = result
         await log.finish()
         let publisher = publisher
         let delivered = await publisher.untilConfirmed("outcome") { () throws(AMQPError) in try await publisher.outcome(outcome) }

@@ -44,7 +44,9 @@ extension FleetTests {
             // Both roots claimed by a worker that then goes silent.
             for change in [healthyChange, poisonedChange] {
                 let root = try #require(try await fleet.snapshot(change).1.step("a"))
-                try await fleet.engine.handle(WorkerEvent(kind: .claimed, ref: root.ref, worker: "silent-worker", at: Int64(Date().timeIntervalSince1970 * 1000)), publishedBy: "guest")
+                try await fleet.engine.handle(
+                    WorkerEvent(kind: .claimed, ref: root.ref, worker: "silent-worker", at: Int64(Date().timeIntervalSince1970 * 1000), claimToken: root.claimToken),
+                    publishedBy: "guest")
             }
             // A document stored before the door refused such numbers (an old row): the next
             // job of that change cannot be built.

@@ -21,6 +21,15 @@ public struct DispatcherEngine: Sendable {
 
     static func newID() -> String { UUID().uuidString.lowercased() }
 
+    /// 128 random bits (the system's secure generator), as hex.
+    static func newClaimToken() -> String {
+        var generator = SystemRandomNumberGenerator()
+        return (0..<2).map { _ in
+            let text = String(generator.next() as UInt64, radix: 16)
+            return String(repeating: "0", count: 16 - text.count) + text
+        }.joined()
+    }
+
     // MARK: Changes
 
     /// Creates a change on `sha` (resolved by the caller at creation) and starts it unless
@@ -106,6 +115,9 @@ public struct DispatcherEngine: Sendable {
             guard duplicateClaim || mayReport(step, event.ref, identity) else {
                 return refuse(what, event.ref, identity, holder: step.holder(of: event.ref.attempt))
             }
+            guard event.kind != .claimed || provesClaim(step, event.ref, event.claimToken) else {
+                return refuseClaim(what, event.ref, identity)
+            }
             let now = Store.now()
             try mutateStep(db, step) { tree in
                 switch event.kind {
@@ -147,6 +159,10 @@ public struct DispatcherEngine: Sendable {
         try await store.write { db in
             guard let step = try Store.step(db, outcome.ref.stepId) else { return }
             guard mayReport(step, outcome.ref, identity) else { return refuse("an outcome", outcome.ref, identity, holder: step.holder(of: outcome.ref.attempt)) }
+            // An outcome that overtook its claim must prove, as a claim does, that its sender took the job.
+            guard step.holder(of: outcome.ref.attempt) != nil || provesClaim(step, outcome.ref, outcome.claimToken) else {
+                return refuseClaim("an outcome", outcome.ref, identity)
+            }
             guard outcome.ref.attempt == step.attempt, !step.status.isFinal, !step.ownDone else {
                 logger.debug("dropping an outcome for an old or finished attempt", metadata: ["step": "\(outcome.ref)"])
                 return
@@ -208,6 +224,20 @@ public struct DispatcherEngine: Sendable {
         if let holder = step.holder(of: ref.attempt) { return holder == identity }
         guard ref.attempt == step.attempt, step.status == .running, !step.ownDone, let worker = step.worker else { return true }
         return worker == identity.worker
+    }
+
+    /// Whether `token` is the claim token of `ref`, the step's current attempt (a message about
+    /// another attempt is the tree's to answer; attempts queued before tokens existed have none).
+    private func provesClaim(_ step: StepRecord, _ ref: AttemptRef, _ token: String?) -> Bool {
+        guard ref.attempt == step.attempt, let expected = step.claimToken else { return true }
+        return token == expected
+    }
+
+    private func refuseClaim(_ what: String, _ ref: AttemptRef, _ identity: WorkerIdentity) {
+        metrics.refusedWorkerMessages.increment()
+        logger.warning(
+            "refusing \(what) from \(identity) without the attempt's claim token: its sender did not take the job from the pool's queue",
+            metadata: ["step": "\(ref)", "claimed_worker": "\(identity.worker)", "user_id": "\(identity.user)"])
     }
 
     private func refuse(_ what: String, _ ref: AttemptRef, _ identity: WorkerIdentity, holder: WorkerIdentity?) {
@@ -344,6 +374,8 @@ public struct DispatcherEngine: Sendable {
         let before = try loadTree(db, changeId)
         var tree = before
         let effects = try transition(&tree)
+        // Every queued attempt gets a claim token of its own, saved with the step.
+        tree.issueClaimTokens(for: effects, Self.newClaimToken)
         try Store.save(db, tree, before: before)
         let change = try Store.change(db, changeId)
         for effect in effects {
@@ -386,7 +418,7 @@ public struct DispatcherEngine: Sendable {
             changeId: change.id, stepId: step.id, attempt: attempt, action: step.action,
             git: GitSource(remote: project.gitRemote, rev: change.gitRev, sha: change.gitSha), context: context, runner: configuration.runner,
             buildSecrets: Self.buildSecrets(project: projectProperties, environment: environmentProperties, default: configuration.defaultBuildSecrets),
-            pool: pool)
+            pool: pool, claimToken: step.claimToken)
         try Store.addToOutbox(db, exchange: Names.jobsExchange, routingKey: pool, replyTo: Names.outcomesQueue, messageType: StepJob.messageType, body: WireCodec.encode(job))
         if attempt > 1 {
             try Store.appendSystemLog(db, changeId: change.id, stepId: step.id, attempt: attempt, "attempt \(attempt) queued\(step.error.map { " after: \($0)" } ?? "")")

@@ -361,4 +361,9 @@ extension ChangeTree {
     public mutating func outcome(_ ref: AttemptRef, from worker: String, _ verdict: Verdict, now: Double, makeID: () -> String) -> [Effect] {
         outcome(ref, from: WorkerIdentity(user: worker, worker: worker), verdict, now: now, makeID: makeID)
     }
+
+    /// Gives every attempt that `effects` queue a claim token of its own (`StepJob.claimToken`).
+    mutating func issueClaimTokens(for effects: [Effect], _ makeToken: () -> String) {
+        for case .enqueue(let stepId, _) in effects { steps[stepId]?.claimToken = makeToken() }
+    }
 }

@@ -61,6 +61,8 @@ public struct StepRecord: Sendable, Equatable, Codable {
     public var waitingTurn: Int?
     /// How long the parts of the current attempt's phases took, as its worker reported them.
     public var phaseDurations: PhaseDurations?
+    /// The current attempt's claim token (`StepJob.claimToken`), made when it is queued.
+    public var claimToken: String?
 
     public init(id: String, changeId: String, parentId: String?, position: Int, action: String) {
         self.id = id
