@@ -44,8 +44,8 @@ import Testing
     @Test(.timeLimit(.minutes(1))) func noSwiftInternalsEverShow() {
         for text in ["", "nope", #"{"steps": 1}"#, #"{"project": {"properties_diff": {}}}"#, #"{"steps": {"children": [{"action": []}]}}"#] {
             let shown = problem(StepResult.self, text)
-            for internal in ["CodingKeys", "keyNotFound", "typeMismatch", "dataCorrupted", "valueNotFound", "Swift.", "DecodingError", "debugDescription"] {
-                #expect(!shown.contains(internal), "\(text): \(shown)")
+            for word in ["CodingKeys", "keyNotFound", "typeMismatch", "dataCorrupted", "valueNotFound", "Swift.", "DecodingError", "debugDescription"] {
+                #expect(!shown.contains(word), "\(text): \(shown)")
             }
         }
     }
