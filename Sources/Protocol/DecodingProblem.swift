@@ -48,9 +48,13 @@ public struct DecodingProblem: Error, Sendable, Equatable, CustomStringConvertib
             detail = "\(place(pointer(context))) is\(value.isEmpty ? " of the wrong type" : value); it must be \(Self.jsonKind(type))"
         case .dataCorrupted(let context):
             if context.codingPath.isEmpty {
-                if let data, case .failure(let syntax) = Result(catching: { () throws(JSONParseError) -> JSON in try JSON.parse(bytes: data) }) {
-                    self = Self.syntax(syntax, file: file, data: data)
-                    return
+                if let data {
+                    do {
+                        _ = try JSON.parse(bytes: data)
+                    } catch {
+                        self = Self.syntax(error, file: file, data: data)
+                        return
+                    }
                 }
                 detail = "is not valid JSON"
                 return

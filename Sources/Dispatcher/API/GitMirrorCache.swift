@@ -86,7 +86,7 @@ actor GitMirrorCache {
     /// The mirror of `remote`, made (empty) when missing.
     private func mirror(_ remote: String) async throws(Git.Failure) -> String {
         try git.check(remote: remote)
-        let name = SHA256.hash(data: Data(remote.utf8)).map { String(format: "%02x", $0) }.joined().prefix(32)
+        let name = String(SHA256.hash(data: Data(remote.utf8)).map { String(format: "%02x", $0) }.joined().prefix(32))
         let path = directory + "/" + name + ".git"
         if !FileManager.default.fileExists(atPath: path + "/HEAD") {
             do {

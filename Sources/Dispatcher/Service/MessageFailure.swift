@@ -43,7 +43,7 @@ public enum MessageFailure: Sendable, Equatable {
     }
 
     /// SQLite result codes that say "not now" rather than "never".
-    static let transientCodes: Set<ResultCode> = [
+    static let transientCodes: [ResultCode] = [
         .SQLITE_BUSY, .SQLITE_LOCKED, .SQLITE_IOERR, .SQLITE_FULL, .SQLITE_CANTOPEN, .SQLITE_PROTOCOL, .SQLITE_INTERRUPT, .SQLITE_NOMEM,
     ]
 }
