@@ -8,21 +8,26 @@ protocol AttemptMessage: WireMessage {
     var worker: String { get }
     /// The action's policy, when the message carries it (an outcome does).
     var policy: ActionPolicy? { get }
-    /// The message in an operator's words ("an outcome").
+    /// The message in an operator's words ("the outcome").
     var what: String { get }
+    /// The kind of message, for one that does not decode.
+    static var described: String { get }
 }
 
 extension WorkerEvent: AttemptMessage {
     var what: String { "a \(kind.rawValue) event" }
+    static var described: String { "a worker event" }
 }
 
 extension LogBatch: AttemptMessage {
     var policy: ActionPolicy? { nil }
     var what: String { "a log batch" }
+    static var described: String { "a log batch" }
 }
 
 extension StepOutcome: AttemptMessage {
     var what: String { "the outcome" }
+    static var described: String { "the outcome" }
 }
 
 /// The step, attempt and worker of a body that does not decode as a whole, when those parts

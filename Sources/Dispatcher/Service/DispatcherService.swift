@@ -95,7 +95,7 @@ public actor DispatcherService {
                 engine.metrics.unprocessableMessages.increment()
                 logger.warning("dead-lettering a message that does not decode", metadata: ["queue": "\(Message.messageType)", "reason": "\(error)"])
                 if let about = AttemptPeek.read(delivery.body) {
-                    _ = await failStep(about.ref, worker: about.worker, userId: userId, what: "a \(Message.messageType) message", reason: "\(error)", policy: nil)
+                    _ = await failStep(about.ref, worker: about.worker, userId: userId, what: Message.described, reason: "\(error)", policy: nil)
                 }
                 try? await delivery.reject(requeue: false)
                 continue
