@@ -193,8 +193,9 @@ public struct ActionRunner: Sendable {
         do {
             return JSONPatch.diff(from: original, to: try JSON.parse(bytes: data))
         } catch {
-            let problem = DecodingProblem.syntax(error, file: "the \(what) properties copy ($OPSCHAIN_\(what.uppercased())_PROPERTIES)", data: data)
-            throw Failure(message: "\(problem) (it must hold a JSON object)")
+            let location = DecodingProblem.location(ofByte: error.offset, in: data)
+            throw Failure(
+                message: "the \(what) properties copy ($OPSCHAIN_\(what.uppercased())_PROPERTIES) was left as invalid JSON: \(location): \(error.reason) (it must hold a JSON object)")
         }
     }
 
