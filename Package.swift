@@ -44,7 +44,7 @@ let package = Package(
         .target(
             name: "Dispatcher",
             dependencies: [
-                "Protocol", "AMQP", "HostCommand",
+                "Protocol", "AMQP", "HostCommand", "StepRunner",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "GRDB", package: "GRDB.swift"),
                 .product(name: "Hummingbird", package: "hummingbird"),

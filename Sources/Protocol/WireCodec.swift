@@ -70,7 +70,7 @@ public enum WireCodec {
         do {
             return try JSONDecoder().decode(Message.self, from: body)
         } catch let error as DecodingError {
-            throw .invalid(describe(error))
+            throw .invalid(DecodingProblem(error, data: body).detail)
         } catch {
             throw .invalid("\(error)")
         }
@@ -80,19 +80,5 @@ public enum WireCodec {
     public static func peekType(_ body: Data) -> String? {
         guard body.count <= maximumBodySize, let json = try? JSON.parse(bytes: body) else { return nil }
         return json["type"]?.stringValue
-    }
-
-    private static func describe(_ error: DecodingError) -> String {
-        func path(_ context: DecodingError.Context) -> String {
-            let keys = context.codingPath.map { $0.intValue.map(String.init) ?? $0.stringValue }
-            return keys.isEmpty ? "the body" : "/" + keys.joined(separator: "/")
-        }
-        switch error {
-        case .keyNotFound(let key, let context): return "\(path(context)): missing member \"\(key.stringValue)\""
-        case .typeMismatch(let type, let context): return "\(path(context)): expected \(type)"
-        case .valueNotFound(let type, let context): return "\(path(context)): expected \(type), found null"
-        case .dataCorrupted(let context): return "\(path(context)): \(context.debugDescription)"
-        @unknown default: return "\(error)"
-        }
     }
 }

@@ -126,8 +126,10 @@ public struct ActionRunner: Sendable {
         }
         do {
             return try JSONDecoder().decode(StepContext.self, from: data)
+        } catch let error as DecodingError {
+            throw Failure(message: "the step context is invalid: \(DecodingProblem(error, file: contextPath, data: data))")
         } catch {
-            throw Failure(message: "\(contextPath) is not a valid step context: \(error)")
+            throw Failure(message: "the step context is invalid: \(contextPath): \(error)")
         }
     }
 
@@ -191,7 +193,9 @@ public struct ActionRunner: Sendable {
         do {
             return JSONPatch.diff(from: original, to: try JSON.parse(bytes: data))
         } catch {
-            throw Failure(message: "the \(what) properties copy ($OPSCHAIN_\(what.uppercased())_PROPERTIES) was left as invalid JSON: \(error)")
+            let location = DecodingProblem.location(ofByte: error.offset, in: data)
+            throw Failure(
+                message: "the \(what) properties copy ($OPSCHAIN_\(what.uppercased())_PROPERTIES) was left as invalid JSON: \(location): \(error.reason) (it must hold a JSON object)")
         }
     }
 
@@ -226,7 +230,7 @@ public struct ActionRunner: Sendable {
         do {
             json = try JSON.parse(bytes: data)
         } catch {
-            throw Failure(message: "the child steps file ($OPSCHAIN_CHILD_STEPS) is not valid JSON: \(error)")
+            throw Failure(message: DecodingProblem.syntax(error, file: "the child steps file ($OPSCHAIN_CHILD_STEPS)", data: data).description)
         }
         var entries: [JSON]
         switch json {
@@ -236,7 +240,8 @@ public struct ActionRunner: Sendable {
             entries = object["children"]?.arrayValue ?? []
             if let strategy = object["child_execution_strategy"], strategy != .null {
                 guard let text = strategy.stringValue, let parsed = ExecutionStrategy(rawValue: text) else {
-                    throw Failure(message: "the child steps file ($OPSCHAIN_CHILD_STEPS) has an invalid child_execution_strategy")
+                    let allowed = ExecutionStrategy.allCases.map(\.rawValue).joined(separator: ", ")
+                    throw Failure(message: "the child steps file ($OPSCHAIN_CHILD_STEPS): /child_execution_strategy is \(strategy.serialized()); allowed: \(allowed) or null")
                 }
                 children.childExecutionStrategy = parsed
             }

@@ -188,6 +188,8 @@ struct StepExecutor: Sendable {
         let stepResult: StepResult
         do {
             stepResult = try JSONDecoder().decode(StepResult.self, from: resultData)
+        } catch let error as DecodingError {
+            return fail(&outcome, log, "step_result.json is invalid: \(DecodingProblem(error, file: "/opt/opschain/.opschain/step_result.json", data: resultData))")
         } catch {
             return fail(&outcome, log, "step_result.json is invalid: \(error)")
         }

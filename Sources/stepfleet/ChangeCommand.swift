@@ -33,14 +33,46 @@ struct ChangeCommand: AsyncParsableCommand {
     }
 
     struct Show: AsyncParsableCommand {
-        static let configuration = CommandConfiguration(abstract: "Show a change and its step tree.")
+        static let configuration = CommandConfiguration(abstract: "Show a change and its step tree, or one step (--step), with the properties it ran with (--properties).")
         @OptionGroup var options: ServerOptions
         @Argument(help: "Change id.") var id: String
+        @Option(help: "One step: its id, or its action's name when only one step runs that action.") var step: String?
+        @Flag(help: "With --step: print the merged properties the step ran with (secrets as ****).") var properties = false
         @Flag(help: "Print JSON.") var json = false
+
+        func validate() throws {
+            if properties && step == nil { throw ValidationError("--properties goes with --step") }
+        }
 
         func run() async throws {
             let change = try await options.client.request("GET", "/changes/\(id)")
-            say(json ? change.serialized(pretty: true) : TreeRenderer.render(change))
+            guard let step else { return say(json ? change.serialized(pretty: true) : TreeRenderer.render(change)) }
+            let stepId = try Self.stepId(step, in: change)
+            let shown = try await options.client.request("GET", "/changes/\(id)/steps/\(stepId)")
+            if properties { return say((shown["properties"] ?? .null).serialized(pretty: true)) }
+            if json { return say(shown.serialized(pretty: true)) }
+            say(TreeRenderer.render(["id": change["id"] ?? .null, "action": change["action"] ?? .null, "project": change["project"] ?? .null,
+                                     "environment": change["environment"] ?? .null, "status": change["status"] ?? .null, "root": shown]))
+        }
+
+        /// A step id, or the one step running `name`.
+        static func stepId(_ name: String, in change: JSON) throws -> String {
+            var all: [JSON] = []
+            func walk(_ step: JSON) {
+                all.append(step)
+                for child in step["children"]?.arrayValue ?? [] { walk(child) }
+            }
+            if let root = change["root"], root != .null { walk(root) }
+            if all.contains(where: { $0["id"]?.stringValue == name }) { return name }
+            let matching = all.filter { $0["action"]?.stringValue == name }.compactMap { $0["id"]?.stringValue }
+            switch matching.count {
+            case 1: return matching[0]
+            case 0:
+                let actions = Swift.Set(all.compactMap { $0["action"]?.stringValue }).sorted()
+                throw CLIError("change \(change["id"]?.stringValue ?? "") has no step \"\(name)\" (its steps run: \(actions.joined(separator: ", ")))")
+            default:
+                throw CLIError("\(matching.count) steps of this change run \"\(name)\": give one of their ids (\(matching.joined(separator: ", ")))")
+            }
         }
     }
 

@@ -3,10 +3,10 @@ import Foundation
 import Protocol
 
 struct ProjectCommand: AsyncParsableCommand {
-    static let configuration = CommandConfiguration(commandName: "project", abstract: "Projects: a code, a name and the git repository their changes run.", subcommands: [Create.self, List.self, Show.self])
+    static let configuration = CommandConfiguration(commandName: "project", abstract: "Projects: a code, a name and the git repository their changes run.", subcommands: [Create.self, List.self, Show.self, Delete.self])
 
     struct Create: AsyncParsableCommand {
-        static let configuration = CommandConfiguration(abstract: "Create a project: a code, a name and its git repository.")
+        static let configuration = CommandConfiguration(abstract: "Create a project: a code, a name and its git repository (checked at once).")
         @OptionGroup var options: ServerOptions
         @Argument(help: "Project code.") var code: String
         @Option(help: "Display name.") var name: String?
@@ -46,8 +46,47 @@ struct ProjectCommand: AsyncParsableCommand {
     }
 }
 
+extension ProjectCommand {
+    struct Delete: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Delete a project, its environments and their properties history (refused while a change is pending or running); its changes and logs stay.")
+        @OptionGroup var options: ServerOptions
+        @Argument(help: "Project code.") var code: String
+
+        func run() async throws {
+            let answer = try await options.client.request("DELETE", "/projects/\(code)")
+            say("deleted project \(code) (\(answer["environments_deleted"]?.intValue ?? 0) environments; \(answer["changes_kept"]?.intValue ?? 0) changes kept)")
+        }
+    }
+}
+
+extension EnvironmentCommand {
+    struct Delete: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Delete an environment and its properties history (refused while a change is pending or running); its changes and logs stay.")
+        @OptionGroup var options: ServerOptions
+        @Option(help: "Project code.") var project: String
+        @Argument(help: "Environment code.") var code: String
+
+        func run() async throws {
+            let answer = try await options.client.request("DELETE", "/projects/\(project)/environments/\(code)")
+            say("deleted environment \(project)/\(code) (\(answer["changes_kept"]?.intValue ?? 0) changes kept)")
+        }
+    }
+}
+
+/// A JSON file named on the command line; a syntax error says where (line, column, byte).
+func readJSONFile(_ path: String) throws -> JSON {
+    let data = try InputFile.read(path)
+    do {
+        return try JSON.parse(bytes: data)
+    } catch {
+        throw CLIError(DecodingProblem.syntax(error, file: path == "-" ? "standard input" : path, data: data).description)
+    }
+}
+
 struct EnvironmentCommand: AsyncParsableCommand {
-    static let configuration = CommandConfiguration(commandName: "environment", abstract: "A project's environments.", subcommands: [Create.self, List.self])
+    static let configuration = CommandConfiguration(commandName: "environment", abstract: "A project's environments.", subcommands: [Create.self, List.self, Delete.self])
 
     struct Create: AsyncParsableCommand {
         static let configuration = CommandConfiguration(abstract: "Create an environment of a project.")
@@ -114,7 +153,7 @@ struct PropertiesCommand: AsyncParsableCommand {
         @Option(help: "Only if the current version is this one.") var version: Int?
 
         func run() async throws {
-            let document = try JSON.parse(bytes: InputFile.read(file))
+            let document = try readJSONFile(file)
             let answer = try await options.client.request("PUT", owner.path, body: document, headers: version.map { ["If-Match": String($0)] } ?? [:])
             say("properties at version \(answer["version"]?.intValue ?? 0)")
         }
@@ -128,7 +167,7 @@ struct PropertiesCommand: AsyncParsableCommand {
         @Option(help: "Only if the current version is this one.") var version: Int?
 
         func run() async throws {
-            let patch = try JSON.parse(bytes: InputFile.read(file))
+            let patch = try readJSONFile(file)
             let answer = try await options.client.request("PATCH", owner.path, body: patch, headers: version.map { ["If-Match": String($0)] } ?? [:])
             say("properties at version \(answer["version"]?.intValue ?? 0)")
         }

@@ -1,6 +1,7 @@
 import Foundation
 import GRDB
 import Protocol
+import TestSupport
 import Testing
 @testable import Dispatcher
 
@@ -26,7 +27,9 @@ extension FleetTests {
             #expect(status == 401, "\(answer)")
             #expect(answer["error"]?.stringValue?.contains("expired") == true && answer["error"]?.stringValue?.contains("token create") == true, "\(answer)")
             let later = try await fleet.store.createToken(name: "later", scope: .operator, expiresAt: Date().timeIntervalSince1970 + 3600)
-            #expect(try await fleet.raw("POST", "/projects", #"{"code": "ok", "git_remote": "https://example.com/r.git"}"#, headers: ["Authorization": "Bearer \(later)"], authenticated: false).0 == 201)
+            // (project create checks the remote at once: a real repository.)
+            let remote = try TestRepository.make(["a": "a"]).path
+            #expect(try await fleet.raw("POST", "/projects", #"{"code": "ok", "git_remote": "\#(remote)"}"#, headers: ["Authorization": "Bearer \(later)"], authenticated: false).0 == 201)
 
             let listed = try await fleet.store.tokens().map { "\($0.name) \($0.scope.rawValue) \($0.expiresAt == nil ? "never" : "expires")" }
             #expect(listed == ["fleet-tests operator never", "later operator expires", "old operator expires", "reader read never"])

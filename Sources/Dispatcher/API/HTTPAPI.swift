@@ -3,15 +3,20 @@ import GRDB
 import Hummingbird
 import Logging
 import Protocol
+import StepRunner
 
 /// The dispatcher's JSON API.
 public struct HTTPAPI: Sendable {
     let engine: DispatcherEngine
     let service: DispatcherService?
+    /// Bare mirrors of the projects' repositories (`<database>.git-mirrors/`): short SHAs and
+    /// the actions file at a change's SHA are read there.
+    let mirrors: GitMirrorCache
 
     public init(engine: DispatcherEngine, service: DispatcherService?) {
         self.engine = engine
         self.service = service
+        mirrors = GitMirrorCache(directory: engine.store.database.path + ".git-mirrors", git: engine.configuration.git)
     }
 
     var store: Store { engine.store }
@@ -30,6 +35,14 @@ public struct HTTPAPI: Sendable {
         router.get("/projects/:project") { _, context in
             let code = try context.parameters.require("project")
             return JSONResponse.ok(Views.project(try await store.read { try Store.project($0, code) }))
+        }
+        router.delete("/projects/:project") { _, context in
+            let code = try context.parameters.require("project")
+            return JSONResponse.ok(try await store.write { try Store.deleteProject($0, code) })
+        }
+        router.delete("/projects/:project/environments/:environment") { _, context in
+            let (project, environment) = (try context.parameters.require("project"), try context.parameters.require("environment"))
+            return JSONResponse.ok(try await store.write { try Store.deleteEnvironment($0, project, environment) })
         }
         router.post("/projects/:project/environments") { request, context in try await createEnvironment(request, context) }
         router.get("/projects/:project/environments") { _, context in
@@ -65,6 +78,17 @@ public struct HTTPAPI: Sendable {
             }
             return JSONResponse.ok(Views.changeWithSteps(change, tree, attempts: attempts))
         }
+        router.get("/changes/:change/steps/:step") { _, context in
+            let (id, stepId) = (try context.parameters.require("change"), try context.parameters.require("step"))
+            let leaseSeconds = engine.configuration.leaseSeconds
+            let (tree, attempts, result, stepContext) = try await store.read { db in
+                _ = try Store.change(db, id)
+                let tree = try Store.tree(db, changeId: id, leaseSeconds: leaseSeconds)
+                guard tree.steps[stepId] != nil else { throw StoreError.notFound("change \(id) has no step \"\(stepId)\"") }
+                return (tree, try Store.attempts(db, changeId: id), try Store.stepResult(db, stepId), try Store.stepContext(db, stepId))
+            }
+            return JSONResponse.ok(Views.stepWithProperties(tree, tree.steps[stepId]!, attempts, result: result, context: stepContext))
+        }
         router.post("/changes/:change/cancel") { _, context in
             let change = try await engine.cancel(changeId: try context.parameters.require("change"))
             service?.outboxChanged()
@@ -96,6 +120,8 @@ public struct HTTPAPI: Sendable {
             throw StoreError.conflict("project \"\(code)\" exists already")
         }
         if let refusal = engine.configuration.gitPolicy.refusal(project.gitRemote) { throw APIError.badRequest(refusal) }
+        // A remote that does not answer now would fail the first change: say so at once.
+        try await GitResolver.checkReachable(remote: project.gitRemote, git: engine.configuration.git)
         try await store.write { try Store.createProject($0, project) }
         return JSONResponse.ok(Views.project(project), status: .created)
     }
@@ -167,14 +193,16 @@ public struct HTTPAPI: Sendable {
         let project = try body.requiredString("project")
         let environment = try body.requiredString("environment")
         let action = try body.requiredString("action")
-        let revision = try body.optionalString("git_rev") ?? "main"
+        let revision = try body.optionalString("git_rev")
         let user = try body.optionalString("user") ?? "unknown"
         let remote = try await store.read { db -> String in
             _ = try Store.environment(db, project, environment)
             return try Store.project(db, project).gitRemote
         }
-        let sha = try await GitResolver.resolve(remote: remote, revision: revision, git: engine.configuration.git)
-        let change = try await engine.createChange(project: project, environment: environment, action: action, gitRev: revision, gitSha: sha, user: user)
+        let resolved = try await GitResolver.resolve(remote: remote, revision: revision, git: engine.configuration.git, mirrors: mirrors)
+        try await checkAction(action, remote: remote, sha: resolved.sha)
+        let change = try await engine.createChange(
+            project: project, environment: environment, action: action, gitRev: resolved.revision, gitSha: resolved.sha, user: user)
         service?.outboxChanged()
         return JSONResponse.ok(Views.change(change), status: .created)
     }
@@ -189,11 +217,39 @@ public struct HTTPAPI: Sendable {
         if refresh {
             let old = try await store.read { try Store.change($0, id) }
             let remote = try await store.read { try Store.project($0, old.projectCode).gitRemote }
-            sha = try await GitResolver.resolve(remote: remote, revision: old.gitRev, git: engine.configuration.git)
+            let resolved = try await GitResolver.resolve(remote: remote, revision: old.gitRev, git: engine.configuration.git, mirrors: mirrors)
+            try await checkAction(old.action, remote: remote, sha: resolved.sha)
+            sha = resolved.sha
         }
         let change = try await engine.retry(changeId: id, refreshedSha: sha, user: user)
         service?.outboxChanged()
         return JSONResponse.ok(Views.change(change), status: .created)
+    }
+
+    /// Refuses an action the actions file at `sha` does not define (or a missing or invalid
+    /// actions file), before anything is queued.
+    private func checkAction(_ action: String, remote: String, sha: String) async throws {
+        let source: GitMirrorCache.ActionsSource?
+        do {
+            source = try await mirrors.actionsFile(remote: remote, sha: sha)
+        } catch {
+            throw APIError.badRequest(error.description)
+        }
+        let at = String(sha.prefix(12))
+        guard let source else {
+            throw APIError.badRequest(
+                "the repository has no actions file at \(at) (\(ActionsFile.candidatePaths.joined(separator: ", "))): commit one, then create the change")
+        }
+        let file: ActionsFile
+        do {
+            file = try ActionsFile.parse(source.text, file: source.path)
+        } catch {
+            throw APIError.badRequest("\(error) (at \(at))")
+        }
+        guard file.actions[action] != nil else {
+            throw APIError.badRequest(
+                "action \"\(action)\" is not defined in \(source.path) at \(at) (defined: \(file.actions.keys.sorted().joined(separator: ", ")))")
+        }
     }
 
     /// The change's log: JSON lines (`?format=json`) or text; `?follow=true` streams until the
@@ -245,6 +301,9 @@ public struct HTTPAPI: Sendable {
         lines.append("# HELP stepfleet_patch_conflicts_total Step property diffs that could not be applied.")
         lines.append("# TYPE stepfleet_patch_conflicts_total counter")
         lines.append("stepfleet_patch_conflicts_total \(engine.metrics.patchConflicts.count)")
+        lines.append("# HELP stepfleet_unprocessable_messages_total Worker messages that can never be processed (bad content, a patch making invalid properties, a document the store refuses): each failed its step at once.")
+        lines.append("# TYPE stepfleet_unprocessable_messages_total counter")
+        lines.append("stepfleet_unprocessable_messages_total \(engine.metrics.unprocessableMessages.count)")
         lines.append("# HELP stepfleet_refused_worker_messages_total Worker messages dropped: no user_id, or not from the broker identity holding the attempt.")
         lines.append("# TYPE stepfleet_refused_worker_messages_total counter")
         lines.append("stepfleet_refused_worker_messages_total \(engine.metrics.refusedWorkerMessages.count)")

@@ -62,6 +62,25 @@ enum Views {
         return .object(Dictionary(uniqueKeysWithValues: durations.parts.map { ($0.name, JSON($0.ms)) }))
     }
 
+    /// One step with the merged properties it ran with (`properties`, secrets as `****`): those
+    /// its result reported, else those its context gave it; null when it never got a context.
+    static func stepWithProperties(_ tree: ChangeTree, _ step: StepRecord, _ attempts: [String: [Store.AttemptRow]], result: StepResult?, context: StepContext?) -> JSON {
+        guard case .object(var members) = self.step(tree, step, attempts) else { return .null }
+        // A result with no merged properties (an old worker's, or a step that failed before
+        // reading its context) says less than the context the step was given.
+        if let reported = result?.step.properties, reported != .emptyObject {
+            members["properties"] = SecretProperties.masked(reported)
+            members["properties_source"] = "result"
+        } else if let context {
+            members["properties"] = SecretProperties.masked(context.mergedProperties)
+            members["properties_source"] = "context"
+        } else {
+            members["properties"] = .null
+            members["properties_source"] = .null
+        }
+        return .object(members)
+    }
+
     static func logLine(_ line: Store.LogLine, actions: [String: String]) -> JSON {
         [
             "step": .string(line.stepId), "action": .string(actions[line.stepId] ?? ""), "attempt": JSON(line.attempt), "seq": JSON(line.seq),

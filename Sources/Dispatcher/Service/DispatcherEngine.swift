@@ -191,7 +191,6 @@ public struct DispatcherEngine: Sendable {
                 }
                 verdict = .success(children: result.steps.children, strategy: result.steps.childExecutionStrategy, policy: outcome.policy)
                 if let conflict = try applyDiffs(db, change: change, step: step, result: result) {
-                    metrics.patchConflicts.increment()
                     verdict = .failure(error: conflict, policy: outcome.policy)
                 }
             }
@@ -258,10 +257,18 @@ public struct DispatcherEngine: Sendable {
         ] where !diff.isEmpty {
             let current = try Store.properties(db, change.projectCode, environment)
             do {
-                writes.append((environment, try diff.apply(to: current.properties)))
+                let document = try diff.apply(to: current.properties)
+                // The store keeps only objects of numbers it can carry: a patch that makes
+                // anything else fails here, with the step, not later in a retried write.
+                if let refusal = PropertiesRefusal(document) { throw refusal }
+                writes.append((environment, document))
             } catch {
                 let message = "Updates made to the \(kind) properties in step \"[\(step.id)] \(step.action)\" could not be applied"
                 let patched = original.flatMap { try? diff.apply(to: $0) }
+                let reason = (error as? PropertiesRefusal).map { ": \($0)" } ?? ""
+                // A patch that does not apply now is a conflict; one that can never make valid
+                // properties is an unprocessable outcome.
+                (error is PropertiesRefusal ? metrics.unprocessableMessages : metrics.patchConflicts).increment()
                 for line in [
                     message + ": \(error)",
                     "original \(kind) properties: \(original?.serialized() ?? "unknown")",
@@ -273,13 +280,36 @@ public struct DispatcherEngine: Sendable {
                     let masked = SecretProperties.maskValues(in: line, of: [original, patched, current.properties].compactMap { $0 })
                     try Store.appendSystemLog(db, changeId: change.id, stepId: step.id, attempt: step.attempt, masked)
                 }
-                return message
+                return message + reason
             }
         }
         for write in writes {
             try Store.setProperties(db, change.projectCode, write.environment, write.document, ifVersion: nil, step: step.id)
         }
         return nil
+    }
+
+    /// Fails attempt `ref` at once because a message about it (`what`, from `worker` as broker
+    /// user `user`) can never be processed: the reason goes into the step's error and log.
+    /// Only the identity that may report on the attempt can fail it this way; anything else is
+    /// refused as usual. Returns whether the step was failed.
+    @discardableResult
+    public func failUnprocessable(_ ref: AttemptRef, worker: String, publishedBy user: String?, what: String, reason: String, policy: ActionPolicy? = nil) async throws -> Bool {
+        guard let identity = identity(user, worker, what, ref) else { return false }
+        return try await store.write { db in
+            guard let step = try Store.step(db, ref.stepId) else { return false }
+            guard mayReport(step, ref, identity) else {
+                refuse(what, ref, identity, holder: step.holder(of: ref.attempt))
+                return false
+            }
+            guard try loadTree(db, step.changeId).accepts(ref, from: identity) else { return false }
+            let error = "the dispatcher cannot process \(what) from worker \(identity.worker): \(reason)"
+            try Store.appendSystemLog(db, changeId: step.changeId, stepId: step.id, attempt: step.attempt, "error: " + error)
+            try mutate(db, changeId: step.changeId) { tree in
+                tree.outcome(ref, from: identity, .failure(error: error, policy: policy), now: Store.now(), makeID: Self.newID)
+            }
+            return true
+        }
     }
 
     /// A step job the broker dead-lettered.

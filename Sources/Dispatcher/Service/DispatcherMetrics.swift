@@ -5,6 +5,9 @@ import Protocol
 /// Counters and histograms the dispatcher exposes on /metrics (Prometheus text format).
 public final class DispatcherMetrics: Sendable {
     public let patchConflicts = Counter()
+    /// Messages that can never be processed (bad content, a patch making invalid properties,
+    /// a document the store refuses): each failed its step at once instead of being retried.
+    public let unprocessableMessages = Counter()
     /// Worker messages refused: no `user_id`, or not from the identity holding the attempt.
     public let refusedWorkerMessages = Counter()
     /// Seconds from a job's creation to its claim.

@@ -79,24 +79,67 @@ public actor DispatcherService {
 
     /// Hands each message to `handle` with its publisher's broker user (`user_id`, which the
     /// broker verified): the engine decides whether that identity may say what it says.
-    private func consume<Message: WireMessage>(_ subscription: AMQPSubscription, _ type: Message.Type, _ handle: @escaping @Sendable (Message, String?) async throws -> Void) async {
+    ///
+    /// A failure is sorted by `MessageFailure.classify`: a transient one (database busy,
+    /// broker gone) delivers the message again after a pause; one that can never succeed fails
+    /// the message's step at once (with the reason in its error and log), is counted and is
+    /// acked. A message that does not decode is counted, fails its step when its step and
+    /// attempt can still be read from it, and is dead-lettered for operators to see.
+    private func consume<Message: AttemptMessage>(_ subscription: AMQPSubscription, _ type: Message.Type, _ handle: @escaping @Sendable (Message, String?) async throws -> Void) async {
         for await delivery in subscription {
+            let userId = delivery.properties.userId
             let message: Message
             do {
                 message = try WireCodec.decode(Message.self, from: delivery.body)
             } catch {
+                engine.metrics.unprocessableMessages.increment()
                 logger.warning("dead-lettering a message that does not decode", metadata: ["queue": "\(Message.messageType)", "reason": "\(error)"])
+                if let about = AttemptPeek.read(delivery.body) {
+                    _ = await failStep(about.ref, worker: about.worker, userId: userId, what: Message.described, reason: "\(error)", policy: nil)
+                }
                 try? await delivery.reject(requeue: false)
                 continue
             }
             do {
-                try await handle(message, delivery.properties.userId)
+                try await handle(message, userId)
                 outboxChanged()
                 try? await delivery.ack()
             } catch {
-                logger.error("cannot handle a message; it will be delivered again", metadata: ["type": "\(Message.messageType)", "error": "\(error)"])
-                try? await Task.sleep(for: .milliseconds(500))
-                try? await delivery.nack(requeue: true)
+                switch MessageFailure.classify(error) {
+                case .transient(let reason):
+                    logger.error("cannot handle a message for now; it will be delivered again", metadata: ["type": "\(Message.messageType)", "error": "\(reason)"])
+                    try? await Task.sleep(for: .milliseconds(500))
+                    try? await delivery.nack(requeue: true)
+                case .unprocessable(let reason):
+                    engine.metrics.unprocessableMessages.increment()
+                    logger.error(
+                        "a message can never be processed; its step fails", metadata: ["type": "\(Message.messageType)", "step": "\(message.ref)", "error": "\(reason)"])
+                    guard await failStep(message.ref, worker: message.worker, userId: userId, what: message.what, reason: reason, policy: message.policy) else {
+                        try? await Task.sleep(for: .milliseconds(500))
+                        try? await delivery.nack(requeue: true)
+                        continue
+                    }
+                    outboxChanged()
+                    try? await delivery.ack()
+                }
+            }
+        }
+    }
+
+    /// Fails the step a message that cannot be processed is about; false only when that could
+    /// not be written for now (transient: the message is delivered again).
+    private func failStep(_ ref: AttemptRef, worker: String, userId: String?, what: String, reason: String, policy: ActionPolicy?) async -> Bool {
+        do {
+            try await engine.failUnprocessable(ref, worker: worker, publishedBy: userId, what: what, reason: reason, policy: policy)
+            return true
+        } catch {
+            switch MessageFailure.classify(error) {
+            case .transient(let why):
+                logger.error("cannot fail the step of an unprocessable message for now", metadata: ["step": "\(ref)", "error": "\(why)"])
+                return false
+            case .unprocessable(let why):
+                logger.error("cannot fail the step of an unprocessable message; dropping the message", metadata: ["step": "\(ref)", "error": "\(why)"])
+                return true
             }
         }
     }
@@ -115,10 +158,16 @@ public actor DispatcherService {
                     try await engine.handleDeadLettered(job, reason: reason)
                     outboxChanged()
                 } catch {
-                    logger.error("cannot handle a dead-lettered job; it will be delivered again", metadata: ["error": "\(error)"])
-                    try? await Task.sleep(for: .milliseconds(500))
-                    try? await delivery.nack(requeue: true)
-                    continue
+                    switch MessageFailure.classify(error) {
+                    case .transient(let why):
+                        logger.error("cannot handle a dead-lettered job for now; it will be delivered again", metadata: ["error": "\(why)"])
+                        try? await Task.sleep(for: .milliseconds(500))
+                        try? await delivery.nack(requeue: true)
+                        continue
+                    case .unprocessable(let why):
+                        engine.metrics.unprocessableMessages.increment()
+                        logger.error("a dead-lettered job can never be processed; dropping this copy", metadata: ["step": "\(job.stepId)", "error": "\(why)"])
+                    }
                 }
             }
             try? await delivery.ack()
