@@ -162,7 +162,7 @@ public struct DockerContainerRuntime: ContainerRuntime {
         let reader = Task { () -> LogCatchUp in
             var catchUp = LogCatchUp()
             do {
-                for try await (stream, data) in try await engine.logs(container) { output(stream, catchUp.followed(data)) }
+                for try await (stream, data) in try await engine.logs(container) { output(stream, catchUp.followed(stream, data)) }
             } catch {
                 // The re-read after the exit brings what the stream did not.
                 output(.system, Data("log stream ended early (the rest is read after the step): \(error)\n".utf8))
@@ -206,7 +206,7 @@ public struct DockerContainerRuntime: ContainerRuntime {
         let since = catchUp.rereading()
         do {
             for try await (stream, data) in try await engine.logs(container, follow: false, since: since) {
-                if let new = catchUp.reread(data) { output(stream, new) }
+                if let new = catchUp.reread(stream, data) { output(stream, new) }
             }
         } catch {
             output(.system, Data("cannot read the end of the step's output: \(error)\n".utf8))

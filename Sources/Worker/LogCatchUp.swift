@@ -1,4 +1,5 @@
 import Foundation
+import Protocol
 
 /// What a followed log stream delivered, so that the rest can be read once the container has
 /// exited.
@@ -9,42 +10,58 @@ import Foundation
 /// "partial"` was lost in 3 of 5 runs, while `docker logs` had it. So the worker follows with
 /// time stamps, remembers the last one and how many frames carried it, and after the exit reads
 /// the log again from that time stamp, skipping what it already has.
+///
+/// The engine stamps each stream's frames as its copier gets them, so stdout's and stderr's
+/// frames are not in time order in the log: the re-read starts a little before the latest
+/// stamp seen (`window`) and skips every frame the follow delivered, by stream and stamp.
 struct LogCatchUp: Equatable {
-    /// The last frame's time stamp, as the engine wrote it.
-    private(set) var lastStamp: String?
-    /// Frames seen with `lastStamp`.
-    private(set) var framesAtLast = 0
-    /// Frames of the re-read still to skip (set by `rereading()`).
-    private var toSkip = 0
+    /// How far before the latest stamp the re-read starts: far more than the two streams'
+    /// copiers ever drift apart.
+    static let window: Int64 = 2_000_000_000
+
+    /// The latest stamp seen, in nanoseconds since 1970.
+    private(set) var latest: Int64?
+    /// Frames the follow delivered within `window` of `latest`, by stream and stamp, counted.
+    private var seen: [Key: Int] = [:]
+    /// The size of `seen` at which frames out of the window are forgotten.
+    private var pruneAt = 4_096
+
+    private struct Key: Hashable {
+        let stream: LogBatch.Stream
+        let stamp: Int64
+    }
 
     /// A frame of the followed stream; returns its payload without the time stamp.
-    mutating func followed(_ payload: Data) -> Data {
+    mutating func followed(_ stream: LogBatch.Stream, _ payload: Data) -> Data {
         let (stamp, text) = Self.split(payload)
-        if let stamp {
-            if stamp == lastStamp {
-                framesAtLast += 1
-            } else {
-                lastStamp = stamp
-                framesAtLast = 1
+        guard let nanoseconds = stamp.flatMap(Self.nanoseconds) else { return text }
+        seen[Key(stream: stream, stamp: nanoseconds), default: 0] += 1
+        if nanoseconds > latest ?? .min {
+            latest = nanoseconds
+            // Forget what fell out of the window now and then, so the map stays small.
+            if seen.count > pruneAt {
+                seen = seen.filter { $0.key.stamp >= nanoseconds - Self.window }
+                pruneAt = max(4_096, seen.count * 2)
             }
         }
         return text
     }
 
-    /// The `since` of the re-read (nil: from the start), and readies the skipping.
-    mutating func rereading() -> String? {
-        toSkip = framesAtLast
-        return lastStamp.flatMap(Self.unixTime)
+    /// The `since` of the re-read (nil: from the start).
+    func rereading() -> String? {
+        latest.map { Self.unixTime(nanoseconds: $0 - Self.window) }
     }
 
     /// A frame of the re-read: its payload when it is new, nil when it was followed already.
-    mutating func reread(_ payload: Data) -> Data? {
+    mutating func reread(_ stream: LogBatch.Stream, _ payload: Data) -> Data? {
         let (stamp, text) = Self.split(payload)
-        if toSkip > 0, let stamp, stamp == lastStamp {
-            toSkip -= 1
-            return nil
+        if let nanoseconds = stamp.flatMap(Self.nanoseconds) {
+            let key = Key(stream: stream, stamp: nanoseconds)
+            if let count = seen[key] {
+                seen[key] = count > 1 ? count - 1 : nil
+                return nil
+            }
         }
-        toSkip = 0
         return text
     }
 
@@ -56,8 +73,9 @@ struct LogCatchUp: Equatable {
         return (stamp, Data(payload[(space + 1)...]))
     }
 
-    /// `2026-11-29T22:22:59.95466419Z` as `1795990979.954664190` (what the engine's `since` takes).
-    static func unixTime(_ stamp: String) -> String? {
+    /// `2026-11-29T22:22:59.95466419Z` as nanoseconds since 1970.
+    static func nanoseconds(_ stamp: String) -> Int64? {
+        guard stamp.hasSuffix("Z") else { return nil }
         let parts = stamp.dropLast().split(separator: ".", maxSplits: 1)
         guard let whole = parts.first else { return nil }
         let fields = whole.split(whereSeparator: { $0 == "-" || $0 == "T" || $0 == ":" }).compactMap { Int($0) }
@@ -74,6 +92,12 @@ struct LogCatchUp: Equatable {
         var fraction = parts.count > 1 ? String(parts[1].prefix(9)) : ""
         guard fraction.allSatisfy(\.isNumber) else { return nil }
         fraction += String(repeating: "0", count: 9 - fraction.count)
-        return "\(seconds).\(fraction)"
+        return Int64(seconds) * 1_000_000_000 + (Int64(fraction) ?? 0)
+    }
+
+    /// Nanoseconds since 1970 as the engine's `since` takes them: `1795990979.954664190`.
+    static func unixTime(nanoseconds: Int64) -> String {
+        let fraction = String(nanoseconds % 1_000_000_000)
+        return "\(nanoseconds / 1_000_000_000)." + String(repeating: "0", count: 9 - fraction.count) + fraction
     }
 }

@@ -54,16 +54,21 @@ import Testing
 
     @Test func theCatchUpSkipsWhatTheFollowedStreamDelivered() {
         var catchUp = LogCatchUp()
-        #expect(catchUp.followed(Data("2026-11-29T22:22:59.95466419Z one\n".utf8)) == Data("one\n".utf8))
-        _ = catchUp.followed(Data("2026-11-29T22:22:59.95466419Z two\n".utf8))
-        #expect(catchUp.rereading() == "1795990979.954664190")
-        #expect(catchUp.reread(Data("2026-11-29T22:22:59.95466419Z one\n".utf8)) == nil)
-        #expect(catchUp.reread(Data("2026-11-29T22:22:59.95466419Z two\n".utf8)) == nil)
-        #expect(catchUp.reread(Data("2026-11-29T22:22:59.99900818Z partial".utf8)) == Data("partial".utf8))
-        var nothing = LogCatchUp()
+        #expect(catchUp.followed(.stdout, Data("2026-11-29T22:22:59.95466419Z one\n".utf8)) == Data("one\n".utf8))
+        // stderr's copier stamped its frame earlier, but the log has it after stdout's.
+        _ = catchUp.followed(.stderr, Data("2026-11-29T22:22:59.9546Z err\n".utf8))
+        _ = catchUp.followed(.stdout, Data("2026-11-29T22:22:59.95466419Z two\n".utf8))
+        // The re-read starts two seconds before the latest stamp.
+        #expect(catchUp.rereading() == "1795990977.954664190")
+        #expect(catchUp.reread(.stdout, Data("2026-11-29T22:22:58.1Z missed by the follow\n".utf8)) == Data("missed by the follow\n".utf8))
+        #expect(catchUp.reread(.stdout, Data("2026-11-29T22:22:59.95466419Z one\n".utf8)) == nil)
+        #expect(catchUp.reread(.stderr, Data("2026-11-29T22:22:59.9546Z err\n".utf8)) == nil)
+        #expect(catchUp.reread(.stdout, Data("2026-11-29T22:22:59.95466419Z two\n".utf8)) == nil)
+        #expect(catchUp.reread(.stdout, Data("2026-11-29T22:22:59.99900818Z partial".utf8)) == Data("partial".utf8))
+        #expect(catchUp.reread(.stderr, Data("2026-11-29T22:22:59.9546Z err-partial".utf8)) == Data("err-partial".utf8))
+        let nothing = LogCatchUp()
         #expect(nothing.rereading() == nil)
-        #expect(nothing.reread(Data("2026-11-29T22:22:59Z x".utf8)) == Data("x".utf8))
-        #expect(LogCatchUp.unixTime("2026-11-29T22:22:59Z") == "1795990979.000000000")
+        #expect(LogCatchUp.nanoseconds("2026-11-29T22:22:59Z").map { LogCatchUp.unixTime(nanoseconds: $0) } == "1795990979.000000000")
     }
 
     @Test func theDefaultWorkDirectoryIsNeverTheCurrentOne() {
