@@ -77,6 +77,16 @@ public final class DockerEngine: Sendable {
 
     private func json(_ value: JSON) -> Data { Data(value.serialized().utf8) }
 
+    /// The answer's body as JSON, or an error saying the engine answered something else.
+    private func jsonAnswer(_ response: HTTPClientResponse, _ operation: String) async throws(DockerError) -> JSON {
+        let data = try await collect(response, operation)
+        do {
+            return try JSON.parse(bytes: data)
+        } catch {
+            throw DockerError(operation: operation, status: nil, message: "the engine's answer is not JSON: \(error)")
+        }
+    }
+
     // MARK: Engine
 
     /// True when the engine answers.
@@ -95,12 +105,7 @@ public final class DockerEngine: Sendable {
         let response = try await request(.GET, "/images/\(reference)/json")
         if response.status == .notFound { return nil }
         try await expect(response, operation)
-        let data = try await collect(response, operation)
-        do {
-            return try JSON.parse(bytes: data)
-        } catch {
-            throw DockerError(operation: operation, status: nil, message: "the engine's answer is not JSON: \(error)")
-        }
+        return try await jsonAnswer(response, operation)
     }
 
     /// The image's id, or nil when the engine has no such image.
@@ -282,12 +287,7 @@ public final class DockerEngine: Sendable {
         let operation = "engine info"
         let response = try await request(.GET, "/info", timeout: .seconds(10))
         try await expect(response, operation)
-        let data = try await collect(response, operation)
-        do {
-            return try JSON.parse(bytes: data)
-        } catch {
-            throw DockerError(operation: operation, status: nil, message: "the engine's answer is not JSON: \(error)")
-        }
+        return try await jsonAnswer(response, operation)
     }
 
     /// The labels of a container.
@@ -300,12 +300,7 @@ public final class DockerEngine: Sendable {
         let operation = "inspect container"
         let response = try await request(.GET, "/containers/\(container)/json")
         try await expect(response, operation)
-        let data = try await collect(response, operation)
-        do {
-            return try JSON.parse(bytes: data)
-        } catch {
-            throw DockerError(operation: operation, status: nil, message: "the engine's answer is not JSON: \(error)")
-        }
+        return try await jsonAnswer(response, operation)
     }
 
     /// Ids of containers, running or not, that carry `label` (`key` or `key=value`).

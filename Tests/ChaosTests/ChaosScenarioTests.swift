@@ -10,11 +10,7 @@ import TestSupport
     static let vhost = testVhost("stepfleet-chaos-ci")
 
     /// The `stepfleet` binary built next to this test bundle.
-    static var stepfleet: String {
-        let sibling = URL(fileURLWithPath: CommandLine.arguments[0]).resolvingSymlinksInPath().deletingLastPathComponent().appendingPathComponent("stepfleet").path
-        if FileManager.default.isExecutableFile(atPath: sibling) { return sibling }
-        return repositoryRoot.appendingPathComponent(".build/debug/stepfleet").path
-    }
+    static var stepfleet: String { stepfleetExecutable }
 
     func run(_ scenario: String, changes: Int) throws -> String {
         let result = try runProgram(Self.stepfleet, [
