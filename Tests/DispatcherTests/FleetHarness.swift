@@ -23,16 +23,15 @@ final class FleetHarness: Sendable {
         return logger
     }()
 
-    private static let vhostReady: Bool = {
-        ensureVhost(vhost)
-        return true
-    }()
+    private static let vhostReady: Result<Void, any Error> = Result { try ensureVhost(vhost) }
 
     /// The broker the dispatcher and workers use (the fleet-tests vhost unless given).
     let broker: AMQPConfiguration
     let folder: String
     let databasePath: String
-    let port: Int
+    /// The API's port: 0 until the first start binds one, then kept across restarts.
+    var port: Int { boundPort.value }
+    private let boundPort = LockedValue<Int>(0)
     let leaseSeconds: Double
     /// The dispatcher's settings (its lease from `leaseSeconds`).
     let settings: DispatcherConfiguration
@@ -48,12 +47,11 @@ final class FleetHarness: Sendable {
         workers count: Int = 1, slots: Int = 2, leaseSeconds: Double = 6, broker: AMQPConfiguration? = nil,
         settings: DispatcherConfiguration = DispatcherConfiguration()
     ) async throws {
-        if broker == nil { _ = Self.vhostReady }
+        if broker == nil { try Self.vhostReady.get() }
         self.broker = broker ?? Self.broker
         folder = FileManager.default.temporaryDirectory.appendingPathComponent("fleet-\(UUID().uuidString.prefix(8))").path
         try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true)
         databasePath = folder + "/stepfleet.sqlite"
-        port = Int.random(in: 20_000..<40_000)
         self.leaseSeconds = leaseSeconds
         var settings = settings
         settings.leaseSeconds = leaseSeconds
@@ -70,10 +68,18 @@ final class FleetHarness: Sendable {
         try await service.start()
         let app = Application(
             router: HTTPAPI(engine: engine, service: service).router(), configuration: .init(address: .hostname("127.0.0.1", port: port)),
+            onServerRunning: { [boundPort] channel in boundPort.value = channel.localAddress?.port ?? 0 },
             logger: Self.logger)
+        // Port 0 the first time: the kernel picks a free one, read back once bound (no collision
+        // with another test's API); a restart binds that same port again.
+        boundPort.value = 0
         let api = Task { try await app.run() }
         dispatcher.value = (engine, service, api)
-        for _ in 0..<50 where (try? await get("/healthz")) == nil { try await Task.sleep(for: .milliseconds(100)) }
+        let deadline = ContinuousClock.now + .seconds(20)
+        while port == 0 || (try? await get("/healthz")) == nil {
+            guard ContinuousClock.now < deadline else { throw TestSetupError("the dispatcher's API did not answer within 20 s") }
+            try await Task.sleep(for: .milliseconds(50))
+        }
     }
 
     /// Stops the dispatcher at once (its unsent outbox rows stay in the database).

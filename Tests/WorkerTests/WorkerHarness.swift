@@ -33,10 +33,7 @@ final class WorkerHarness: Sendable {
     }()
 
     /// Creates the vhost once per test process.
-    private static let vhostReady: Bool = {
-        ensureVhost(vhost)
-        return true
-    }()
+    private static let vhostReady: Result<Void, any Error> = Result { try ensureVhost(vhost) }
 
     init(
         slots: Int = 2, docker: String = "unix:///var/run/docker.sock", heartbeat: Duration = .seconds(1), grace: Duration = .seconds(10),
@@ -44,7 +41,7 @@ final class WorkerHarness: Sendable {
         imageCache: ImageCachePolicy = ImageCachePolicy(keep: 0), diskBytes: Int = 1 << 30, buildTimeout: Duration = .seconds(300),
         minimumFreeDisk: Int64 = 0, declarePool: Bool = true, logger: Logger = WorkerHarness.logger
     ) async throws {
-        _ = Self.vhostReady
+        try Self.vhostReady.get()
         pool = "wt-\(UUID().uuidString.prefix(6).lowercased())"
         replyQueue = "test.outcomes.\(pool)"
         workDirectory = FileManager.default.temporaryDirectory.appendingPathComponent("worker-\(pool)").path
