@@ -146,10 +146,35 @@ final class WorkerHarness: Sendable {
 
     func events(for ref: AttemptRef) -> [WorkerEvent] { events.value.filter { $0.ref == ref } }
 
-    /// The attempt's log lines in sequence order (waits briefly for late batches).
-    func logLines(for ref: AttemptRef) async -> [LogBatch.Line] {
-        try? await Task.sleep(for: .milliseconds(300))
+    /// The attempt's log lines in sequence order, every batch published so far included.
+    ///
+    /// The worker has each batch confirmed before it publishes the next and before the outcome;
+    /// a marker batch published here (and confirmed) after that lands behind them on the one
+    /// logs queue, so once this harness's consumer has it, it has every earlier batch too.
+    /// (Not throwing, for its many callers: a marker that cannot be sent or does not come back
+    /// is recorded as the test's failure, and the lines received so far are returned.)
+    func logLines(for ref: AttemptRef, timeout: Duration = .seconds(30)) async -> [LogBatch.Line] {
+        let marker = AttemptRef(stepId: "log-marker-\(UUID().uuidString)", attempt: 1)
+        do {
+            let batch = LogBatch(ref: marker, worker: "test-harness", lines: [])
+            try await client.publish(AMQPMessage(body: WireCodec.encode(batch)), exchange: Names.eventsExchange, routingKey: Names.logsRoutingKey)
+            let deadline = ContinuousClock.now + timeout
+            while !logs.value.contains(where: { $0.ref == marker }) {
+                guard ContinuousClock.now < deadline else { throw TestSetupError("the logs queue did not deliver the harness's marker within \(timeout)") }
+                try await Task.sleep(for: .milliseconds(20))
+            }
+        } catch {
+            Issue.record("waiting for the log batches of \(ref): \(error)")
+        }
         return logs.value.filter { $0.ref == ref }.flatMap(\.lines).sorted { $0.seq < $1.seq }
+    }
+
+    /// The worker's `run()`: it returns once `shutdown()` has finished.
+    var workerRun: Task<Void, Never> { tasks.value[0] }
+
+    /// Jobs waiting in this pool's queue, unclaimed.
+    func queuedJobs() async throws -> Int {
+        try await client.connected().messageCount(queue: Names.stepsQueue(pool: pool))
     }
 
     func waitForEvent(_ ref: AttemptRef, timeout: Duration = .seconds(60), _ matches: @escaping @Sendable (WorkerEvent) -> Bool) async throws {
