@@ -148,6 +148,22 @@ final class FleetHarness: Sendable {
         throw TestSetupError("change \(id) did not finish within \(timeout)")
     }
 
+    /// Waits until `condition` holds; throws, saying `what`, if it does not within `timeout`.
+    func waitUntil(_ what: String, timeout: Duration = .seconds(60), _ condition: () async throws -> Bool) async throws {
+        let deadline = ContinuousClock.now + timeout
+        while try await !condition() {
+            guard ContinuousClock.now < deadline else { throw TestSetupError("waited \(timeout) for \(what)") }
+            try await Task.sleep(for: .milliseconds(100))
+        }
+    }
+
+    /// The attempts the harness's workers run right now.
+    func runningSteps() async -> [AttemptRef] {
+        var all: [AttemptRef] = []
+        for (worker, _) in workers.value { all += await worker.runningSteps }
+        return all
+    }
+
     func snapshot(_ id: String) async throws -> (ChangeRecord, ChangeTree) {
         let lease = leaseSeconds
         return try await store.read { db in (try Store.change(db, id), try Store.tree(db, changeId: id, leaseSeconds: lease)) }
