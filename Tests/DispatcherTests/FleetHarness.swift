@@ -220,7 +220,7 @@ struct TestRepo: Sendable {
 }
 
 /// The fleet suites share their vhost's queues: one at a time.
-@Suite(.serialized) struct FleetTests {}
+@Suite(.serialized, .timeLimit(.minutes(15))) struct FleetTests {}
 
 extension ChangeTree {
     /// The step running `action` (the first, when several do).

@@ -4,7 +4,7 @@ import Testing
 @testable import StepRunner
 
 /// `opschain-action`'s logic run for real (a real shell, real files) in a scratch folder.
-@Suite struct ActionRunnerTests {
+@Suite(.timeLimit(.minutes(2))) struct ActionRunnerTests {
     final class Sandbox {
         let root: URL
         let files: URL

@@ -7,7 +7,7 @@ import Testing
 /// What a step may not do: reach the network, see the host, mount, gain privileges, or fork
 /// without bound. Real containers on the real engine.
 extension WorkerEndToEndTests {
-    @Suite struct LockdownTests {
+    @Suite(.timeLimit(.minutes(10))) struct LockdownTests {
         static let actions = #"""
             actions:
               probe:

@@ -200,4 +200,4 @@ final class WorkerHarness: Sendable {
 }
 
 /// The worker suites share their vhost's events and logs queues: one at a time.
-@Suite(.serialized) struct WorkerEndToEndTests {}
+@Suite(.serialized, .timeLimit(.minutes(15))) struct WorkerEndToEndTests {}
