@@ -43,7 +43,7 @@ func repositoryWithLinks(_ files: [String: String], links: [String: String]) thr
 }
 
 extension WorkerEndToEndTests {
-    @Suite(.timeLimit(.minutes(2))) struct RepositorySymlinkTests {
+    @Suite(.timeLimit(.minutes(10))) struct RepositorySymlinkTests {
         /// `ln -s <host file> .opschain/Dockerfile`: the step fails saying why, and no line of
         /// the host file reaches the outcome or the log.
         @Test(.timeLimit(.minutes(3))) func aDockerfileLinkedToAHostFileIsRefused() async throws {
