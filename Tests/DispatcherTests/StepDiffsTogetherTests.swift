@@ -9,7 +9,7 @@ extension FleetTests {
         @Test func whenTheEnvironmentDiffNoLongerAppliesTheProjectDiffIsNotWrittenEither() async throws {
             let fleet = try await FleetHarness(workers: 1, slots: 1)
             // The step edits both documents after a while; meanwhile the environment's /x goes.
-            let edit = #"sleep 8; jq '.n = 2' "$OPSCHAIN_PROJECT_PROPERTIES" > /tmp/p && mv /tmp/p "$OPSCHAIN_PROJECT_PROPERTIES"; jq '.x = "changed"' "$OPSCHAIN_ENVIRONMENT_PROPERTIES" > /tmp/e && mv /tmp/e "$OPSCHAIN_ENVIRONMENT_PROPERTIES""#
+            let edit = #"sleep 8; jq ".n = 2" "$OPSCHAIN_PROJECT_PROPERTIES" > /tmp/p && mv /tmp/p "$OPSCHAIN_PROJECT_PROPERTIES"; jq ".x = \"changed\"" "$OPSCHAIN_ENVIRONMENT_PROPERTIES" > /tmp/e && mv /tmp/e "$OPSCHAIN_ENVIRONMENT_PROPERTIES""#
             let repo = try await fleet.project("actions:\n  edit: { run: '\(edit)' }", project: ["n": 1], environment: ["x": "original"])
             let id = try await fleet.createChange(repo, action: "edit")
             try await fleet.waitUntil("the step to start its run", timeout: .seconds(120)) {
