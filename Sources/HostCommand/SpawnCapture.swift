@@ -30,7 +30,6 @@ extension Spawn {
         var actions = posix_spawn_file_actions_t()
         posix_spawn_file_actions_init(&actions)
         defer { posix_spawn_file_actions_destroy(&actions) }
-        if let directory { posix_spawn_file_actions_addchdir_np(&actions, directory) }
         posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
         posix_spawn_file_actions_adddup2(&actions, output[1], 1)
         posix_spawn_file_actions_adddup2(&actions, mergingErrors ? output[1] : errors[1], 2)
@@ -40,7 +39,13 @@ extension Spawn {
                 close(output[1])
                 if !mergingErrors { close(errors[1]) }
             }
-            pid = try spawn(executable, arguments, &actions)
+            // posix_spawn_file_actions_addchdir_np is not in Swift's Glibc module: a shell changes
+            // directory, then becomes the program.
+            if let directory {
+                pid = try spawn("/bin/sh", ["-c", #"cd -- "$0" && exec "$@""#, directory, executable] + arguments, &actions)
+            } else {
+                pid = try spawn(executable, arguments, &actions)
+            }
         } catch {
             if !mergingErrors { close(errors[0]) }
             throw error
