@@ -39,7 +39,7 @@ final class WorkerHarness: Sendable {
         slots: Int = 2, docker: String = "unix:///var/run/docker.sock", heartbeat: Duration = .seconds(1), grace: Duration = .seconds(10),
         secretsDirectory: String? = nil, stepNetworks: [String] = ["default"], imageRepository: String = DockerImageBuilder.defaultRepository,
         imageCache: ImageCachePolicy = ImageCachePolicy(keep: 0), diskBytes: Int = 1 << 30, buildTimeout: Duration = .seconds(300),
-        minimumFreeDisk: Int64 = 0, declarePool: Bool = true, logger: Logger = WorkerHarness.logger
+        minimumFreeDisk: Int64 = 0, declarePool: Bool = true, logger: Logger = WorkerHarness.logger, builds: Int? = nil
     ) async throws {
         try Self.vhostReady.get()
         pool = "wt-\(UUID().uuidString.prefix(6).lowercased())"
@@ -54,6 +54,7 @@ final class WorkerHarness: Sendable {
             buildTimeout: buildTimeout, minimumFreeDisk: minimumFreeDisk)
         // Test repositories live in the temporary directory: the one local root.
         configuration.gitPolicy = GitRemotePolicy(localRoots: [FileManager.default.temporaryDirectory.path])
+        if let builds { configuration.maximumConcurrentBuilds = builds }
         worker = WorkerService(configuration: configuration, brokers: brokers, engine: try DockerEngine(endpoint: docker), logger: logger)
         client = AMQPClient(
             endpoints: brokers,
