@@ -25,15 +25,15 @@ import Testing
         }
 
         try await engine.tagImage(WorkerHarness.runnerImage, repository: repository, tag: tag)
-        let first = try await builder.buildKey(request, contextEnv: DockerImageBuilder.encode(request.contextEnv))
-        let again = try await builder.buildKey(request, contextEnv: DockerImageBuilder.encode(request.contextEnv))
+        let first = try await builder.buildKey(request, contextEnv: Data("{}".utf8))
+        let again = try await builder.buildKey(request, contextEnv: Data("{}".utf8))
         #expect(first == again)
 
         try await engine.tagImage(other, repository: repository, tag: tag)
-        let moved = try await builder.buildKey(request, contextEnv: DockerImageBuilder.encode(request.contextEnv))
+        let moved = try await builder.buildKey(request, contextEnv: Data("{}".utf8))
         #expect(moved != first, "the base tag moved to another image and the build key stayed")
 
         try await engine.tagImage(WorkerHarness.runnerImage, repository: repository, tag: tag)
-        #expect(try await builder.buildKey(request, contextEnv: DockerImageBuilder.encode(request.contextEnv)) == first)
+        #expect(try await builder.buildKey(request, contextEnv: Data("{}".utf8)) == first)
     }
 }
