@@ -95,9 +95,9 @@ final class FleetHarness: Sendable {
 
     /// A worker on the harness's broker account, or on `broker` as `name` expecting jobs from
     /// `dispatcherUser` (one broker account per worker).
-    func startWorker(_ index: Int, slots: Int, name: String? = nil, broker: AMQPConfiguration? = nil, dispatcherUser: String? = nil) async throws {
+    func startWorker(_ index: Int, slots: Int, name: String? = nil, broker: AMQPConfiguration? = nil, dispatcherUser: String? = nil, pool: String = Names.defaultPool) async throws {
         var configuration = WorkerConfiguration(
-            name: name ?? "fleet-worker-\(index)-\(UUID().uuidString.prefix(4))", pool: Names.defaultPool, slots: slots, workDirectory: folder + "/worker-\(index)",
+            name: name ?? "fleet-worker-\(index)-\(UUID().uuidString.prefix(4))", pool: pool, slots: slots, workDirectory: folder + "/worker-\(index)",
             heartbeatInterval: .seconds(1), defaultTimeout: .seconds(120), limits: ContainerLimits(memoryBytes: 256 << 20, pids: 256, cpus: 1),
             imageCache: ImageCachePolicy(keep: 0), dispatcherUser: dispatcherUser)
         configuration.gitPolicy = Self.gitPolicy
