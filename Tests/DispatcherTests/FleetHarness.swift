@@ -76,7 +76,8 @@ final class FleetHarness: Sendable {
         let api = Task { try await app.run() }
         dispatcher.value = (engine, service, api)
         let deadline = ContinuousClock.now + .seconds(20)
-        while port == 0 || (try? await get("/healthz")) == nil {
+        while true {
+            if port != 0, (try? await get("/healthz")) != nil { break }
             guard ContinuousClock.now < deadline else { throw TestSetupError("the dispatcher's API did not answer within 20 s") }
             try await Task.sleep(for: .milliseconds(50))
         }

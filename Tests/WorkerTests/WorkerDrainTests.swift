@@ -51,6 +51,5 @@ extension WorkerEndToEndTests {
                 AMQPMessage(body: WireCodec.encode(ControlMessage(kind: .drain, worker: worker)), properties: AMQPProperties(userId: await harness.client.endpoints[0].user)),
                 exchange: Names.controlExchange, routingKey: "")
         }
-        }
     }
 }
