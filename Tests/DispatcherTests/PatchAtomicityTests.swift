@@ -9,7 +9,7 @@ extension FleetTests {
     @Suite(.timeLimit(.minutes(3))) struct PatchAtomicityTests {
         @Test func aPatchWhoseLastOperationFailsChangesNothingThroughTheAPI() async throws {
             let fleet = try await FleetHarness(workers: 0)
-            let repo = try await fleet.project("actions:\n  a: { run: 'true' }", project: ["k": 1, "list": [1, 2]], environment: ["e": "x"])
+            let repo = try await fleet.project("actions:\n  a: { run: 'true' }", project: ["k": 1, "list": [1, 2]], environment: ["k": 1, "list": [1, 2]])
             let patch = #"[{"op": "add", "path": "/b", "value": 2}, {"op": "remove", "path": "/list/0"}, {"op": "remove", "path": "/zzz"}]"#
             for (path, environment) in [("/projects/\(repo.project)/properties", false), ("/projects/\(repo.project)/environments/e/properties", true)] {
                 let before = try await fleet.properties(repo, environment: environment)

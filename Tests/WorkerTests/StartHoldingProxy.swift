@@ -55,12 +55,16 @@ final class StartHoldingProxy: Sendable {
             threading.Thread(target=pump, args=(engine, client, False), daemon=True).start()
         """#
 
-    init() throws {
+    /// `holdingStarts: false`: a plain forwarder (one process: stopping it ends every
+    /// connection it forwards, so the engine is away at once).
+    init(socket path: String? = nil, holdingStarts: Bool = true) throws {
         let base = FileManager.default.temporaryDirectory.appendingPathComponent("hold-\(UUID().uuidString.prefix(6))").path
-        socket = base + ".sock"
+        socket = path ?? base + ".sock"
         gate = base + ".gate"
         notes = base + ".notes"
         FileManager.default.createFile(atPath: notes, contents: nil)
+        if !holdingStarts { FileManager.default.createFile(atPath: gate, contents: nil) }
+        unlink(socket)
         pid = try Spawn.launch("/usr/bin/python3", ["-c", Self.script, socket, "/var/run/docker.sock", gate, notes], logPath: base + ".log")
         let deadline = ContinuousClock.now + .seconds(10)
         while !FileManager.default.fileExists(atPath: socket) {

@@ -131,30 +131,21 @@ extension WorkerEndToEndTests {
 }
 
 /// A unix socket forwarding to the real Docker engine, which a test starts and stops to take
-/// the engine away from a worker and give it back (socat in a session of its own, so that
-/// stopping it also ends the connections it forked for).
+/// the engine away from a worker and give it back.
 final class EngineProxy: Sendable {
     let socket: String
-    private let pid = LockedValue<pid_t?>(nil)
+    private let proxy = LockedValue<StartHoldingProxy?>(nil)
 
     init(socket: String) { self.socket = socket }
 
     func start() throws {
-        let started = try Spawn.launch(
-            "/usr/bin/setsid", ["/usr/bin/socat", "UNIX-LISTEN:\(socket),fork,unlink-early", "UNIX-CONNECT:/var/run/docker.sock"], logPath: "/dev/null")
-        pid.value = started
-        let deadline = ContinuousClock.now + .seconds(10)
-        while !FileManager.default.fileExists(atPath: socket) {
-            guard ContinuousClock.now < deadline else { throw TestSetupError("socat did not listen on \(socket) within 10 s") }
-            usleep(20_000)
-        }
+        proxy.value = try StartHoldingProxy(socket: socket, holdingStarts: false)
     }
 
     func stop() {
-        guard let started = pid.value else { return }
-        pid.value = nil
-        kill(-started, SIGTERM)
-        Spawn.wait(started)
-        unlink(socket)
+        proxy.withLock { current in
+            current?.stop()
+            current = nil
+        }
     }
 }
