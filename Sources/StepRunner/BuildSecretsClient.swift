@@ -34,13 +34,7 @@ public enum BuildSecretsClient {
         let descriptor = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
         guard descriptor >= 0 else { throw ExecError("socket: \(String(cString: strerror(errno)))") }
         defer { close(descriptor) }
-        var address = sockaddr_in()
-        address.sin_family = sa_family_t(AF_INET)
-        address.sin_port = port.bigEndian
-        address.sin_addr.s_addr = inet_addr("127.0.0.1")
-        let connected = withUnsafePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(descriptor, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
-        }
+        let connected = LoopbackAddress.with(port: port) { connect(descriptor, $0, $1) }
         guard connected == 0 else {
             throw ExecError("cannot reach the build-secret server on 127.0.0.1:\(port): \(String(cString: strerror(errno))) (the worker runs it for the length of the build; is this RUN inside a StepFleet image build?)")
         }

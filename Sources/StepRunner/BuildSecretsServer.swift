@@ -42,13 +42,7 @@ public enum BuildSecretsServer {
         guard listener >= 0 else { return "socket: \(String(cString: strerror(errno)))" }
         var one: Int32 = 1
         setsockopt(listener, SOL_SOCKET, SO_REUSEADDR, &one, socklen_t(MemoryLayout<Int32>.size))
-        var address = sockaddr_in()
-        address.sin_family = sa_family_t(AF_INET)
-        address.sin_port = port.bigEndian
-        address.sin_addr.s_addr = inet_addr("127.0.0.1")
-        let bound = withUnsafePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(listener, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
-        }
+        let bound = LoopbackAddress.with(port: port) { bind(listener, $0, $1) }
         guard bound == 0, listen(listener, 16) == 0 else { return "cannot listen on 127.0.0.1:\(port): \(String(cString: strerror(errno)))" }
         let ready = Data("\(readyLine) on 127.0.0.1:\(port)\n".utf8)
         _ = ready.withUnsafeBytes { write(1, $0.baseAddress, $0.count) }
