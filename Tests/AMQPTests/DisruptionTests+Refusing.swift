@@ -52,19 +52,22 @@ extension DisruptionTests {
         try await connection.declare(AMQPTopology(queues: [AMQPTopology.Queue(name: queue, durable: false)]))
         let pid = try TestBroker.chaosNodePID()
         // The broker's VM stops: it reads nothing more, and the socket buffers fill.
-        kill(pid, SIGSTOP)
+        #expect(kill(pid, SIGSTOP) == 0, "SIGSTOP to the disposable node's VM (pid \(pid)) failed: errno \(errno)")
         defer { kill(pid, SIGCONT) }
+        let stopped = await eventually(timeout: .seconds(5)) { TestBroker.processState(pid) == "T" }
+        try #require(stopped, "the disposable node's VM (pid \(pid)) is not stopped: state \(TestBroker.processState(pid) ?? "gone")")
         let clock = ContinuousClock()
         let start = clock.now
         let body = Data(repeating: 0x61, count: 512 << 10)
         let outcomes = Collector<String>()
         let publishing = Task {
             await withTaskGroup(of: Void.self) { group in
-                for _ in 0..<40 {
+                for number in 0..<40 {
                     group.addTask {
                         do {
                             try await connection.publish(AMQPMessage(body: body), routingKey: queue)
-                            outcomes.add("confirmed")
+                            // A confirm from a stopped broker is impossible: say when and how stopped it was.
+                            outcomes.add("confirmed #\(number) after \(clock.now - start), broker state \(TestBroker.processState(pid) ?? "gone")")
                         } catch {
                             outcomes.add("failed")
                         }
@@ -78,7 +81,7 @@ extension DisruptionTests {
         kill(pid, SIGCONT)
         await publishing.value
         #expect(answered, "publishers still waiting \(waited) after the broker stopped reading")
-        #expect(outcomes.all.allSatisfy { $0 == "failed" })
+        #expect(outcomes.all.allSatisfy { $0 == "failed" }, "\(outcomes.all.filter { $0 != "failed" })")
         let reason = await connection.waitUntilClosed()
         #expect(!connection.isOpen, "closed: \(reason)")
         try await Task.sleep(for: .seconds(2))

@@ -33,7 +33,19 @@ enum TestBroker {
         guard let text = try? String(contentsOfFile: path, encoding: .utf8), let pid = pid_t(text.trimmingCharacters(in: .whitespacesAndNewlines)) else {
             throw TestSetupError("no pid file for the disposable node at \(path)")
         }
+        // The file outlives its VM: make sure the process is that node's, not a stale number.
+        let command = (try? Data(contentsOf: URL(fileURLWithPath: "/proc/\(pid)/cmdline"))).map { String(decoding: $0, as: UTF8.self) } ?? ""
+        guard command.contains("beam"), command.contains("stepfleet-chaos") else {
+            throw TestSetupError("pid \(pid) in \(path) is not the disposable node's Erlang VM")
+        }
         return pid
+    }
+
+    /// A process's state letter from /proc (`T` when stopped), nil when it is gone.
+    static func processState(_ pid: pid_t) -> String? {
+        guard let stat = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8),
+              let close = stat.lastIndex(of: ")") else { return nil }
+        return stat[stat.index(after: close)...].split(separator: " ").first.map(String.init)
     }
 
     /// Runs `ops/rabbitmqctl` against a private node (the disposable one by default).
