@@ -91,6 +91,12 @@ make_test_tls() {
 
 # start_rabbitmq: a private node on loopback (AMQP and AMQPS), unless one already answers.
 start_rabbitmq() {
+    launch_rabbitmq && await_rabbitmq
+}
+
+# launch_rabbitmq: starts the node's server without waiting for it (a cluster node that stopped
+# before its peers waits for them at boot, so the three are launched together).
+launch_rabbitmq() {
     need_packages rabbitmq-server openssl
     if rabbit_answers; then
         log "RabbitMQ $STEPFLEET_RABBIT_NODE already answers on 127.0.0.1:$STEPFLEET_AMQP_PORT"
@@ -115,9 +121,17 @@ CONF
     echo '[].' >"$RABBIT_DIR/enabled_plugins"
     log "starting RabbitMQ $STEPFLEET_RABBIT_NODE (amqp 127.0.0.1:$STEPFLEET_AMQP_PORT, amqps :$STEPFLEET_AMQPS_PORT)"
     (rabbit_env; setsid nohup /usr/lib/rabbitmq/bin/rabbitmq-server >"$RABBIT_DIR/log/console.log" 2>&1 &)
-    for _ in $(seq 1 120); do
-        if rabbitmqctl_private -q await_startup >/dev/null 2>&1; then
-            log "RabbitMQ is up"
+}
+
+# await_rabbitmq: waits (at most 120 s) until the node has booted.
+await_rabbitmq() {
+    local RABBIT_DIR
+    RABBIT_DIR=$(rabbit_dir)
+    local deadline=$((SECONDS + 120))
+    while ((SECONDS < deadline)); do
+        # Bounded: a plain await_startup waits up to 300 s for a node that waits for its peers.
+        if rabbitmqctl_private -q await_startup --timeout 5 >/dev/null 2>&1; then
+            log "RabbitMQ $STEPFLEET_RABBIT_NODE is up"
             return 0
         fi
         sleep 1
@@ -177,7 +191,10 @@ start_cluster() {
             cp "$cookie" "$home/.erlang.cookie"
             chmod 400 "$home/.erlang.cookie"
         fi
-        with_node $node start_rabbitmq
+        with_node $node launch_rabbitmq
+    done
+    for node in stepfleet-c1 stepfleet-c2 stepfleet-c3; do
+        with_node $node await_rabbitmq
     done
     for node in stepfleet-c2 stepfleet-c3; do
         if with_node $node rabbitmqctl_private -q cluster_status --formatter json 2>/dev/null | grep -q '"stepfleet-c1@localhost"'; then
