@@ -145,11 +145,22 @@ public actor DockerImageBuilder: ImageBuilder {
             }
             buildArgs[BuildSecretsClient.variable] = sidecar?.url ?? ""
             do {
-                try await engine.build(
-                    context: context, tag: tag, buildArgs: buildArgs,
-                    labels: [Self.keyLabel: key, "org.stepfleet.git-sha": request.buildArgs["GIT_SHA"] ?? ""],
-                    networkMode: sidecar?.networkMode ?? "none", timeout: .seconds(maximumBuildTime.components.seconds + 60),
-                    output: { log("build: \($0)") })
+                var attempt = 1
+                while true {
+                    do {
+                        try await engine.build(
+                            context: context, tag: tag, buildArgs: buildArgs,
+                            labels: [Self.keyLabel: key, "org.stepfleet.git-sha": request.buildArgs["GIT_SHA"] ?? ""],
+                            networkMode: sidecar?.networkMode ?? "none", timeout: .seconds(maximumBuildTime.components.seconds + 60),
+                            output: { log("build: \($0)") })
+                        break
+                    } catch where VanishedCacheImage.matches(error.message) && attempt < VanishedCacheImage.attempts && !Task.isCancelled {
+                        // Another worker's prune (or an operator's `docker rmi`) took a cached
+                        // layer this build was about to use: the next attempt builds it again.
+                        attempt += 1
+                        log("build: a cached layer was removed from the engine during this build (an image prune on this host); building again, attempt \(attempt) of \(VanishedCacheImage.attempts)")
+                    }
+                }
             } catch {
                 await sidecar?.remove(engine)
                 throw error
