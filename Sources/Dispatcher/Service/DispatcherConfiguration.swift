@@ -15,6 +15,9 @@ public struct DispatcherConfiguration: Sendable {
     /// Steps of one change queued or running at once; the rest wait, so one wide change
     /// leaves workers for the others.
     public var maxStepsInFlightPerChange: Int
+    /// A queued job nobody has claimed for this long, while its pool's queue has no ready
+    /// message, is published again (a broker node that died can hold its delivery for good).
+    public var unclaimedResendSeconds: Double = 30
 
     public init(
         leaseSeconds: Double = 20, runner: RunnerSettings = RunnerSettings(baseImage: "stepfleet/runner:\(StepFleetVersion.current)", version: StepFleetVersion.current),

@@ -358,6 +358,50 @@ public struct DispatcherEngine: Sendable {
         }
     }
 
+    /// A queued attempt nobody claimed in time, and the pool its job went to.
+    public struct UnclaimedJob: Sendable, Hashable {
+        public let changeId: String
+        public let ref: AttemptRef
+        public let pool: String
+    }
+
+    /// Queued attempts that nobody has claimed for `configuration.unclaimedResendSeconds` since
+    /// their job was last published; none while the outbox still has jobs to send.
+    public func unclaimedJobs() async throws -> [UnclaimedJob] {
+        let after = configuration.unclaimedResendSeconds
+        let leaseSeconds = configuration.leaseSeconds
+        return try await store.read { db in
+            guard try Store.unsentOutbox(db, limit: 1).isEmpty else { return [] }
+            var jobs: [UnclaimedJob] = []
+            let now = Store.now()
+            for changeId in try String.fetchAll(db, sql: "SELECT DISTINCT change_id FROM steps WHERE status = 'queued'") {
+                let tree = try Store.tree(db, changeId: changeId, leaseSeconds: leaseSeconds)
+                for ref in tree.unclaimed(now: now, after: after) {
+                    let pool = try Store.stepContext(db, ref.stepId)?.mergedProperties["opschain"]?["config"]?["pool"]?.stringValue ?? Names.defaultPool
+                    jobs.append(UnclaimedJob(changeId: changeId, ref: ref, pool: pool))
+                }
+            }
+            return jobs
+        }
+    }
+
+    /// Publishes the jobs of `jobs` again, each with a new claim token (those still queued and
+    /// unclaimed); returns how many went out.
+    @discardableResult
+    public func resend(_ jobs: [UnclaimedJob]) async throws -> Int {
+        try await store.write { db in
+            var count = 0
+            for (changeId, refs) in Dictionary(grouping: jobs, by: \.changeId) {
+                try mutate(db, changeId: changeId) { tree in
+                    let effects = refs.flatMap { tree.resend($0.ref, now: Store.now()) }
+                    count += effects.count
+                    return effects
+                }
+            }
+            return count
+        }
+    }
+
     /// After a restart: give running attempts a fresh lease so their workers can be heard.
     public func renewLeasesAfterRestart() async throws {
         let until = Store.now() + configuration.leaseSeconds

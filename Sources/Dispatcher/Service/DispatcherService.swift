@@ -233,13 +233,39 @@ public actor DispatcherService {
         }
     }
 
+    /// Publishes again the jobs nobody claimed in time, pool by pool, when the pool's queue has
+    /// no ready message: then the job is neither waiting its turn nor with a live consumer
+    /// (RabbitMQ keeps a delivery to a consumer on a node that died checked out until that node
+    /// returns). The new claim token voids the old delivery.
+    private func resendUnclaimedJobs() async {
+        do {
+            let unclaimed = try await engine.unclaimedJobs()
+            guard !unclaimed.isEmpty else { return }
+            let connection = try await client.connected()
+            for (pool, jobs) in Dictionary(grouping: unclaimed, by: \.pool) {
+                let ready = try await connection.messageCount(queue: Names.stepsQueue(pool: pool))
+                guard ready == 0 else { continue }
+                let sent = try await engine.resend(jobs)
+                guard sent > 0 else { continue }
+                logger.warning(
+                    "publishing queued jobs again: nobody claimed them and their pool's queue has no ready message (a broker node that died may hold their deliveries)",
+                    metadata: ["pool": "\(pool)", "jobs": "\(sent)", "steps": "\(jobs.map(\.ref.description).joined(separator: ", "))"])
+                outboxChanged()
+            }
+        } catch {
+            logger.warning("cannot check for unclaimed jobs", metadata: ["error": "\(error)"])
+        }
+    }
+
     /// Checks leases every second, but only while connected: a dispatcher that cannot hear its
     /// workers must not declare them lost. After a reconnect every running attempt gets a fresh
     /// lease, so a broker outage never fails a step by itself.
     private func watchLeases() async {
         var seenConnection = await client.connectionCount
+        var seconds = 0
         while !Task.isCancelled {
             try? await Task.sleep(for: .seconds(1))
+            seconds += 1
             guard await client.isConnected else { continue }
             do {
                 let connection = await client.connectionCount
@@ -249,6 +275,7 @@ public actor DispatcherService {
                     continue
                 }
                 if try await engine.checkDeadlines() > 0 { outboxChanged() }
+                if seconds % 10 == 0 { await resendUnclaimedJobs() }
             } catch {
                 logger.error("cannot check leases", metadata: ["error": "\(error)"])
             }

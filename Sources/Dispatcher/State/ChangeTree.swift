@@ -74,6 +74,7 @@ public struct ChangeTree: Sendable, Equatable {
         steps[id]!.worker = nil
         steps[id]!.leaseExpiresAt = nil
         steps[id]!.queuedAt = now
+        steps[id]!.resentAt = nil
         // `error` keeps why an earlier attempt ended until this one finishes.
         return [.enqueue(stepId: id, attempt: steps[id]!.attempt)]
     }
@@ -234,6 +235,24 @@ public struct ChangeTree: Sendable, Equatable {
             guard step.status == .running, !step.ownDone, let started = step.runStartedAt, let timeout = step.timeoutSeconds else { return false }
             return now > started + Double(timeout) + grace
         }.map(\.ref)
+    }
+
+    /// Queued attempts that nobody has claimed for `after` seconds since their job was last
+    /// published: after a broker node dies, a quorum queue keeps a message it had delivered to a
+    /// consumer on that node checked out until the node returns, so the job may never come back.
+    public func unclaimed(now: Double, after: Double) -> [AttemptRef] {
+        steps.values.filter { step in
+            guard step.status == .queued, let published = step.resentAt ?? step.queuedAt else { return false }
+            return now - published >= after
+        }.map(\.ref)
+    }
+
+    /// Publishes a queued attempt's job again, with a new claim token (`mutate` issues it): the
+    /// old delivery, should it come back, cannot be claimed, so one attempt still runs once.
+    public mutating func resend(_ ref: AttemptRef, now: Double) -> [Effect] {
+        guard let step = steps[ref.stepId], step.status == .queued, step.attempt == ref.attempt else { return [] }
+        steps[ref.stepId]!.resentAt = now
+        return [.enqueue(stepId: ref.stepId, attempt: ref.attempt)]
     }
 
     /// Fails an attempt that ran past its timeout and stops its container.

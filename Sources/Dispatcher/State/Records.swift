@@ -47,6 +47,8 @@ public struct StepRecord: Sendable, Equatable, Codable {
     public var retries: Int
     public var error: String?
     public var queuedAt: Double?
+    /// When the current attempt's job was last published again because nobody claimed it.
+    public var resentAt: Double?
     public var startedAt: Double?
     public var finishedAt: Double?
     /// When the current attempt's run phase began.
