@@ -180,7 +180,7 @@ extension FleetTests {
                       hostile: { run: 'cat payload.txt; cat payload.txt >&2', steps: ['\(Self.hostileName)'] }
                       '\(Self.hostileName)': { run: 'cat payload.txt' }
                     """,
-                    project: ["note": .string(Self.scriptPayload), "html": .string(Self.imagePayload), "opschain": ["secrets": ["k": .string(Self.imagePayload)]]],
+                    project: ["note": .string(Self.scriptPayload), "html": .string(Self.imagePayload), "opschain": ["secrets": ["k": "hostile-secret-<b>bold</b>"]]],
                     environment: ["x": .string(Self.scriptPayload)],
                     files: ["payload.txt": Self.scriptPayload + "\n" + Self.imagePayload + "\n"])
                 let id = try await fleet.createChange(repo, action: "hostile")

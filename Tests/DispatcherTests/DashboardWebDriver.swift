@@ -10,7 +10,7 @@ import TestSupport
 final class DashboardBrowser {
     static let chromium = "/usr/bin/chromium"
     static let chromedriver = "/usr/bin/chromedriver"
-    static let elementKey = "element-6066-11e4-a52e-4f735466cecc"
+    static let elementKey = "element-6066-11e4-a52e-4f735466cecf"
 
     let driverPort: Int
     let session: String
@@ -39,7 +39,7 @@ final class DashboardBrowser {
             if !ready { try await Task.sleep(for: .milliseconds(100)) }
         }
         guard ready else {
-            process.terminate()
+            kill(process.processIdentifier, SIGKILL)
             throw TestSetupError("chromedriver did not answer on 127.0.0.1:\(port) within 20 s (see \(logFolder)/chromedriver.log)")
         }
         let arguments: [JSON] = [
@@ -53,7 +53,7 @@ final class DashboardBrowser {
             guard let id = answer["value"]?["sessionId"]?.stringValue else { throw TestSetupError("chromedriver made no session: \(answer.serialized())") }
             session = id
         } catch {
-            process.terminate()
+            kill(process.processIdentifier, SIGKILL)
             throw error
         }
     }
@@ -61,7 +61,9 @@ final class DashboardBrowser {
     /// Ends the browser session and chromedriver.
     func quit() async {
         _ = try? await Self.call("DELETE", base, nil)
-        driver.terminate()
+        // chromedriver started from the test process was seen to ignore SIGTERM (and
+        // waitUntilExit then hung the test): SIGKILL; the browser went with its session.
+        kill(driver.processIdentifier, SIGKILL)
         driver.waitUntilExit()
     }
 

@@ -291,7 +291,9 @@ enum DashboardScript {
               clear(statusCell).append(badge(step.status));
               name.textContent = step.action;
               const details = ['attempt ' + step.attempt];
-              if (step.worker) details.push('on ' + step.worker);
+              const attempts = step.attempts || [];
+              const worker = step.worker || (attempts.length ? attempts[attempts.length - 1].worker : null);
+              if (worker) details.push('on ' + worker);
               if (step.child_execution_strategy) details.push(step.child_execution_strategy);
               if (step.duration_ms !== null && step.duration_ms !== undefined) details.push(seconds(step.duration_ms));
               detail.textContent = details.join(' · ');
@@ -365,48 +367,51 @@ enum DashboardScript {
 
         const PARTS = [['build.initialise', 'build-initialise'], ['run.initialise', 'run-initialise'], ['run.running', 'run-running'], ['run.completing', 'run-completing']];
 
+        // The bars of one step on the time axis (epoch ms): queued, then the worker's build and run
+        // phases (phase_durations_ms), then the time until it finished (its children, or waiting).
+        function stepBars(step, t, now) {
+          const bars = [];
+          const add = (kind, from, to, title) => { if (to > from) bars.push({ kind, from, to, title }); };
+          const finished = t.finished || (FINAL.includes(step.status) ? null : now);
+          const phases = step.phase_durations_ms || {};
+          if (t.queued) add('queued', t.queued, t.started || finished || t.queued, 'queued');
+          if (!t.started) return bars;
+          let last = t.started;
+          if (phases['build'] !== undefined) {
+            add('build', t.started, t.started + phases['build'], 'build');
+            if (phases['build.initialise'] !== undefined) add('build-initialise', t.started, t.started + phases['build.initialise'], 'build: checkout and files');
+            last = t.started + phases['build'];
+          }
+          const runStart = t.run_started || last;
+          let cursor = runStart;
+          for (const [name, kind] of PARTS.slice(1)) {
+            if (phases[name] === undefined) continue;
+            add(kind, cursor, cursor + phases[name], name);
+            cursor += phases[name];
+          }
+          if (phases['run'] !== undefined) cursor = Math.max(cursor, runStart + phases['run']);
+          if (cursor > runStart) last = Math.max(last, cursor);
+          if (!Object.keys(phases).length && finished) { add('active', t.started, finished, 'running'); last = finished; }
+          if (finished && finished > last) add('children', last, finished, step.children && step.children.length ? 'children' : 'waiting');
+          return bars;
+        }
+
         function renderTimeline(container, entries, times, now) {
           clear(container);
-          const known = entries.filter(({ step }) => times[step.id] && (times[step.id].queued || times[step.id].started));
-          if (!known.length) { container.append(el('p', { class: 'muted' }, 'No step has been queued yet.')); return; }
-          const start = Math.min(...known.map(({ step }) => times[step.id].queued || times[step.id].started));
-          const end = Math.max(now, ...known.map(({ step }) => times[step.id].finished || 0));
-          const span = Math.max(end - start, 1);
-          const place = (node, from, to) => {
-            node.style.left = ((from - start) / span * 100) + '%';
-            node.style.width = (Math.max(to - from, 0) / span * 100) + '%';
-            return node;
-          };
-          const segment = (track, kind, from, to, title) => {
-            if (!(to > from)) return;
-            track.append(place(el('div', { class: 'seg seg-' + kind, title: title + ': ' + seconds(to - from) }), from, to));
-          };
-          for (const { step, depth } of entries) {
-            const t = times[step.id] || {};
+          // Each step's bars first (worker-measured phases can end a little after the dispatcher's
+          // finish time), then one time axis over all of them.
+          const rows = entries.map(({ step, depth }) => ({ step, depth, bars: stepBars(step, times[step.id] || {}, now) }));
+          const all = rows.flatMap((row) => row.bars);
+          if (!all.length) { container.append(el('p', { class: 'muted' }, 'No step has been queued yet.')); return; }
+          const start = Math.min(...all.map((bar) => bar.from));
+          const span = Math.max(Math.max(...all.map((bar) => bar.to)) - start, 1);
+          for (const { step, depth, bars } of rows) {
             const track = el('div', { class: 'track' });
-            const finished = t.finished || (FINAL.includes(step.status) ? null : now);
-            const phases = step.phase_durations_ms || {};
-            if (t.queued && t.started) segment(track, 'queued', t.queued, t.started, 'queued');
-            else if (t.queued && !t.started && finished) segment(track, 'queued', t.queued, finished, 'queued');
-            let last = t.started || 0;
-            if (t.started) {
-              const build = phases['build'];
-              if (build !== undefined) {
-                segment(track, 'build', t.started, t.started + build, 'build');
-                if (phases['build.initialise'] !== undefined) segment(track, 'build-initialise', t.started, t.started + phases['build.initialise'], 'build: checkout and files');
-                last = t.started + build;
-              }
-              const runStart = t.run_started || last;
-              let cursor = runStart;
-              for (const [name, kind] of PARTS.slice(1)) {
-                if (phases[name] === undefined) continue;
-                segment(track, kind, cursor, cursor + phases[name], name);
-                cursor += phases[name];
-              }
-              if (phases['run'] !== undefined) cursor = Math.max(cursor, runStart + phases['run']);
-              last = Math.max(last, cursor);
-              if (!Object.keys(phases).length && finished) { segment(track, 'active', t.started, finished, 'running'); last = finished; }
-              if (finished && finished > last) segment(track, 'children', last, finished, step.children && step.children.length ? 'children' : 'waiting');
+            for (const bar of bars) {
+              const node = el('div', { class: 'seg seg-' + bar.kind, title: bar.title + ': ' + seconds(bar.to - bar.from) });
+              node.style.left = ((bar.from - start) / span * 100) + '%';
+              node.style.width = ((bar.to - bar.from) / span * 100) + '%';
+              track.append(node);
             }
             container.append(el('div', { class: 'row', 'data-step-id': step.id },
               el('div', { class: 'label', title: step.action }, '\u00a0'.repeat(depth * 3) + step.action), track));
