@@ -2,15 +2,17 @@ import Foundation
 import HTTPTypes
 import Hummingbird
 
-/// Every endpoint but `/healthz` needs `Authorization: Bearer <token>` with a token made by
+/// Every endpoint but `/healthz` (and the dashboard's page and sign-in) needs `Authorization: Bearer <token>` with a token made by
 /// `stepfleet token create`: an unknown or expired token is a 401, a `read` token on anything
 /// but `GET`/`HEAD` a 403. A refused request changes nothing.
 struct AuthMiddleware<Context: RequestContext>: RouterMiddleware {
     let store: Store
 
     func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
-        if request.uri.path == "/healthz" { return try await next(request, context) }
+        if request.uri.path == "/healthz" || WebRoutes.isPublic(request) { return try await next(request, context) }
         guard let header = request.headers[.authorization] else {
+            // The dashboard's requests carry its session cookie instead (CSRF-checked).
+            if try await WebSessionGate(store: store).admit(request) != nil { return try await next(request, context) }
             throw APIError(.unauthorized, "this API needs a token: Authorization: Bearer <token> (stepfleet token create; the CLI reads STEPFLEET_TOKEN)")
         }
         let parts = header.split(separator: " ", maxSplits: 1)

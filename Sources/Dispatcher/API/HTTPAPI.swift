@@ -23,8 +23,10 @@ public struct HTTPAPI: Sendable {
 
     public func router() -> Router<BasicRequestContext> {
         let router = Router()
+        router.add(middleware: WebSecurityHeaders())
         router.add(middleware: ErrorMiddleware())
         router.add(middleware: AuthMiddleware(store: store))
+        WebRoutes(api: self).register(on: router)
         router.get("/healthz") { _, _ in JSONResponse.ok(["status": "ok"]) }
         router.get("/metrics") { _, _ in JSONResponse.text(try await metrics(), contentType: "text/plain; version=0.0.4") }
 

@@ -49,6 +49,12 @@ public actor DispatcherService {
         await client.stop()
     }
 
+    /// The broker connection as the dashboard shows it: up or not, and how many connections
+    /// have been made (the first one and each reconnect).
+    public func brokerConnection() async -> (connected: Bool, connections: Int) {
+        (await client.isConnected, await client.connectionCount)
+    }
+
     /// Wakes the outbox publisher (after a write that may have added rows).
     public nonisolated func outboxChanged() {
         Task { await self.wake() }
