@@ -101,9 +101,13 @@ public actor DispatcherService {
                 continue
             }
             do {
+                let started = PhaseTimings.now
                 try await handle(message, userId)
+                engine.metrics.timings.record("handle.\(Message.messageType)", since: started)
                 outboxChanged()
+                let acking = PhaseTimings.now
                 try? await delivery.ack()
+                engine.metrics.timings.record("ack", since: acking)
             } catch {
                 switch MessageFailure.classify(error) {
                 case .transient(let reason):
@@ -178,8 +182,11 @@ public actor DispatcherService {
     private func publishOutbox() async {
         while !Task.isCancelled {
             let rows: [Store.OutboxRow]
+            let timings = engine.metrics.timings
+            var started = PhaseTimings.now
             do {
                 rows = try await engine.store.read { db in try Store.unsentOutbox(db, limit: 200) }
+                timings.record("outbox.read", since: started)
             } catch {
                 logger.error("cannot read the outbox", metadata: ["error": "\(error)"])
                 try? await Task.sleep(for: .seconds(1))
@@ -191,6 +198,7 @@ public actor DispatcherService {
             }
             var sent: [Int64] = []
             var failed: [(row: Int64, error: String)] = []
+            started = PhaseTimings.now
             await withTaskGroup(of: (Int64, String?).self) { group in
                 for row in rows {
                     group.addTask { (row.id, await self.publish(row)) }
@@ -206,9 +214,13 @@ public actor DispatcherService {
                     "outbox publishes failed; will retry",
                     metadata: ["failed": "\(failed.count)", "of": "\(rows.count)", "first row": "\(first.row)", "error": "\(first.error)"])
             }
+            timings.record("outbox.publish", since: started)
+            timings.record("outbox.rows", seconds: Double(rows.count))
             do {
                 let ids = sent
+                started = PhaseTimings.now
                 try await engine.store.write { db in try Store.markSent(db, ids) }
+                timings.record("outbox.markSent", since: started)
             } catch {
                 logger.error("cannot mark outbox rows sent; they will be sent again", metadata: ["error": "\(error)"])
             }
