@@ -21,17 +21,22 @@ struct BenchDispatcherRun {
         var timeout: Duration
     }
 
-    /// The dispatcher as it was, or with a performance change.
+    /// The dispatcher as it was (one store transaction per worker event or log batch), or as
+    /// it is (what waits applied in one transaction).
     enum Variant: Sendable, CustomStringConvertible {
-        case baseline
+        case transactionPerMessage
+        case batched
 
         var description: String {
             switch self {
-            case .baseline: "the dispatcher as configured by default"
+            case .transactionPerMessage: "before: one store transaction per worker event and log batch (messageBatchLimit 1)"
+            case .batched: "after: waiting worker events and log batches applied in one transaction (messageBatchLimit \(DispatcherConfiguration(leaseSeconds: 1).messageBatchLimit))"
             }
         }
 
-        func apply(_ configuration: inout DispatcherConfiguration) {}
+        func apply(_ configuration: inout DispatcherConfiguration) {
+            if case .transactionPerMessage = self { configuration.messageBatchLimit = 1 }
+        }
     }
 
     let settings: Settings
@@ -94,6 +99,19 @@ struct BenchDispatcherRun {
                 break
             }
         }
+        let finishedAfter = (clock.now - started).seconds
+        // Claims, phases and logs travel on queues of their own: the run is over once the
+        // dispatcher has handled every one of them too, not only the outcomes.
+        let expectedEvents = expectedSteps * 5
+        let expectedLogs = expectedSteps * settings.logBatches
+        func handled(_ kind: String) -> Int {
+            let timings = metrics.timings.snapshot
+            return (timings["handle.\(kind)"]?.count ?? 0) + Int(timings["batch size \(kind)"]?.seconds ?? 0)
+        }
+        while finished, clock.now - started < settings.timeout {
+            if handled(WorkerEvent.messageType) >= expectedEvents, handled(LogBatch.messageType) >= expectedLogs { break }
+            try await Task.sleep(for: .milliseconds(50))
+        }
         let wall = (clock.now - started).seconds
         for task in tasks { task.cancel() }
         for worker in workers { await worker.stop() }
@@ -118,9 +136,9 @@ struct BenchDispatcherRun {
         for sample in latency.samples { histogram.record(milliseconds: Double(sample) / 1e6) }
         let outcomeTimes = Array(seen.outcomeSent.values)
         return BenchDispatcherFigures(
-            variant: variant.description, wallSeconds: wall, outcomes: seen.outcomeSent.count,
+            variant: variant.description, wallSeconds: wall, changesFinishedSeconds: finishedAfter, outcomes: seen.outcomeSent.count,
             stepsPerSecond: BenchDispatcherLatency.sustainedRate(outcomeTimes),
-            overallStepsPerSecond: Double(seen.outcomeSent.count) / ((Double((outcomeTimes.max() ?? startedAt) - startedAt) / 1e9).nonZero),
+            overallStepsPerSecond: Double(seen.outcomeSent.count) / wall.nonZero,
             latency: histogram.summary, firstRoots: latency.firstRoots, missing: latency.missing, redeliveries: seen.redeliveries,
             publishFailures: seen.publishFailures, storedChanges: stored.changes, storedSteps: stored.steps,
             timings: store.timings.snapshot.merging(metrics.timings.snapshot) { $1 })

@@ -15,6 +15,9 @@ public struct DispatcherConfiguration: Sendable {
     /// Steps of one change queued or running at once; the rest wait, so one wide change
     /// leaves workers for the others.
     public var maxStepsInFlightPerChange: Int
+    /// Worker events (claims, phases, heartbeats) and log batches applied in one store
+    /// transaction at most, when that many wait; 1: one transaction per message.
+    public var messageBatchLimit = 200
 
     public init(
         leaseSeconds: Double = 20, runner: RunnerSettings = RunnerSettings(baseImage: "stepfleet/runner:\(StepFleetVersion.current)", version: StepFleetVersion.current),

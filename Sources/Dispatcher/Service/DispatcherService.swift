@@ -34,8 +34,8 @@ public actor DispatcherService {
         let deadLettered = await client.subscribe(queue: Names.deadJobsQueue, prefetch: 50)
         let engine = engine
         tasks = [
-            Task { await self.consume(events, WorkerEvent.self) { try await engine.handle($0, publishedBy: $1) } },
-            Task { await self.consume(logs, LogBatch.self) { try await engine.handle($0, publishedBy: $1) } },
+            Task { await self.consumeInBatches(events, { try await engine.handle(events: $0) }) { try await engine.handle($0, publishedBy: $1) } },
+            Task { await self.consumeInBatches(logs, { try await engine.handle(logs: $0) }) { try await engine.handle($0, publishedBy: $1) } },
             Task { await self.consume(outcomes, StepOutcome.self) { try await engine.handle($0, publishedBy: $1); self.outboxChanged() } },
             Task { await self.watchDeadLetters(deadLettered) },
             Task { await self.publishOutbox() },
@@ -87,45 +87,95 @@ public actor DispatcherService {
     /// attempt can still be read from it, and is dead-lettered for operators to see.
     private func consume<Message: AttemptMessage>(_ subscription: AMQPSubscription, _ type: Message.Type, _ handle: @escaping @Sendable (Message, String?) async throws -> Void) async {
         for await delivery in subscription {
-            let userId = delivery.properties.userId
-            let message: Message
+            guard let message = await decode(delivery, Message.self) else { continue }
+            await handleOne(delivery, message, handle)
+        }
+    }
+
+    /// As `consume`, but what waits is applied in one store transaction (`handleBatch`, at most
+    /// `messageBatchLimit` messages); a message that fails in its batch is handled alone.
+    private func consumeInBatches<Message: AttemptMessage>(
+        _ subscription: AMQPSubscription, _ handleBatch: @escaping @Sendable ([(Message, String?)]) async throws -> [Int],
+        _ handle: @escaping @Sendable (Message, String?) async throws -> Void
+    ) async {
+        let limit = engine.configuration.messageBatchLimit
+        guard limit > 1 else { return await consume(subscription, Message.self, handle) }
+        let batches = DeliveryBatches()
+        let reader = Task {
+            for await delivery in subscription { batches.append(delivery) }
+            batches.finish()
+        }
+        defer { reader.cancel() }
+        while true {
+            let deliveries = await batches.next(limit: limit)
+            if deliveries.isEmpty { return }
+            var messages: [(delivery: AMQPDelivery, message: Message)] = []
+            for delivery in deliveries {
+                if let message = await decode(delivery, Message.self) { messages.append((delivery, message)) }
+            }
+            guard !messages.isEmpty else { continue }
+            let started = PhaseTimings.now
+            let failed: [Int]
             do {
-                message = try WireCodec.decode(Message.self, from: delivery.body)
+                failed = try await handleBatch(messages.map { ($0.message, $0.delivery.properties.userId) })
             } catch {
-                engine.metrics.unprocessableMessages.increment()
-                logger.warning("dead-lettering a message that does not decode", metadata: ["queue": "\(Message.messageType)", "reason": "\(error)"])
-                if let about = AttemptPeek.read(delivery.body) {
-                    _ = await failStep(about.ref, worker: about.worker, userId: userId, what: Message.described, reason: "\(error)", policy: nil)
-                }
-                try? await delivery.reject(requeue: false)
+                // The transaction itself failed: each message on its own, with its own verdict.
+                for (delivery, message) in messages { await handleOne(delivery, message, handle) }
                 continue
             }
-            do {
-                let started = PhaseTimings.now
-                try await handle(message, userId)
-                engine.metrics.timings.record("handle.\(Message.messageType)", since: started)
-                outboxChanged()
-                let acking = PhaseTimings.now
-                try? await delivery.ack()
-                engine.metrics.timings.record("ack", since: acking)
-            } catch {
-                switch MessageFailure.classify(error) {
-                case .transient(let reason):
-                    logger.error("cannot handle a message for now; it will be delivered again", metadata: ["type": "\(Message.messageType)", "error": "\(reason)"])
+            engine.metrics.timings.record("handle.\(Message.messageType) batch", since: started)
+            engine.metrics.timings.record("batch size \(Message.messageType)", seconds: Double(messages.count))
+            outboxChanged()
+            let acking = PhaseTimings.now
+            for (index, entry) in messages.enumerated() where !failed.contains(index) { try? await entry.delivery.ack() }
+            engine.metrics.timings.record("ack", since: acking)
+            for index in failed { await handleOne(messages[index].delivery, messages[index].message, handle) }
+        }
+    }
+
+    /// The message, or nil when it does not decode: then it is counted, its step failed when
+    /// its step and attempt can still be read, and it is dead-lettered.
+    private func decode<Message: AttemptMessage>(_ delivery: AMQPDelivery, _ type: Message.Type) async -> Message? {
+        do {
+            return try WireCodec.decode(Message.self, from: delivery.body)
+        } catch {
+            engine.metrics.unprocessableMessages.increment()
+            logger.warning("dead-lettering a message that does not decode", metadata: ["queue": "\(Message.messageType)", "reason": "\(error)"])
+            if let about = AttemptPeek.read(delivery.body) {
+                _ = await failStep(about.ref, worker: about.worker, userId: delivery.properties.userId, what: Message.described, reason: "\(error)", policy: nil)
+            }
+            try? await delivery.reject(requeue: false)
+            return nil
+        }
+    }
+
+    private func handleOne<Message: AttemptMessage>(_ delivery: AMQPDelivery, _ message: Message, _ handle: @escaping @Sendable (Message, String?) async throws -> Void) async {
+        let userId = delivery.properties.userId
+        do {
+            let started = PhaseTimings.now
+            try await handle(message, userId)
+            engine.metrics.timings.record("handle.\(Message.messageType)", since: started)
+            outboxChanged()
+            let acking = PhaseTimings.now
+            try? await delivery.ack()
+            engine.metrics.timings.record("ack", since: acking)
+        } catch {
+            switch MessageFailure.classify(error) {
+            case .transient(let reason):
+                logger.error("cannot handle a message for now; it will be delivered again", metadata: ["type": "\(Message.messageType)", "error": "\(reason)"])
+                try? await Task.sleep(for: .milliseconds(500))
+                try? await delivery.nack(requeue: true)
+            case .unprocessable(let reason):
+                engine.metrics.unprocessableMessages.increment()
+                logger.error(
+                    "a message can never be processed; its step fails", metadata: ["type": "\(Message.messageType)", "step": "\(message.ref)", "error": "\(reason)"])
+                guard await failStep(message.ref, worker: message.worker, userId: userId, what: message.what, reason: reason, policy: message.policy) else {
                     try? await Task.sleep(for: .milliseconds(500))
                     try? await delivery.nack(requeue: true)
-                case .unprocessable(let reason):
-                    engine.metrics.unprocessableMessages.increment()
-                    logger.error(
-                        "a message can never be processed; its step fails", metadata: ["type": "\(Message.messageType)", "step": "\(message.ref)", "error": "\(reason)"])
-                    guard await failStep(message.ref, worker: message.worker, userId: userId, what: message.what, reason: reason, policy: message.policy) else {
-                        try? await Task.sleep(for: .milliseconds(500))
-                        try? await delivery.nack(requeue: true)
-                        continue
-                    }
-                    outboxChanged()
-                    try? await delivery.ack()
+                    return
                 }
+                outboxChanged()
+                try? await delivery.ack()
             }
         }
     }
