@@ -26,11 +26,15 @@ enum LoadChart {
             Series(name: "changes finished/s", color: "#2ca02c", points: buckets.map { (mid($0), Double($0.changesFinished) / $0.seconds) }),
             Series(name: "changes created/s", color: "#7f7f7f", dashed: true, points: buckets.map { (mid($0), Double($0.submitted) / $0.seconds) }),
         ]
+        // Seconds once the latencies reach ten of them: "1500k ms" reads badly.
+        let longest = buckets.flatMap { [$0.changeLatency.p99, $0.queueLatency.p99] }.compactMap { $0 }.max() ?? 0
+        let (unit, divisor) = longest >= 10_000 ? ("s", 1000.0) : ("ms", 1.0)
+        let scaled: (Double?) -> Double? = { $0.map { $0 / divisor } }
         let latency = [
-            Series(name: "change p99", color: "#d62728", points: buckets.map { (mid($0), $0.changeLatency.p99) }),
-            Series(name: "change p50", color: "#ff7f0e", points: buckets.map { (mid($0), $0.changeLatency.p50) }),
-            Series(name: "queue p99", color: "#9467bd", dashed: true, points: buckets.map { (mid($0), $0.queueLatency.p99) }),
-            Series(name: "queue p50", color: "#8c564b", dashed: true, points: buckets.map { (mid($0), $0.queueLatency.p50) }),
+            Series(name: "change p99", color: "#d62728", points: buckets.map { (mid($0), scaled($0.changeLatency.p99)) }),
+            Series(name: "change p50", color: "#ff7f0e", points: buckets.map { (mid($0), scaled($0.changeLatency.p50)) }),
+            Series(name: "queue p99", color: "#9467bd", dashed: true, points: buckets.map { (mid($0), scaled($0.queueLatency.p99)) }),
+            Series(name: "queue p50", color: "#8c564b", dashed: true, points: buckets.map { (mid($0), scaled($0.queueLatency.p50)) }),
         ]
         let xMax = max(buckets.last.map { $0.start + $0.seconds } ?? 1, 1)
         var body: [String] = []
@@ -38,7 +42,7 @@ enum LoadChart {
         body.append(text(left, 28, "stepfleet load: \(report.settings.project) via \(report.settings.via), \(report.submitted) changes submitted", size: 18, weight: "bold"))
         body.append(text(left, 50, subtitle(report), size: 12, color: "#333333"))
         body += panel(title: "Throughput (per second, \(format(report.buckets.first?.seconds ?? 1)) s windows)", unit: "per s", top: 80, height: 220, xMax: xMax, series: throughput)
-        body += panel(title: "Latency (ms): change = create → final, queue = enqueue → claim", unit: "ms", top: 360, height: 220, xMax: xMax, series: latency)
+        body += panel(title: "Latency (\(unit)): change = create → final, queue = enqueue → claim", unit: unit, top: 360, height: 220, xMax: xMax, series: latency)
         body.append(text(left + plotWidth / 2, height - 18, "seconds since the first change was created", size: 12, anchor: "middle", color: "#333333"))
         return """
             <?xml version="1.0" encoding="UTF-8"?>
@@ -105,12 +109,12 @@ enum LoadChart {
         return result
     }
 
-    /// 0 and round steps (1, 2 or 5 times a power of ten) up to at least `maximum`, about five of them.
+    /// 0 and round steps (1, 2, 2.5 or 5 times a power of ten) up to at least `maximum`, five or six of them.
     static func ticks(upTo maximum: Double) -> [Double] {
         guard maximum > 0, maximum.isFinite else { return [0, 1] }
-        let rough = maximum / 5
+        let rough = maximum / 6
         let power = pow(10, (log10(rough)).rounded(.down))
-        let step = [1.0, 2, 5, 10].map { $0 * power }.first { $0 >= rough } ?? 10 * power
+        let step = [1.0, 2, 2.5, 5, 10].map { $0 * power }.first { $0 >= rough } ?? 10 * power
         var values: [Double] = [0]
         while values.last! < maximum - step * 1e-9 { values.append(values.last! + step) }
         return values

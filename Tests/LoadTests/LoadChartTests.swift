@@ -48,6 +48,24 @@ import FoundationXML
         #expect(!svg.contains("<script") && !svg.contains("href") && !svg.contains("<image"))
     }
 
+    @Test(.timeLimit(.minutes(1))) func longLatenciesAreDrawnInSeconds() throws {
+        let short = LoadReport.make(
+            settings: LoadReportTests.settings, startedAt: Date(), wallSeconds: 9, submitted: 4, submitErrors: [:], samples: LoadReportTests.samples,
+            unfinished: 0, submitLatencies: [])
+        #expect(try parse(LoadChart.svg(short)).texts.contains { $0.hasPrefix("Latency (ms)") })
+        let slow = LoadReportTests.samples.map { sample in
+            var sample = sample
+            sample.finishedAt = sample.createdAt + 30
+            return sample
+        }
+        let long = LoadReport.make(
+            settings: LoadReportTests.settings, startedAt: Date(), wallSeconds: 40, submitted: 4, submitErrors: [:], samples: slow, unfinished: 0, submitLatencies: [])
+        let texts = try parse(LoadChart.svg(long)).texts
+        #expect(texts.contains { $0.hasPrefix("Latency (s)") })
+        // The axis goes up to 30 s, not 30000.
+        #expect(texts.contains("30") && !texts.contains("30k"))
+    }
+
     @Test(.timeLimit(.minutes(1))) func userTextIsEscaped() throws {
         var settings = LoadReportTests.settings
         settings.project = "<p&\"q\">"
