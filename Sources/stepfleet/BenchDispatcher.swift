@@ -22,7 +22,8 @@ struct BenchDispatcher: AsyncParsableCommand {
             (waiting, transaction bodies, commits), handling each kind of message, and outbox rounds.
 
             With --compare the same workload runs twice, each on a fresh store: first with one store transaction per worker \
-            event and log batch (as before), then with what waits applied in one transaction; both are printed side by side.
+            event and log batch (the default), then with what waits applied in one transaction (messageBatchLimit 200); \
+            both are printed side by side.
             """
     )
 
@@ -40,7 +41,7 @@ struct BenchDispatcher: AsyncParsableCommand {
     var slots = 16
     @Option(help: "Log batches each simulated step sends.")
     var logBatches = 1
-    @Flag(help: "Run twice: one transaction per worker message (before), then batched (after); print both side by side.")
+    @Flag(help: "Run twice: one transaction per worker message (the default), then batched; print both side by side.")
     var compare = false
     @Option(help: "Write the figures as JSON to this file.")
     var json: String?
@@ -58,7 +59,7 @@ struct BenchDispatcher: AsyncParsableCommand {
         let settings = BenchDispatcherRun.Settings(
             broker: broker, changes: changes, fanout: fanout, environments: environments, workers: workers, slots: slots, logBatches: logBatches,
             timeout: .seconds(timeout))
-        let variants: [BenchDispatcherRun.Variant] = compare ? [.transactionPerMessage, .batched] : [.batched]
+        let variants: [BenchDispatcherRun.Variant] = compare ? [.transactionPerMessage, .batched] : [.transactionPerMessage]
         say("bench dispatcher: \(changes) changes × \(fanout + 1) steps on \(environments) environments; \(workers) simulated workers × \(slots) slots; broker \(broker)")
         var figures: [BenchDispatcherFigures] = []
         for variant in variants {

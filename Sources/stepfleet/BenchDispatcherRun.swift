@@ -29,13 +29,18 @@ struct BenchDispatcherRun {
 
         var description: String {
             switch self {
-            case .transactionPerMessage: "before: one store transaction per worker event and log batch (messageBatchLimit 1)"
-            case .batched: "after: waiting worker events and log batches applied in one transaction (messageBatchLimit \(DispatcherConfiguration(leaseSeconds: 1).messageBatchLimit))"
+            case .transactionPerMessage: "before: one store transaction per worker event and log batch (messageBatchLimit 1, the default)"
+            case .batched: "after: waiting worker events and log batches applied in one transaction (messageBatchLimit \(Self.batchLimit))"
             }
         }
 
+        static let batchLimit = 200
+
         func apply(_ configuration: inout DispatcherConfiguration) {
-            if case .transactionPerMessage = self { configuration.messageBatchLimit = 1 }
+            switch self {
+            case .transactionPerMessage: configuration.messageBatchLimit = 1
+            case .batched: configuration.messageBatchLimit = Self.batchLimit
+            }
         }
     }
 
