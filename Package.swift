@@ -20,6 +20,7 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-crypto.git", from: "3.0.0"),
         .package(url: "https://github.com/groue/GRDB.swift.git", from: "7.0.0"),
         .package(url: "https://github.com/hummingbird-project/hummingbird.git", from: "2.0.0"),
+        .package(url: "https://github.com/HdrHistogram/hdrhistogram-swift.git", from: "0.2.0"),
     ],
     targets: [
         // librabbitmq, wrapped: module map + shim header only.
@@ -80,6 +81,8 @@ let package = Package(
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "Logging", package: "swift-log"),
+                .product(name: "Histogram", package: "hdrhistogram-swift"),
+                .product(name: "GRDB", package: "GRDB.swift"),
             ]
         ),
         .testTarget(
@@ -100,5 +103,9 @@ let package = Package(
         .testTarget(name: "ChaosTests", dependencies: ["TestSupport"]),
         // The command line as an operator uses it: the built `stepfleet` binary in a shell.
         .testTarget(name: "CLITests", dependencies: ["TestSupport"]),
+        // `stepfleet load` and `stepfleet bench dispatcher`: their pure parts, and short runs on the real broker.
+        .testTarget(
+            name: "LoadTests",
+            dependencies: ["stepfleet", "Protocol", "TestSupport", .product(name: "GRDB", package: "GRDB.swift")]),
     ]
 )

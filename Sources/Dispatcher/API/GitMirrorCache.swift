@@ -55,7 +55,9 @@ actor GitMirrorCache {
             _ = try await fetched(remote)
             if !(await hasCommit(mirror, sha)) {
                 // A commit no branch or tag reaches: ask for it by name (local and file remotes allow it).
-                _ = try? await git.run(["-C", mirror, "fetch", "--quiet", "--no-tags", "--", remote, sha], what: "fetch \(sha) from \(remote)")
+                try? await exclusive(mirror) { () throws(Git.Failure) in
+                    _ = try await git.run(["-C", mirror, "fetch", "--quiet", "--no-tags", "--", remote, sha], what: "fetch \(sha) from \(remote)")
+                }
             }
             guard await hasCommit(mirror, sha) else { throw Git.Failure("commit \(sha) is not in \(remote)") }
         }
@@ -88,7 +90,10 @@ actor GitMirrorCache {
         try git.check(remote: remote)
         let name = String(SHA256.hash(data: Data(remote.utf8)).map { String(format: "%02x", $0) }.joined().prefix(32))
         let path = directory + "/" + name + ".git"
-        if !FileManager.default.fileExists(atPath: path + "/HEAD") {
+        try await exclusive(path) { () throws(Git.Failure) in
+            // Checked again once this call has the mirror to itself: changes for a new project
+            // created at the same moment would otherwise both run `git init` on it.
+            guard !FileManager.default.fileExists(atPath: path + "/HEAD") else { return }
             do {
                 try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
             } catch {
@@ -99,12 +104,32 @@ actor GitMirrorCache {
         return path
     }
 
+    /// Mirrors being made or fetched into, and who waits for each: the actor lets calls
+    /// interleave at every `await`, so without this two fetches into one mirror overlap and
+    /// one fails on git's lock files (seen with `stepfleet load` submitting changes at once).
+    private var busy: Set<String> = []
+    private var waiting: [String: [CheckedContinuation<Void, Never>]] = [:]
+
+    private func exclusive<T>(_ mirror: String, _ body: () async throws(Git.Failure) -> T) async throws(Git.Failure) -> T {
+        while busy.contains(mirror) {
+            await withCheckedContinuation { waiting[mirror, default: []].append($0) }
+        }
+        busy.insert(mirror)
+        defer {
+            busy.remove(mirror)
+            for waiter in waiting.removeValue(forKey: mirror) ?? [] { waiter.resume() }
+        }
+        return try await body()
+    }
+
     /// The mirror after fetching the remote's branches and tags.
     private func fetched(_ remote: String) async throws(Git.Failure) -> String {
         let mirror = try await mirror(remote)
-        try await git.run(
-            ["-C", mirror, "fetch", "--quiet", "--prune", "--no-tags", "--", remote, "+refs/heads/*:refs/heads/*", "+refs/tags/*:refs/tags/*"],
-            what: "fetch \(remote)")
+        try await exclusive(mirror) { () throws(Git.Failure) in
+            _ = try await git.run(
+                ["-C", mirror, "fetch", "--quiet", "--prune", "--no-tags", "--", remote, "+refs/heads/*:refs/heads/*", "+refs/tags/*:refs/tags/*"],
+                what: "fetch \(remote)")
+        }
         return mirror
     }
 }

@@ -16,9 +16,12 @@ enum Views {
         ["version": JSON(version.version), "properties": SecretProperties.masked(version.properties)]
     }
 
+    /// ISO 8601 with milliseconds: latencies read from the API (`stepfleet load`) need them.
     static func time(_ seconds: Double?) -> JSON {
         guard let seconds else { return .null }
-        return .string(ISO8601DateFormatter().string(from: Date(timeIntervalSince1970: seconds)))
+        let formatter = ISO8601DateFormatter()
+        formatter.formatOptions = [.withInternetDateTime, .withFractionalSeconds]
+        return .string(formatter.string(from: Date(timeIntervalSince1970: seconds)))
     }
 
     static func change(_ change: ChangeRecord) -> JSON {
@@ -46,7 +49,7 @@ enum Views {
             "id": .string(step.id), "action": .string(step.action), "status": .string(step.status.rawValue), "attempt": JSON(step.attempt),
             "child_execution_strategy": step.childStrategy.map { .string($0.rawValue) } ?? .null, "error": step.error.map(JSON.string) ?? .null,
             "worker": step.worker.map(JSON.string) ?? .null, "started_at": time(step.startedAt), "finished_at": time(step.finishedAt),
-            "duration_ms": duration, "phase_durations_ms": phaseDurations(step.phaseDurations), "children": .array(tree.children(of: step.id).map { self.step(tree, $0, attempts) }),
+            "queued_at": time(step.queuedAt), "duration_ms": duration, "phase_durations_ms": phaseDurations(step.phaseDurations), "children": .array(tree.children(of: step.id).map { self.step(tree, $0, attempts) }),
             "attempts": .array((attempts[step.id] ?? []).map { attempt in
                 [
                     "attempt": JSON(attempt.attempt), "worker": attempt.worker.map(JSON.string) ?? .null, "status": .string(attempt.status),

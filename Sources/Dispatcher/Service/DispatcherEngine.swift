@@ -104,49 +104,91 @@ public struct DispatcherEngine: Sendable {
     /// Applies a claim, heartbeat or phase event that broker user `user` published (the
     /// delivery's `user_id`, verified by the broker). Touches only the step's own row.
     public func handle(_ event: WorkerEvent, publishedBy user: String?) async throws {
+        guard let identity = identity(user, event.worker, "a \(event.kind.rawValue) event", event.ref) else { return }
+        try await store.write { db in try apply(event, from: identity, db) }
+    }
+
+    private func apply(_ event: WorkerEvent, from identity: WorkerIdentity, _ db: Database) throws {
         let what = "a \(event.kind.rawValue) event"
-        guard let identity = identity(user, event.worker, what, event.ref) else { return }
         let metrics = metrics
-        try await store.write { db in
-            guard let step = try Store.step(db, event.ref.stepId) else { return }
-            // A claim from another worker for an attempt someone holds is a duplicate delivery
-            // (the tree answers it with a cancel); anything else from a non-holder is refused.
-            let duplicateClaim = event.kind == .claimed && step.worker != identity.worker
-            guard duplicateClaim || mayReport(step, event.ref, identity) else {
-                return refuse(what, event.ref, identity, holder: step.holder(of: event.ref.attempt))
-            }
-            guard event.kind != .claimed || provesClaim(step, event.ref, event.claimToken) else {
-                return refuseClaim(what, event.ref, identity)
-            }
-            let now = Store.now()
-            try mutateStep(db, step) { tree in
-                switch event.kind {
-                case .claimed:
-                    if step.status == .queued, step.attempt == event.ref.attempt, let queuedAt = step.queuedAt {
-                        metrics.queueLatency.record(now - queuedAt)
-                    }
-                    return tree.claimed(event.ref, by: identity, now: now)
-                case .heartbeat:
-                    return tree.heard(event.ref, from: identity, runStarted: false, policy: nil, now: now)
-                case .phase:
-                    let runStarted = event.phase?.name == .run && event.phase?.state == .started
-                    let effects = tree.heard(event.ref, from: identity, runStarted: runStarted, policy: event.policy, now: now)
-                    if let durations = event.phase?.durations { tree.recordDurations(durations, for: event.ref) }
-                    return effects
+        guard let step = try Store.step(db, event.ref.stepId) else { return }
+        // A claim from another worker for an attempt someone holds is a duplicate delivery
+        // (the tree answers it with a cancel); anything else from a non-holder is refused.
+        let duplicateClaim = event.kind == .claimed && step.worker != identity.worker
+        guard duplicateClaim || mayReport(step, event.ref, identity) else {
+            return refuse(what, event.ref, identity, holder: step.holder(of: event.ref.attempt))
+        }
+        guard event.kind != .claimed || provesClaim(step, event.ref, event.claimToken) else {
+            return refuseClaim(what, event.ref, identity)
+        }
+        let now = Store.now()
+        try mutateStep(db, step) { tree in
+            switch event.kind {
+            case .claimed:
+                if step.status == .queued, step.attempt == event.ref.attempt, let queuedAt = step.queuedAt {
+                    metrics.queueLatency.record(now - queuedAt)
                 }
+                return tree.claimed(event.ref, by: identity, now: now)
+            case .heartbeat:
+                return tree.heard(event.ref, from: identity, runStarted: false, policy: nil, now: now)
+            case .phase:
+                let runStarted = event.phase?.name == .run && event.phase?.state == .started
+                let effects = tree.heard(event.ref, from: identity, runStarted: runStarted, policy: event.policy, now: now)
+                if let durations = event.phase?.durations { tree.recordDurations(durations, for: event.ref) }
+                return effects
             }
         }
+    }
+
+    /// Applies many worker messages in one transaction, in order, each in a savepoint of its
+    /// own; returns the positions of those that threw (only their savepoint is rolled back):
+    /// the caller handles each of those alone, as `handle` would. One commit for many
+    /// messages: a busy fleet's claims and phases do not queue for the store's writer one by one.
+    public func handle(events: [(WorkerEvent, String?)]) async throws -> [Int] {
+        let identities = events.map { event, user in identity(user, event.worker, "a \(event.kind.rawValue) event", event.ref) }
+        return try await store.write { db in
+            try applyEach(events.indices, db) { index in
+                if let identity = identities[index] { try apply(events[index].0, from: identity, db) }
+            }
+        }
+    }
+
+    /// Log batches in one transaction, as `handle(events:)` does for events.
+    public func handle(logs: [(LogBatch, String?)]) async throws -> [Int] {
+        let identities = logs.map { batch, user in identity(user, batch.worker, "a log batch", batch.ref) }
+        return try await store.write { db in
+            try applyEach(logs.indices, db) { index in
+                if let identity = identities[index] { try apply(logs[index].0, from: identity, db) }
+            }
+        }
+    }
+
+    private func applyEach(_ indices: Range<Int>, _ db: Database, _ apply: (Int) throws -> Void) throws -> [Int] {
+        var failed: [Int] = []
+        for index in indices {
+            do {
+                try db.inSavepoint {
+                    try apply(index)
+                    return .commit
+                }
+            } catch {
+                failed.append(index)
+            }
+        }
+        return failed
     }
 
     /// Appends a log batch from the identity holding its attempt (or from anyone while the
     /// attempt's claim has not been seen yet). Touches only the step's row and the log.
     public func handle(_ batch: LogBatch, publishedBy user: String?) async throws {
         guard let identity = identity(user, batch.worker, "a log batch", batch.ref) else { return }
-        try await store.write { db in
-            guard let step = try Store.step(db, batch.ref.stepId) else { return }
-            guard mayReport(step, batch.ref, identity) else { return refuse("a log batch", batch.ref, identity, holder: step.holder(of: batch.ref.attempt)) }
-            try Store.appendLogs(db, changeId: step.changeId, batch)
-        }
+        try await store.write { db in try apply(batch, from: identity, db) }
+    }
+
+    private func apply(_ batch: LogBatch, from identity: WorkerIdentity, _ db: Database) throws {
+        guard let step = try Store.step(db, batch.ref.stepId) else { return }
+        guard mayReport(step, batch.ref, identity) else { return refuse("a log batch", batch.ref, identity, holder: step.holder(of: batch.ref.attempt)) }
+        try Store.appendLogs(db, changeId: step.changeId, batch)
     }
 
     /// Applies an outcome from the identity holding its attempt: for a success, the step's

@@ -15,6 +15,9 @@ public final class DispatcherMetrics: Sendable {
     /// Seconds a step's run phase took.
     public let stepDuration = Histogram(buckets: [0.1, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 1800])
     /// Seconds each part of a step's phases took (`PhaseDurations.parts`), by part.
+    /// Where the dispatcher's own time goes: handling each kind of worker message, outbox
+    /// rounds (read, publish with confirms, mark sent).
+    public let timings = PhaseTimings()
     public let phaseDurations: [String: Histogram] = Dictionary(
         uniqueKeysWithValues: PhaseDurations().allPartNames.map { ($0, Histogram(buckets: [0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 1800])) })
 

@@ -34,8 +34,8 @@ public actor DispatcherService {
         let deadLettered = await client.subscribe(queue: Names.deadJobsQueue, prefetch: 50)
         let engine = engine
         tasks = [
-            Task { await self.consume(events, WorkerEvent.self) { try await engine.handle($0, publishedBy: $1) } },
-            Task { await self.consume(logs, LogBatch.self) { try await engine.handle($0, publishedBy: $1) } },
+            Task { await self.consumeInBatches(events, { try await engine.handle(events: $0) }) { try await engine.handle($0, publishedBy: $1) } },
+            Task { await self.consumeInBatches(logs, { try await engine.handle(logs: $0) }) { try await engine.handle($0, publishedBy: $1) } },
             Task { await self.consume(outcomes, StepOutcome.self) { try await engine.handle($0, publishedBy: $1); self.outboxChanged() } },
             Task { await self.watchDeadLetters(deadLettered) },
             Task { await self.publishOutbox() },
@@ -93,41 +93,95 @@ public actor DispatcherService {
     /// attempt can still be read from it, and is dead-lettered for operators to see.
     private func consume<Message: AttemptMessage>(_ subscription: AMQPSubscription, _ type: Message.Type, _ handle: @escaping @Sendable (Message, String?) async throws -> Void) async {
         for await delivery in subscription {
-            let userId = delivery.properties.userId
-            let message: Message
+            guard let message = await decode(delivery, Message.self) else { continue }
+            await handleOne(delivery, message, handle)
+        }
+    }
+
+    /// As `consume`, but what waits is applied in one store transaction (`handleBatch`, at most
+    /// `messageBatchLimit` messages); a message that fails in its batch is handled alone.
+    private func consumeInBatches<Message: AttemptMessage>(
+        _ subscription: AMQPSubscription, _ handleBatch: @escaping @Sendable ([(Message, String?)]) async throws -> [Int],
+        _ handle: @escaping @Sendable (Message, String?) async throws -> Void
+    ) async {
+        let limit = engine.configuration.messageBatchLimit
+        guard limit > 1 else { return await consume(subscription, Message.self, handle) }
+        let batches = DeliveryBatches()
+        let reader = Task {
+            for await delivery in subscription { batches.append(delivery) }
+            batches.finish()
+        }
+        defer { reader.cancel() }
+        while true {
+            let deliveries = await batches.next(limit: limit)
+            if deliveries.isEmpty { return }
+            var messages: [(delivery: AMQPDelivery, message: Message)] = []
+            for delivery in deliveries {
+                if let message = await decode(delivery, Message.self) { messages.append((delivery, message)) }
+            }
+            guard !messages.isEmpty else { continue }
+            let started = PhaseTimings.now
+            let failed: [Int]
             do {
-                message = try WireCodec.decode(Message.self, from: delivery.body)
+                failed = try await handleBatch(messages.map { ($0.message, $0.delivery.properties.userId) })
             } catch {
-                engine.metrics.unprocessableMessages.increment()
-                logger.warning("dead-lettering a message that does not decode", metadata: ["queue": "\(Message.messageType)", "reason": "\(error)"])
-                if let about = AttemptPeek.read(delivery.body) {
-                    _ = await failStep(about.ref, worker: about.worker, userId: userId, what: Message.described, reason: "\(error)", policy: nil)
-                }
-                try? await delivery.reject(requeue: false)
+                // The transaction itself failed: each message on its own, with its own verdict.
+                for (delivery, message) in messages { await handleOne(delivery, message, handle) }
                 continue
             }
-            do {
-                try await handle(message, userId)
-                outboxChanged()
-                try? await delivery.ack()
-            } catch {
-                switch MessageFailure.classify(error) {
-                case .transient(let reason):
-                    logger.error("cannot handle a message for now; it will be delivered again", metadata: ["type": "\(Message.messageType)", "error": "\(reason)"])
+            engine.metrics.timings.record("handle.\(Message.messageType) batch", since: started)
+            engine.metrics.timings.record("batch size \(Message.messageType)", seconds: Double(messages.count))
+            outboxChanged()
+            let acking = PhaseTimings.now
+            for (index, entry) in messages.enumerated() where !failed.contains(index) { try? await entry.delivery.ack() }
+            engine.metrics.timings.record("ack", since: acking)
+            for index in failed { await handleOne(messages[index].delivery, messages[index].message, handle) }
+        }
+    }
+
+    /// The message, or nil when it does not decode: then it is counted, its step failed when
+    /// its step and attempt can still be read, and it is dead-lettered.
+    private func decode<Message: AttemptMessage>(_ delivery: AMQPDelivery, _ type: Message.Type) async -> Message? {
+        do {
+            return try WireCodec.decode(Message.self, from: delivery.body)
+        } catch {
+            engine.metrics.unprocessableMessages.increment()
+            logger.warning("dead-lettering a message that does not decode", metadata: ["queue": "\(Message.messageType)", "reason": "\(error)"])
+            if let about = AttemptPeek.read(delivery.body) {
+                _ = await failStep(about.ref, worker: about.worker, userId: delivery.properties.userId, what: Message.described, reason: "\(error)", policy: nil)
+            }
+            try? await delivery.reject(requeue: false)
+            return nil
+        }
+    }
+
+    private func handleOne<Message: AttemptMessage>(_ delivery: AMQPDelivery, _ message: Message, _ handle: @escaping @Sendable (Message, String?) async throws -> Void) async {
+        let userId = delivery.properties.userId
+        do {
+            let started = PhaseTimings.now
+            try await handle(message, userId)
+            engine.metrics.timings.record("handle.\(Message.messageType)", since: started)
+            outboxChanged()
+            let acking = PhaseTimings.now
+            try? await delivery.ack()
+            engine.metrics.timings.record("ack", since: acking)
+        } catch {
+            switch MessageFailure.classify(error) {
+            case .transient(let reason):
+                logger.error("cannot handle a message for now; it will be delivered again", metadata: ["type": "\(Message.messageType)", "error": "\(reason)"])
+                try? await Task.sleep(for: .milliseconds(500))
+                try? await delivery.nack(requeue: true)
+            case .unprocessable(let reason):
+                engine.metrics.unprocessableMessages.increment()
+                logger.error(
+                    "a message can never be processed; its step fails", metadata: ["type": "\(Message.messageType)", "step": "\(message.ref)", "error": "\(reason)"])
+                guard await failStep(message.ref, worker: message.worker, userId: userId, what: message.what, reason: reason, policy: message.policy) else {
                     try? await Task.sleep(for: .milliseconds(500))
                     try? await delivery.nack(requeue: true)
-                case .unprocessable(let reason):
-                    engine.metrics.unprocessableMessages.increment()
-                    logger.error(
-                        "a message can never be processed; its step fails", metadata: ["type": "\(Message.messageType)", "step": "\(message.ref)", "error": "\(reason)"])
-                    guard await failStep(message.ref, worker: message.worker, userId: userId, what: message.what, reason: reason, policy: message.policy) else {
-                        try? await Task.sleep(for: .milliseconds(500))
-                        try? await delivery.nack(requeue: true)
-                        continue
-                    }
-                    outboxChanged()
-                    try? await delivery.ack()
+                    return
                 }
+                outboxChanged()
+                try? await delivery.ack()
             }
         }
     }
@@ -184,8 +238,11 @@ public actor DispatcherService {
     private func publishOutbox() async {
         while !Task.isCancelled {
             let rows: [Store.OutboxRow]
+            let timings = engine.metrics.timings
+            var started = PhaseTimings.now
             do {
                 rows = try await engine.store.read { db in try Store.unsentOutbox(db, limit: 200) }
+                timings.record("outbox.read", since: started)
             } catch {
                 logger.error("cannot read the outbox", metadata: ["error": "\(error)"])
                 try? await Task.sleep(for: .seconds(1))
@@ -197,6 +254,7 @@ public actor DispatcherService {
             }
             var sent: [Int64] = []
             var failed: [(row: Int64, error: String)] = []
+            started = PhaseTimings.now
             await withTaskGroup(of: (Int64, String?).self) { group in
                 for row in rows {
                     group.addTask { (row.id, await self.publish(row)) }
@@ -212,9 +270,13 @@ public actor DispatcherService {
                     "outbox publishes failed; will retry",
                     metadata: ["failed": "\(failed.count)", "of": "\(rows.count)", "first row": "\(first.row)", "error": "\(first.error)"])
             }
+            timings.record("outbox.publish", since: started)
+            timings.record("outbox.rows", seconds: Double(rows.count))
             do {
                 let ids = sent
+                started = PhaseTimings.now
                 try await engine.store.write { db in try Store.markSent(db, ids) }
+                timings.record("outbox.markSent", since: started)
             } catch {
                 logger.error("cannot mark outbox rows sent; they will be sent again", metadata: ["error": "\(error)"])
             }

@@ -47,9 +47,28 @@ public final class Store: Sendable {
         return try await database.read { db in try SecretsCipher.$current.withValue(cipher) { try body(db) } }
     }
 
+    /// Each write transaction, in three parts: waiting for the single writer, the body, and
+    /// the commit (`store.wait`, `store.body`, `store.commit`).
+    public let timings = PhaseTimings()
+
     public func write<T: Sendable>(_ body: @escaping @Sendable (Database) throws -> T) async throws -> T {
         let cipher = cipher
-        return try await database.write { db in try SecretsCipher.$current.withValue(cipher) { try body(db) } }
+        let timings = timings
+        let called = PhaseTimings.now
+        return try await database.writeWithoutTransaction { db in
+            timings.record("store.wait", since: called)
+            var result: T?
+            var bodyEnded: UInt64 = 0
+            let entered = PhaseTimings.now
+            try db.inTransaction {
+                result = try SecretsCipher.$current.withValue(cipher) { try body(db) }
+                bodyEnded = PhaseTimings.now
+                timings.record("store.body", since: entered)
+                return .commit
+            }
+            timings.record("store.commit", since: bodyEnded)
+            return result!
+        }
     }
 
     static func now() -> Double { Date().timeIntervalSince1970 }
