@@ -68,9 +68,11 @@ public actor DockerImageBuilder: ImageBuilder {
         } else {
             let id = UUID()
             let task = Task { [engine, scratch, slots, maximumBuildTime] in
+                let started = ContinuousClock.now
                 let result = await Self.build(
                     request, key: key, tag: tag, contextEnv: contextEnv, engine: engine, scratch: scratch, slots: slots, maximumBuildTime: maximumBuildTime,
                     log: log)
+                WorkerMetrics.imageBuild(succeeded: (try? result.get()) != nil, took: ContinuousClock.now - started)
                 await self.land(key, flight: id, result)
             }
             flights[key] = Flight(id: id, task: task)

@@ -117,6 +117,7 @@ final class LogShipper: Sendable {
             guard !batch.isEmpty else { return }
             let logs = LogBatch(ref: ref, worker: worker, lines: batch)
             _ = await publisher.untilConfirmed("logs") { () throws(AMQPError) in try await publisher.logs(logs) }
+            WorkerMetrics.shipped(batch)
         }
     }
 

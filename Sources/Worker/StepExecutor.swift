@@ -108,6 +108,7 @@ struct StepExecutor: Sendable {
         let buildMs = Clock.milliseconds(clock.now - buildStart)
         outcome.buildMs = buildMs
         outcome.phases?.buildMs = buildMs
+        WorkerMetrics.buildCache(hit: image.reused)
         log.system("build: finished in \(buildMs) ms (\(image.reused ? "existing image reused" : "image built"): \(image.reference))")
         await phase(ref, .build, .finished, duration: buildMs, durations: outcome.phases)
         if cancellation.isCancelled { return cancelled(&outcome, log, cancellation) }

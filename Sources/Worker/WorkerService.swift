@@ -210,6 +210,7 @@ public actor WorkerService {
         result.claimToken = job.claimToken
         let outcome = result
         await log.finish()
+        WorkerMetrics.finished(outcome)
         let publisher = publisher
         let delivered = await publisher.untilConfirmed("outcome") { () throws(AMQPError) in try await publisher.outcome(outcome) }
         logger.info("step finished", metadata: ["status": "\(outcome.status.rawValue)", "published": "\(delivered)", "error": "\(outcome.error ?? "")"])

@@ -31,7 +31,7 @@ struct BenchStep: AsyncParsableCommand {
     }
 
     func run() async throws {
-        let logger = makeLogger("stepfleet.bench", level: "warning")
+        let logger = makeLogger("stepfleet.bench", level: .warning)
         let broker = try AMQPConfiguration(url: amqp)
         let pool = "bench-\(UUID().uuidString.prefix(6).lowercased())"
         let replyQueue = "stepfleet.bench.outcomes.\(pool)"

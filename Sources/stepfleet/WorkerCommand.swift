@@ -1,26 +1,33 @@
 import AMQP
 import ArgumentParser
-import Dispatch
 import Foundation
+import Hummingbird
 import Logging
 import Protocol
+import ServiceLifecycle
 import Worker
 
 struct WorkerCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "worker",
         abstract: "Consume a pool's step jobs and run each step in its own container.",
-        discussion: "SIGTERM or SIGINT: stop taking jobs, let running steps finish within the grace period, then kill them and report them."
+        discussion: """
+            Every option can also be set with an environment variable (STEPFLEET_ and the option's name in capitals, \
+            dashes as underscores: STEPFLEET_MIN_FREE_DISK) or in the --config file ({"min-free-disk": 4096}); \
+            the command line wins over the environment, the environment over the file. \
+            SIGTERM or SIGINT: stop taking jobs, let running steps finish within the grace period, then kill them and report them.
+            """
     )
 
-    @Option(help: "Broker URL(s), comma-separated (env STEPFLEET_AMQP).")
-    var amqp = ProcessInfo.processInfo.environment["STEPFLEET_AMQP"] ?? "amqp://guest:guest@127.0.0.1:5672/"
-    @Option(help: "The pool to serve.")
-    var pool = Names.defaultPool
-    @Option(help: "Steps run at once.")
-    var slots = 2
-    @Option(help: "The Docker engine.")
-    var docker = "unix:///var/run/docker.sock"
+    // Each setting: an option here (no default: unset means "look further") and one line in `settings()`.
+    @Option(help: "Broker URL(s), comma-separated (default: amqp://guest:guest@127.0.0.1:5672/).")
+    var amqp: String?
+    @Option(help: "The pool to serve (default: default).")
+    var pool: String?
+    @Option(help: "Steps run at once (default: 2).")
+    var slots: Int?
+    @Option(help: "The Docker engine (default: unix:///var/run/docker.sock).")
+    var docker: String?
     @Option(help: "Base runner image (OPSCHAIN_BASE_RUNNER); default: the one the job names.")
     var runnerImage: String?
     @Option(help: ArgumentHelp(
@@ -29,95 +36,147 @@ struct WorkerCommand: AsyncParsableCommand {
     var workDir: String?
     @Option(help: "Worker name (default: host-pid-random).")
     var name: String?
-    @Option(help: "Seconds running steps get to finish on shutdown.")
-    var grace = 30
-    @Option(help: "Seconds between heartbeats.")
-    var heartbeat = 5
-    @Option(help: "Step timeout in seconds when neither the job nor the action sets one.")
-    var defaultTimeout = 3600
-    @Option(help: "Concurrent image builds.")
-    var builds = 2
-    @Option(help: "Memory limit of a step container, MiB.")
-    var memory = 1024
-    @Option(help: "Process limit of a step container.")
-    var pids = 1024
-    @Option(help: "CPU limit of a step container.")
-    var cpus = 1.0
-    @Option(help: "Disk limit of a step container, MiB: what it may write; past it the step is killed.")
-    var disk = 1024
+    @Option(help: "Seconds running steps get to finish on shutdown (default: 30).")
+    var grace: Int?
+    @Option(help: "Seconds between heartbeats (default: 5).")
+    var heartbeat: Int?
+    @Option(help: "Step timeout in seconds when neither the job nor the action sets one (default: 3600).")
+    var defaultTimeout: Int?
+    @Option(help: "Concurrent image builds (default: 2).")
+    var builds: Int?
+    @Option(help: "Memory limit of a step container, MiB (default: 1024).")
+    var memory: Int?
+    @Option(help: "Process limit of a step container (default: 1024).")
+    var pids: Int?
+    @Option(help: "CPU limit of a step container (default: 1).")
+    var cpus: Double?
+    @Option(help: "Disk limit of a step container, MiB: what it may write; past it the step is killed (default: 1024).")
+    var disk: Int?
     @Option(help: ArgumentHelp(
-        "The most a step's log holds, MiB: past it the rest of the step's output is counted, not shipped, and the log ends with \"[… N bytes cut: the step's log passed its cap]\"; the step runs on. One line holds at most 16 KiB (the rest of it is cut the same way).",
+        "The most a step's log holds, MiB: past it the rest of the step's output is counted, not shipped, and the log ends with \"[… N bytes cut: the step's log passed its cap]\"; the step runs on. One line holds at most 16 KiB (the rest of it is cut the same way). Default: 16.",
         valueName: "mib"))
-    var logCap = 16
-    @Option(help: "Seconds an image build may take; opschain.config.build_timeout may ask for less.")
-    var buildTimeout = 1800
-    @Option(help: "Free MiB needed in the work directory and the engine's root directory to take jobs; 0: never pause.")
-    var minFreeDisk = 2048
-    @Option(help: "Build-secret sets: one file per set name holding KEY=value lines (env STEPFLEET_SECRETS_DIR).")
+    var logCap: Int?
+    @Option(help: "Seconds an image build may take; opschain.config.build_timeout may ask for less (default: 1800).")
+    var buildTimeout: Int?
+    @Option(help: "Free MiB needed in the work directory and the engine's root directory to take jobs; 0: never pause (default: 2048).")
+    var minFreeDisk: Int?
+    @Option(help: "Build-secret sets: one file per set name holding KEY=value lines (default: none).")
     var secretsDir: String?
-    @Option(help: "Engine networks a step may ask for with opschain.config.network, comma-separated (true asks for \"default\"); empty: none.")
-    var stepNetworks = "default"
-    @Option(help: "Step images the engine keeps, the most recently used first; 0 keeps all.")
-    var keepImages = 200
-    @Option(help: "Minutes a step image stays after its last use whatever --keep-images says.")
-    var imageIdle = 10
-    @Option(help: "Where step images are tagged; workers sharing an engine should share it.")
-    var imageRepository = DockerImageBuilder.defaultRepository
-    @Option(help: "The dispatcher's broker user: step jobs and control messages from any other account are refused (env STEPFLEET_DISPATCHER_USER). For a fleet sharing one account, that account.")
-    var dispatcherUser = ProcessInfo.processInfo.environment["STEPFLEET_DISPATCHER_USER"] ?? Names.conventionalDispatcherUser
-    @Option(help: "Log level: trace, debug, info, notice, warning, error.")
-    var logLevel = "info"
+    @Option(help: "Engine networks a step may ask for with opschain.config.network, comma-separated (true asks for \"default\"); empty: none (default: default).")
+    var stepNetworks: String?
+    @Option(help: "Step images the engine keeps, the most recently used first; 0 keeps all (default: 200).")
+    var keepImages: Int?
+    @Option(help: "Minutes a step image stays after its last use whatever --keep-images says (default: 10).")
+    var imageIdle: Int?
+    @Option(help: "Where step images are tagged; workers sharing an engine should share it (default: stepfleet/step).")
+    var imageRepository: String?
+    @Option(help: "The dispatcher's broker user: step jobs and control messages from any other account are refused. For a fleet sharing one account, that account (default: stepfleet-dispatcher).")
+    var dispatcherUser: String?
+    @Option(help: "HOST:PORT to serve Prometheus metrics on at /metrics, e.g. 127.0.0.1:9464 (default: none, not served).")
+    var metricsListen: String?
+    @Option(help: "Log level: trace, debug, info, notice, warning, error, critical (default: info).")
+    var logLevel: String?
     @OptionGroup var git: GitPolicyOptions
+    @OptionGroup var config: ConfigFileOption
 
-    var stepNetworkList: [String] { stepNetworks.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty } }
+    /// Every setting, from the command line, the environment, the --config file or its default.
+    struct Resolved {
+        var amqp: [AMQPConfiguration]
+        var docker: String
+        var logLevel: Logger.Level
+        var metricsListen: (host: String, port: Int)?
+        var worker: WorkerConfiguration
+    }
 
-    func validate() throws {
-        guard slots > 0 else { throw ValidationError("--slots must be at least 1") }
-        guard keepImages >= 0, imageIdle >= 0 else { throw ValidationError("--keep-images and --image-idle must not be negative") }
-        guard grace >= 0, heartbeat > 0, defaultTimeout > 0, builds > 0, memory >= 16, pids >= 16, cpus > 0, disk >= 1, buildTimeout > 0, logCap >= 1 else {
-            throw ValidationError("--grace, --heartbeat, --default-timeout, --builds, --memory, --pids, --cpus, --disk, --build-timeout and --log-cap must be positive")
-        }
-        guard minFreeDisk >= 0 else { throw ValidationError("--min-free-disk must not be negative") }
-        guard Logger.Level(rawValue: logLevel) != nil else { throw ValidationError("unknown --log-level \(logLevel)") }
-        for network in stepNetworkList where !StepNetwork.isNetworkName(network) || network == "none" {
-            throw ValidationError("--step-networks: \"\(network)\" is not a network name")
-        }
+    func settings(environment: [String: String] = ProcessInfo.processInfo.environment) async throws -> Resolved {
+        var s = try await Settings(file: config.path, environment: environment)
+        let amqp = try s.string("amqp", amqp, default: "amqp://guest:guest@127.0.0.1:5672/", check: DispatcherCommand.brokerURLs)
+        let pool = try s.string("pool", pool, default: Names.defaultPool)
+        let slots = try s.int("slots", slots, default: 2, atLeast: 1)
+        let docker = try s.string("docker", docker, default: "unix:///var/run/docker.sock")
+        let runnerImage = try s.optionalString("runner-image", runnerImage)
+        let workDir = try s.optionalString("work-dir", workDir)
+        let name = try s.optionalString("name", name)
+        let grace = try s.int("grace", grace, default: 30, atLeast: 0)
+        let heartbeat = try s.int("heartbeat", heartbeat, default: 5, atLeast: 1)
+        let defaultTimeout = try s.int("default-timeout", defaultTimeout, default: 3600, atLeast: 1)
+        let builds = try s.int("builds", builds, default: 2, atLeast: 1)
+        let memory = try s.int("memory", memory, default: 1024, atLeast: 16)
+        let pids = try s.int("pids", pids, default: 1024, atLeast: 16)
+        let cpus = try s.double("cpus", cpus, default: 1, above: 0)
+        let disk = try s.int("disk", disk, default: 1024, atLeast: 1)
+        let logCap = try s.int("log-cap", logCap, default: 16, atLeast: 1)
+        let buildTimeout = try s.int("build-timeout", buildTimeout, default: 1800, atLeast: 1)
+        let minFreeDisk = try s.int("min-free-disk", minFreeDisk, default: 2048, atLeast: 0)
+        let secretsDir = try s.optionalString("secrets-dir", secretsDir)
+        let stepNetworks = try s.string("step-networks", stepNetworks, default: "default", check: Self.networksProblem)
+        let keepImages = try s.int("keep-images", keepImages, default: 200, atLeast: 0)
+        let imageIdle = try s.int("image-idle", imageIdle, default: 10, atLeast: 0)
+        let imageRepository = try s.string("image-repository", imageRepository, default: DockerImageBuilder.defaultRepository)
+        let dispatcherUser = try s.string("dispatcher-user", dispatcherUser, default: Names.conventionalDispatcherUser)
+        let metricsListen = try s.optionalString("metrics-listen", metricsListen, check: { DispatcherCommand.address($0) == nil ? "HOST:PORT" : nil })
+        let level = try s.string("log-level", logLevel, default: "info", check: DispatcherCommand.logLevelProblem)
+        let gitPolicy = try git.policy(&s)
+        try s.refuseUnknownFileKeys()
+
+        var configuration = WorkerConfiguration(
+            name: name ?? WorkerConfiguration.defaultName(), pool: pool, slots: slots, workDirectory: workDir ?? WorkerConfiguration.defaultWorkDirectory(),
+            runnerImage: runnerImage, heartbeatInterval: .seconds(heartbeat), defaultTimeout: .seconds(defaultTimeout),
+            limits: ContainerLimits(memoryBytes: memory << 20, pids: pids, cpus: cpus, diskBytes: disk << 20), maximumConcurrentBuilds: builds,
+            shutdownGrace: .seconds(grace), secretsDirectory: secretsDir, stepNetworks: Self.networks(stepNetworks), imageRepository: imageRepository,
+            imageCache: ImageCachePolicy(keep: keepImages, idle: .seconds(imageIdle * 60)), buildTimeout: .seconds(buildTimeout),
+            minimumFreeDisk: Int64(minFreeDisk) << 20, dispatcherUser: dispatcherUser)
+        configuration.gitPolicy = gitPolicy
+        configuration.logCap = logCap << 20
+        return Resolved(
+            amqp: try AMQPConfiguration.list(amqp), docker: docker, logLevel: Logger.Level(rawValue: level)!,
+            metricsListen: metricsListen.flatMap(DispatcherCommand.address).map { (host: $0.0, port: $0.1) }, worker: configuration)
+    }
+
+    static func networks(_ text: String) -> [String] {
+        text.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty }
+    }
+
+    static func networksProblem(_ text: String) -> String? {
+        networks(text).first { !StepNetwork.isNetworkName($0) || $0 == "none" }.map { "engine network names, comma-separated (\"\($0)\" is not one)" }
     }
 
     func run() async throws {
-        let logger = makeLogger("stepfleet.worker", level: logLevel)
-        let brokers = try AMQPConfiguration.list(amqp)
-        let engine = try DockerEngine(endpoint: docker)
-        var configuration = WorkerConfiguration(
-            name: name ?? WorkerConfiguration.defaultName(), pool: pool, slots: slots, workDirectory: workDir ?? WorkerConfiguration.defaultWorkDirectory(), runnerImage: runnerImage,
-            heartbeatInterval: .seconds(heartbeat), defaultTimeout: .seconds(defaultTimeout),
-            limits: ContainerLimits(memoryBytes: memory << 20, pids: pids, cpus: cpus, diskBytes: disk << 20), maximumConcurrentBuilds: builds,
-            shutdownGrace: .seconds(grace), secretsDirectory: secretsDir ?? ProcessInfo.processInfo.environment["STEPFLEET_SECRETS_DIR"],
-            stepNetworks: stepNetworkList, imageRepository: imageRepository,
-            imageCache: ImageCachePolicy(keep: keepImages, idle: .seconds(imageIdle * 60)), buildTimeout: .seconds(buildTimeout),
-            minimumFreeDisk: Int64(minFreeDisk) << 20, dispatcherUser: dispatcherUser)
-        configuration.gitPolicy = git.policy
-        configuration.logCap = logCap << 20
-        let worker = WorkerService(configuration: configuration, brokers: brokers, engine: engine, logger: logger)
-        let signals = onTerminationSignals { Task { await worker.shutdown() } }
-        await worker.run()
-        signals.forEach { $0.cancel() }
+        let settings: Resolved
+        do {
+            settings = try await self.settings()
+        } catch let problem as Settings.Problem {
+            throw CLIError(problem.description)
+        }
+        let logger = makeLogger("stepfleet.worker", level: settings.logLevel)
+        let metrics = ProcessMetrics.bootstrap()
+        let engine = try DockerEngine(endpoint: settings.docker)
+        let worker = WorkerService(configuration: settings.worker, brokers: settings.amqp, engine: engine, logger: logger)
+        // Shut down in reverse order: the worker first (its steps finish), then /metrics.
+        var services: [ServiceGroupConfiguration.ServiceConfiguration] = []
+        if let address = settings.metricsListen {
+            let router = Router()
+            router.get("/metrics") { _, _ in
+                Response(
+                    status: .ok, headers: [.contentType: "text/plain; version=0.0.4"],
+                    body: ResponseBody(byteBuffer: ByteBuffer(string: metrics.registry.emitToString())))
+            }
+            let app = Application(router: router, configuration: .init(address: .hostname(address.host, port: address.port), serverName: "stepfleet-worker"), logger: logger)
+            services.append(.init(service: app, successTerminationBehavior: .gracefullyShutdownGroup))
+            logger.info("serving metrics", metadata: ["address": "\(address.host):\(address.port)"])
+        }
+        services.append(.init(service: WorkerLifecycle(worker), successTerminationBehavior: .gracefullyShutdownGroup))
+        var group = ServiceGroupConfiguration(services: services, logger: logger)
+        group.gracefulShutdownSignals = [.sigterm, .sigint]
+        // The grace period for the steps, and time to report them and close the connection.
+        group.maximumGracefulShutdownDuration = settings.worker.shutdownGrace + .seconds(30)
+        group.maximumCancellationDuration = .seconds(10)
+        try await ServiceGroup(configuration: group).run()
     }
 }
 
-/// Calls `handler` on SIGTERM and SIGINT (once each).
-func onTerminationSignals(_ handler: @escaping @Sendable () -> Void) -> [DispatchSourceSignal] {
-    [SIGTERM, SIGINT].map { number in
-        signal(number, SIG_IGN)
-        let source = DispatchSource.makeSignalSource(signal: number, queue: .global())
-        source.setEventHandler(handler: handler)
-        source.resume()
-        return source
-    }
-}
-
-func makeLogger(_ label: String, level: String) -> Logger {
+func makeLogger(_ label: String, level: Logger.Level) -> Logger {
     var logger = Logger(label: label)
-    logger.logLevel = Logger.Level(rawValue: level) ?? .info
+    logger.logLevel = level
     return logger
 }

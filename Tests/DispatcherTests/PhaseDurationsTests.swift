@@ -25,7 +25,7 @@ import Testing
         let metrics = DispatcherMetrics()
         metrics.record(Self.phases)
         metrics.record(PhaseDurations(buildMs: 50))
-        let text = metrics.phaseExposition()
+        let text = metrics.exposition()
         #expect(text.contains("# TYPE stepfleet_step_phase_seconds histogram"))
         #expect(text.contains(#"stepfleet_step_phase_seconds_count{phase="build"} 2"#))
         #expect(text.contains(#"stepfleet_step_phase_seconds_count{phase="run.running"} 1"#))

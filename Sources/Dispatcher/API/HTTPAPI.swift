@@ -298,20 +298,7 @@ public struct HTTPAPI: Sendable {
         }
         var byStatus = Dictionary(uniqueKeysWithValues: StepStatus.allCases.map { ($0.rawValue, 0) })
         for (status, count) in counts { byStatus[status] = count }
-        var lines = ["# HELP stepfleet_steps Steps by status.", "# TYPE stepfleet_steps gauge"]
-        for status in byStatus.keys.sorted() { lines.append("stepfleet_steps{status=\"\(status)\"} \(byStatus[status]!)") }
-        lines.append("# HELP stepfleet_patch_conflicts_total Step property diffs that could not be applied.")
-        lines.append("# TYPE stepfleet_patch_conflicts_total counter")
-        lines.append("stepfleet_patch_conflicts_total \(engine.metrics.patchConflicts.count)")
-        lines.append("# HELP stepfleet_unprocessable_messages_total Worker messages that can never be processed (bad content, a patch making invalid properties, a document the store refuses): each failed its step at once.")
-        lines.append("# TYPE stepfleet_unprocessable_messages_total counter")
-        lines.append("stepfleet_unprocessable_messages_total \(engine.metrics.unprocessableMessages.count)")
-        lines.append("# HELP stepfleet_refused_worker_messages_total Worker messages dropped: no user_id, or not from the broker identity holding the attempt.")
-        lines.append("# TYPE stepfleet_refused_worker_messages_total counter")
-        lines.append("stepfleet_refused_worker_messages_total \(engine.metrics.refusedWorkerMessages.count)")
-        lines.append(engine.metrics.queueLatency.exposition("stepfleet_queue_latency_seconds", help: "Seconds from a job's enqueueing to its claim."))
-        lines.append(engine.metrics.stepDuration.exposition("stepfleet_step_run_seconds", help: "Seconds a step's run phase took."))
-        lines.append(engine.metrics.phaseExposition())
-        return lines.joined(separator: "\n") + "\n"
+        engine.metrics.setSteps(byStatus)
+        return engine.metrics.exposition()
     }
 }

@@ -1,89 +1,102 @@
-import AMQP
+import CoreMetrics
 import Foundation
+import Prometheus
 import Protocol
+import Synchronization
 
-/// Counters and histograms the dispatcher exposes on /metrics (Prometheus text format).
+/// The dispatcher's metrics, recorded through swift-metrics into a swift-prometheus registry;
+/// `exposition` renders that registry for `/metrics`.
+///
+/// The `stepfleet dispatcher` process passes the factory it bootstrapped `MetricsSystem` with,
+/// so `/metrics` also shows what other libraries record (the AMQP client's counters). Made with
+/// no factory (tests running several dispatchers in one process), each has a registry of its own.
 public final class DispatcherMetrics: Sendable {
-    public let patchConflicts = Counter()
+    public let factory: PrometheusMetricsFactory
+
+    public let patchConflicts: Count
     /// Messages that can never be processed (bad content, a patch making invalid properties,
     /// a document the store refuses): each failed its step at once instead of being retried.
-    public let unprocessableMessages = Counter()
+    public let unprocessableMessages: Count
     /// Worker messages refused: no `user_id`, or not from the identity holding the attempt.
-    public let refusedWorkerMessages = Counter()
+    public let refusedWorkerMessages: Count
     /// Seconds from a job's creation to its claim.
-    public let queueLatency = Histogram(buckets: [0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60])
+    public let queueLatency: Seconds
     /// Seconds a step's run phase took.
-    public let stepDuration = Histogram(buckets: [0.1, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 1800])
-    /// Seconds each part of a step's phases took (`PhaseDurations.parts`), by part.
-    /// Where the dispatcher's own time goes: handling each kind of worker message, outbox
-    /// rounds (read, publish with confirms, mark sent).
+    public let stepDuration: Seconds
+    /// Where the dispatcher's own time goes: store transactions, handling each kind of worker
+    /// message, outbox rounds (read, publish with confirms, mark sent).
     public let timings = PhaseTimings()
-    public let phaseDurations: [String: Histogram] = Dictionary(
-        uniqueKeysWithValues: PhaseDurations().allPartNames.map { ($0, Histogram(buckets: [0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 1800])) })
 
-    /// Records the parts of an attempt's phases.
+    public static let phaseLabel = "stepfleet_step_phase_seconds"
+    static let buckets: [String: [Double]] = [
+        "stepfleet_queue_latency_seconds": [0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60],
+        "stepfleet_step_run_seconds": [0.1, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 1800],
+        phaseLabel: [0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 1800],
+    ]
+
+    /// The histogram buckets of the dispatcher's timers, by label, for a factory to use.
+    public static func withBuckets(_ factory: PrometheusMetricsFactory) -> PrometheusMetricsFactory {
+        var factory = factory
+        for (label, bounds) in buckets { factory.durationHistogramBuckets[label] = bounds.map { Duration.milliseconds(Int64(($0 * 1000).rounded())) } }
+        return factory
+    }
+
+    public init(factory: PrometheusMetricsFactory = PrometheusMetricsFactory(registry: PrometheusCollectorRegistry())) {
+        let factory = Self.withBuckets(factory)
+        self.factory = factory
+        patchConflicts = Count("stepfleet_patch_conflicts_total", factory)
+        unprocessableMessages = Count("stepfleet_unprocessable_messages_total", factory)
+        refusedWorkerMessages = Count("stepfleet_refused_worker_messages_total", factory)
+        queueLatency = Seconds("stepfleet_queue_latency_seconds", factory)
+        stepDuration = Seconds("stepfleet_step_run_seconds", factory)
+        // Present (at 0) from the start, so a scrape sees every series before the first event.
+        for part in PhaseDurations().allPartNames { _ = Timer(label: Self.phaseLabel, dimensions: [("phase", part)], factory: factory) }
+    }
+
+    /// Records the parts of an attempt's phases (`stepfleet_step_phase_seconds{phase}`).
     public func record(_ phases: PhaseDurations) {
-        for (name, ms) in phases.parts { phaseDurations[name]?.record(Double(ms) / 1000) }
+        for (name, ms) in phases.parts {
+            Timer(label: Self.phaseLabel, dimensions: [("phase", name)], factory: factory).recordMilliseconds(ms)
+        }
     }
 
-    /// `stepfleet_step_phase_seconds{phase="…"}`: one histogram per part of the phases.
-    public func phaseExposition() -> String {
-        let name = "stepfleet_step_phase_seconds"
-        var lines = [
-            "# HELP \(name) Seconds each part of a step's phases took (build.initialise: checkout and repository files; build: the whole build phase; run.initialise: container created with its context; run.running: the container ran; run.completing: output and result read; run: the whole run phase).",
-            "# TYPE \(name) histogram",
-        ]
-        for part in PhaseDurations().allPartNames {
-            guard let histogram = phaseDurations[part] else { continue }
-            lines += histogram.samples(name, labels: "phase=\"\(part)\"")
-        }
-        return lines.joined(separator: "\n")
+    /// `stepfleet_steps{status}`: steps by status, as the store counts them at scrape time.
+    public func setSteps(_ counts: [String: Int]) {
+        for (status, count) in counts { Gauge(label: "stepfleet_steps", dimensions: [("status", status)], factory: factory).record(count) }
     }
 
-    public init() {}
-
-    public final class Counter: Sendable {
-        private let value = LockedValue(0)
-        public func increment() { value.withLock { $0 += 1 } }
-        public var count: Int { value.value }
+    /// The Prometheus text of every metric in the registry.
+    public func exposition() -> String {
+        factory.registry.emitToString()
     }
 
-    public final class Histogram: Sendable {
-        let buckets: [Double]
-        private let state: LockedValue<(counts: [Int], sum: Double, count: Int)>
+    /// A counter that also keeps its count for the dispatcher's own checks.
+    public final class Count: Sendable {
+        private let counter: CoreMetrics.Counter
+        private let value = Mutex(0)
 
-        init(buckets: [Double]) {
-            self.buckets = buckets
-            state = LockedValue((Array(repeating: 0, count: buckets.count), 0, 0))
+        init(_ label: String, _ factory: PrometheusMetricsFactory) {
+            counter = CoreMetrics.Counter(label: label, factory: factory)
         }
 
-        public func record(_ value: Double) {
-            state.withLock { state in
-                for (index, bound) in buckets.enumerated() where value <= bound { state.counts[index] += 1 }
-                state.sum += value
-                state.count += 1
-            }
+        public func increment() {
+            value.withLock { $0 += 1 }
+            counter.increment()
         }
 
-        /// The bucket, sum and count lines, each with `labels` (`key="value"`).
-        func samples(_ name: String, labels: String) -> [String] {
-            let snapshot = state.value
-            var lines: [String] = []
-            for (index, bound) in buckets.enumerated() { lines.append("\(name)_bucket{\(labels),le=\"\(bound)\"} \(snapshot.counts[index])") }
-            lines.append("\(name)_bucket{\(labels),le=\"+Inf\"} \(snapshot.count)")
-            lines.append("\(name)_sum{\(labels)} \(snapshot.sum)")
-            lines.append("\(name)_count{\(labels)} \(snapshot.count)")
-            return lines
+        public var count: Int { value.withLock { $0 } }
+    }
+
+    /// A histogram of seconds.
+    public final class Seconds: Sendable {
+        private let timer: CoreMetrics.Timer
+
+        init(_ label: String, _ factory: PrometheusMetricsFactory) {
+            timer = CoreMetrics.Timer(label: label, factory: factory)
         }
 
-        func exposition(_ name: String, help: String) -> String {
-            let snapshot = state.value
-            var lines = ["# HELP \(name) \(help)", "# TYPE \(name) histogram"]
-            for (index, bound) in buckets.enumerated() { lines.append("\(name)_bucket{le=\"\(bound)\"} \(snapshot.counts[index])") }
-            lines.append("\(name)_bucket{le=\"+Inf\"} \(snapshot.count)")
-            lines.append("\(name)_sum \(snapshot.sum)")
-            lines.append("\(name)_count \(snapshot.count)")
-            return lines.joined(separator: "\n")
+        public func record(_ seconds: Double) {
+            timer.recordNanoseconds(Int64((max(seconds, 0) * 1e9).rounded()))
         }
     }
 }

@@ -14,6 +14,9 @@ public actor DispatcherService {
     private let brokerUser: String
     private var declaredPools: Set<String> = []
     private var tasks: [Task<Void, Never>] = []
+    private var subscriptions: [AMQPSubscription] = []
+    /// Set by `stop()`: the outbox publisher and the lease watcher end their current round.
+    private var stopping = false
     private var sleeper: CheckedContinuation<Void, Never>?
     private var wakePending = false
 
@@ -33,6 +36,7 @@ public actor DispatcherService {
         let outcomes = await client.subscribe(queue: Names.outcomesQueue, prefetch: 50)
         let deadLettered = await client.subscribe(queue: Names.deadJobsQueue, prefetch: 50)
         let engine = engine
+        subscriptions = [events, logs, outcomes, deadLettered]
         tasks = [
             Task { await self.consumeInBatches(events, { try await engine.handle(events: $0) }) { try await engine.handle($0, publishedBy: $1) } },
             Task { await self.consumeInBatches(logs, { try await engine.handle(logs: $0) }) { try await engine.handle($0, publishedBy: $1) } },
@@ -44,8 +48,22 @@ public actor DispatcherService {
         outboxChanged()
     }
 
+    /// Stops taking work and finishes what is in hand: the subscriptions end (deliveries
+    /// already received are handled, their transactions written, and acked), the outbox round
+    /// in progress is published and marked sent, then the broker connection closes. Whatever
+    /// has not ended 10 s after the stop began is cancelled (an unacked delivery comes back to
+    /// the next dispatcher; an unmarked outbox row is sent again).
     public func stop() async {
-        for task in tasks { task.cancel() }
+        stopping = true
+        for subscription in subscriptions { await subscription.cancel() }
+        wake()
+        let running = tasks
+        let deadline = Task {
+            try? await Task.sleep(for: .seconds(10))
+            for task in running { task.cancel() }
+        }
+        for task in running { await task.value }
+        deadline.cancel()
         await client.stop()
     }
 
@@ -236,7 +254,7 @@ public actor DispatcherService {
 
     /// Sends unsent outbox rows, many at once, each marked sent after its confirm.
     private func publishOutbox() async {
-        while !Task.isCancelled {
+        while !Task.isCancelled && !stopping {
             let rows: [Store.OutboxRow]
             let timings = engine.metrics.timings
             var started = PhaseTimings.now
@@ -331,7 +349,7 @@ public actor DispatcherService {
     private func watchLeases() async {
         var seenConnection = await client.connectionCount
         var seconds = 0
-        while !Task.isCancelled {
+        while !Task.isCancelled && !stopping {
             try? await Task.sleep(for: .seconds(1))
             seconds += 1
             guard await client.isConnected else { continue }

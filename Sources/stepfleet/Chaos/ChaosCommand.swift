@@ -20,7 +20,7 @@ struct ChaosCommand: AsyncParsableCommand {
 
     static let scenarios = [
         "kill-workers", "broker-restart", "broker-kill", "dispatcher-restart", "connections-dropped", "broker-alarm", "poison",
-        "cluster-node-loss", "long-step", "worker-lost-during-run", "broker-flow",
+        "cluster-node-loss", "long-step", "worker-lost-during-run", "broker-flow", "sigterm-workers", "sigterm-dispatcher",
     ]
 
     @Argument(help: "One of: \(ChaosCommand.scenarios.joined(separator: ", ")), or all.")
@@ -66,6 +66,10 @@ struct ChaosCommand: AsyncParsableCommand {
             if name == "broker-flow" {
                 // At least 200 root jobs go out at once: the dispatcher's backlog meets the alarm.
                 runner.changes = max(changes, 200)
+            }
+            if name.hasPrefix("sigterm-") {
+                // Steps long enough to be running when the signal comes.
+                runner.stepSeconds = max(stepSeconds, 2)
             }
             if name == "long-step" {
                 runner.changes = min(changes, 10)

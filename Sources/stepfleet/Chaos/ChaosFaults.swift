@@ -62,6 +62,10 @@ extension ChaosScenario {
             try await poison(client: client, ids: ids)
         case "worker-lost-during-run":
             try await loseWorkersDuringRun(fleet: fleet, client: client, ids: ids)
+        case "sigterm-workers":
+            try await terminateWorkers(fleet: fleet, client: client, ids: ids, settled: settled)
+        case "sigterm-dispatcher":
+            try await terminateDispatcher(fleet: fleet, client: client, ids: ids)
         default:
             break
         }

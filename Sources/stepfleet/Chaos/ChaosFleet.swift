@@ -21,6 +21,8 @@ final class ChaosFleet: Sendable {
     /// Worker names carry the run's id: two workers with one name would fight over their
     /// exclusive control queue.
     private let runID = UUID().uuidString.prefix(6).lowercased()
+    /// sigterm-workers, sigterm-dispatcher: how each stop went.
+    let shutdowns = ChaosShutdowns()
 
     init(amqp: String, folder: String, port: Int, lease: Int) {
         self.amqp = amqp
@@ -70,6 +72,19 @@ final class ChaosFleet: Sendable {
     }
 
     var workerNames: [String] { processes.value.workers.keys.sorted() }
+
+    /// Every worker name this fleet has started.
+    var everyWorkerName: [String] { (0..<processes.value.nextWorker).map { "chaos-\(runID)-\($0 + 1)" } }
+
+    /// The worker's pid, no longer the fleet's to stop (its caller stops and reaps it).
+    func forgetWorker(_ name: String) -> pid_t? {
+        processes.withLock { $0.workers.removeValue(forKey: name) }
+    }
+
+    /// The dispatcher's pid, no longer the fleet's to stop (its caller stops and reaps it).
+    func forgetDispatcher() -> pid_t? {
+        processes.withLock { processes -> pid_t? in defer { processes.dispatcher = nil }; return processes.dispatcher }
+    }
 
     func killWorker(_ name: String) {
         guard let pid = processes.withLock({ $0.workers.removeValue(forKey: name) }) else { return }

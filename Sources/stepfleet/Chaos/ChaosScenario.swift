@@ -64,6 +64,13 @@ struct ChaosScenario {
         var report = try await count(client, ids, targets)
         if lostDuringRun { try await checkLostDuringRun(client, ids, &report) }
         if name == "broker-flow" { checkBlockLogged(folder, &report) }
+        if name.hasPrefix("sigterm-") {
+            try await checkRunOnce(client, ids, &report)
+            fleet.stop()
+            await checkNoContainerLeft(fleet, &report)
+            for stop in fleet.shutdowns.stops { say("\(name): \(stop)") }
+            report.failures += fleet.shutdowns.failures
+        }
         return (report, wall)
     }
 
