@@ -52,7 +52,7 @@ struct BenchDispatcherRun {
     static let leafAction = "leaf"
 
     func run() async throws -> BenchDispatcherFigures {
-        let logger = makeLogger("stepfleet.bench", level: "error")
+        let logger = makeLogger("stepfleet.bench", level: .error)
         let folder = FileManager.default.temporaryDirectory.appendingPathComponent("stepfleet-bench-dispatcher-\(UUID().uuidString.prefix(8).lowercased())").path
         try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true)
         defer { try? FileManager.default.removeItem(atPath: folder) }
