@@ -81,7 +81,7 @@ public enum Spawn {
         return try spawn(executable, arguments, &actions)
     }
 
-    private static func spawn(_ executable: String, _ arguments: [String], _ actions: inout posix_spawn_file_actions_t) throws -> pid_t {
+    static func spawn(_ executable: String, _ arguments: [String], _ actions: inout posix_spawn_file_actions_t) throws -> pid_t {
         let argv: [UnsafeMutablePointer<CChar>?] = ([executable] + arguments).map { strdup($0) } + [nil]
         defer { for pointer in argv { free(pointer) } }
         var pid: pid_t = 0
@@ -99,7 +99,7 @@ public enum Spawn {
     }
 
     /// A pipe whose ends close on exec (the child gets only what the file actions give it).
-    private static func makePipe(_ ends: inout [Int32]) -> Bool {
+    static func makePipe(_ ends: inout [Int32]) -> Bool {
         guard pipe(&ends) == 0 else { return false }
         for end in ends { _ = fcntl(end, F_SETFD, FD_CLOEXEC) }
         return true

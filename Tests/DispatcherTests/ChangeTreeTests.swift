@@ -3,7 +3,7 @@ import Testing
 @testable import Dispatcher
 
 /// Every transition of the state machine, with plain values.
-@Suite struct ChangeTreeTests {
+@Suite(.timeLimit(.minutes(2))) struct ChangeTreeTests {
     /// Deterministic ids: c1, c2, …
     final class IDs {
         var next = 0

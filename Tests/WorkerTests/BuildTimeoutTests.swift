@@ -4,7 +4,7 @@ import TestSupport
 import Testing
 @testable import Worker
 
-@Suite struct BuildTimeoutResolveTests {
+@Suite(.timeLimit(.minutes(2))) struct BuildTimeoutResolveTests {
     @Test func thePropertyMayAskForLessNeverForMore() throws {
         let maximum = Duration.seconds(1800)
         let unset = try BuildTimeout.resolve([:], maximum: maximum)
@@ -25,7 +25,7 @@ import Testing
 /// A build that blocks cannot hold a slot for ever: it has a timeout, a cancel stops it, and
 /// one step giving up does not stop a build another step still waits for. Real engine.
 extension WorkerEndToEndTests {
-    @Suite struct BuildTimeoutTests {
+    @Suite(.timeLimit(.minutes(10))) struct BuildTimeoutTests {
         static func blockingRepository(_ marker: String, seconds: Int = 600) throws -> TestRepository {
             try TestRepository.make([
                 ".opschain/actions.yml": "actions:\n  ok: { run: 'true' }",

@@ -5,7 +5,7 @@ import TestSupport
 import Testing
 @testable import Worker
 
-@Suite struct DiskSpaceTests {
+@Suite(.timeLimit(.minutes(2))) struct DiskSpaceTests {
     @Test func lowWhenAnyMeasuredPlaceIsBelowTheMinimum() {
         let free: [String: Int64] = ["/work": 5000 << 20, "/var/lib/docker": 1000 << 20]
         let low = DiskSpace.check(["/work", "/var/lib/docker"], minimum: 2048 << 20) { free[$0] }
@@ -31,7 +31,7 @@ import Testing
 /// A step cannot fill the host's disk, and a worker whose disk is full takes no steps. Real
 /// engine (overlay2 on ext4 here: no storage quota, so the worker watches the layer's size).
 extension WorkerEndToEndTests {
-    @Suite struct DiskLimitTests {
+    @Suite(.timeLimit(.minutes(10))) struct DiskLimitTests {
         static let actions = """
             actions:
               many: { run: 'for i in $(seq 1 40); do head -c 5000000 /dev/zero > /tmp/f$i || exit 9; done; echo "PROBE wrote all"; sleep 30' }

@@ -20,7 +20,7 @@ func repositoryWithLinks(_ files: [String: String], links: [String: String]) thr
 
 /// The worker reads the repository's Dockerfile and actions file from git's objects: a
 /// committed symbolic link never reaches a host file, and nothing is read past a size cap.
-@Suite struct RepositoryFilesTests {
+@Suite(.timeLimit(.minutes(10))) struct RepositoryFilesTests {
     @Test(.timeLimit(.minutes(1))) func regularFilesAreReadAndEverythingElseRefused() async throws {
         let repository = try repositoryWithLinks(
             [".opschain/Dockerfile": "FROM x\n", "big": String(repeating: "x", count: 2000), "dir/file": "y"],
@@ -43,7 +43,7 @@ func repositoryWithLinks(_ files: [String: String], links: [String: String]) thr
 }
 
 extension WorkerEndToEndTests {
-    @Suite struct RepositorySymlinkTests {
+    @Suite(.timeLimit(.minutes(10))) struct RepositorySymlinkTests {
         /// `ln -s <host file> .opschain/Dockerfile`: the step fails saying why, and no line of
         /// the host file reaches the outcome or the log.
         @Test(.timeLimit(.minutes(3))) func aDockerfileLinkedToAHostFileIsRefused() async throws {
