@@ -147,6 +147,23 @@ extension FleetTests {
             let root = try #require(try await fleet.snapshot(id).1.root)
             #expect(root.attempt == 2 && root.status == .queued)
             #expect(root.error?.hasPrefix("the broker dead-lettered the job (rejected on stepfleet.steps.default)") == true, "\(root.error ?? "")")
+
+            // README: queued again five times at most, then the step fails saying so.
+            let again = try await connection.consume(queue: Names.stepsQueue(pool: Names.defaultPool), prefetch: 1)
+            var rejected: [Int] = []
+            var iterator = again.makeAsyncIterator()
+            while rejected.count < 4, let delivery = try await iterator.next() {
+                let job = try WireCodec.decode(StepJob.self, from: delivery.body)
+                guard job.stepId == root.id else { continue }
+                rejected.append(job.attempt)
+                try await delivery.reject(requeue: false)
+            }
+            await again.cancel()
+            #expect(rejected == [2, 3, 4, 5])
+            let (change, tree) = try await fleet.waitForChange(id, timeout: .seconds(30))
+            #expect(change.status == .error)
+            #expect(tree.root?.attempt == 5)
+            #expect(tree.root?.error?.hasPrefix("the broker dead-lettered this step's job 5 times (last: rejected") == true, "\(tree.root?.error ?? "")")
             _ = try await connection.deleteQueue(Names.stepsQueue(pool: Names.defaultPool))
             await client.stop()
             await fleet.stop()

@@ -107,12 +107,24 @@ final class FleetHarness: Sendable {
         workers.withLock { $0.append((worker, task)) }
     }
 
+    /// Stops the workers and the dispatcher, each within a minute: a stop that hangs fails the
+    /// test with its name instead of holding the run.
     func stop() async {
         for (worker, task) in workers.value {
-            await worker.shutdown()
-            await task.value
+            do {
+                try await within(.seconds(60), "a fleet worker's shutdown") {
+                    await worker.shutdown()
+                    await task.value
+                }
+            } catch {
+                Issue.record("\(error)")
+            }
         }
-        await stopDispatcher()
+        do {
+            try await within(.seconds(60), "the dispatcher's stop") { await self.stopDispatcher() }
+        } catch {
+            Issue.record("\(error)")
+        }
         try? FileManager.default.removeItem(atPath: folder)
     }
 
