@@ -16,17 +16,24 @@ extension Spawn {
     }
 
     /// Runs a program to its end in `directory` (default: ours) and returns its status with its
-    /// standard output and error; both are read at once, so neither pipe can fill and block it.
+    /// standard output and error, both read as they come so neither pipe can fill and block it.
     /// Standard input is /dev/null. Waits on the pid (never `Process.waitUntilExit`).
-    public static func capture(_ executable: String, _ arguments: [String], in directory: String? = nil, mergingErrors: Bool = false) throws -> Captured {
+    ///
+    /// Bounded: the program runs in a process group of its own, which is killed (SIGKILL) when
+    /// `timeout` passes, and the call throws. Once the program has exited, what it wrote is
+    /// read and the call returns, even if a child it left behind still holds the pipes open.
+    public static func capture(
+        _ executable: String, _ arguments: [String], in directory: String? = nil, mergingErrors: Bool = false, timeout: Duration = .seconds(600)
+    ) throws -> Captured {
         var output: [Int32] = [0, 0]
-        var errors: [Int32] = [0, 0]
+        var errors: [Int32] = [-1, -1]
         guard makePipe(&output) else { throw SpawnError(description: "pipe: \(String(cString: strerror(errno)))") }
         defer { close(output[0]) }
         guard mergingErrors || makePipe(&errors) else {
             close(output[1])
             throw SpawnError(description: "pipe: \(String(cString: strerror(errno)))")
         }
+        defer { if errors[0] >= 0 { close(errors[0]) } }
         var actions = posix_spawn_file_actions_t()
         posix_spawn_file_actions_init(&actions)
         defer { posix_spawn_file_actions_destroy(&actions) }
@@ -42,38 +49,54 @@ extension Spawn {
             // posix_spawn_file_actions_addchdir_np is not in Swift's Glibc module: a shell changes
             // directory, then becomes the program.
             if let directory {
-                pid = try spawn("/bin/sh", ["-c", #"cd -- "$0" && exec "$@""#, directory, executable] + arguments, &actions)
+                pid = try spawn("/bin/sh", ["-c", #"cd -- "$0" && exec "$@""#, directory, executable] + arguments, &actions, newProcessGroup: true)
             } else {
-                pid = try spawn(executable, arguments, &actions)
+                pid = try spawn(executable, arguments, &actions, newProcessGroup: true)
             }
-        } catch {
-            if !mergingErrors { close(errors[0]) }
-            throw error
         }
-        let errorText = ErrorText()
-        var reader: Thread?
-        let finished = DispatchSemaphore(value: 0)
-        if !mergingErrors {
-            let descriptor = errors[0]
-            reader = Thread {
-                let data = FileHandle(fileDescriptor: descriptor, closeOnDealloc: true).readDataToEndOfFile()
-                errorText.set(String(decoding: data, as: UTF8.self))
-                finished.signal()
+        var collected: [Int32: Data] = [output[0]: Data()]
+        if !mergingErrors { collected[errors[0]] = Data() }
+        var open = Array(collected.keys)
+        let deadline = ContinuousClock.now + timeout
+        var status: Int32?
+        var buffer = [UInt8](repeating: 0, count: 65536)
+        while !open.isEmpty {
+            if status == nil, let exited = reapIfExited(pid) { status = exited }
+            if status == nil, ContinuousClock.now >= deadline {
+                kill(-pid, SIGKILL)
+                wait(pid)
+                throw SpawnError(description: "\(executable) did not finish within \(timeout): killed it and its process group")
             }
-            reader?.start()
+            var descriptors = open.map { pollfd(fd: $0, events: Int16(POLLIN), revents: 0) }
+            // After the exit, only what is already in the pipes is read (no waiting on children
+            // that inherited them); before it, short polls so the exit is noticed.
+            let ready = poll(&descriptors, nfds_t(descriptors.count), status == nil ? 100 : 0)
+            if ready < 0 && errno == EINTR { continue }
+            if ready <= 0 {
+                if status != nil { break }
+                continue
+            }
+            for descriptor in descriptors where descriptor.revents != 0 {
+                let count = read(descriptor.fd, &buffer, buffer.count)
+                if count > 0 {
+                    collected[descriptor.fd]!.append(contentsOf: buffer[0..<count])
+                } else if count == 0 || (errno != EINTR && errno != EAGAIN) {
+                    open.removeAll { $0 == descriptor.fd }
+                }
+            }
         }
-        let data = FileHandle(fileDescriptor: output[0], closeOnDealloc: false).readDataToEndOfFile()
-        let status = wait(pid)
-        // The pipe's write end closed with the program (or its last child): the reader ends.
-        if reader != nil { finished.wait() }
-        return Captured(status: status, stdout: String(decoding: data, as: UTF8.self), stderr: errorText.get())
+        let final = status ?? wait(pid)
+        return Captured(
+            status: final, stdout: String(decoding: collected[output[0]]!, as: UTF8.self),
+            stderr: mergingErrors ? "" : String(decoding: collected[errors[0]]!, as: UTF8.self))
     }
-}
 
-/// Standard error as the reading thread hands it over.
-private final class ErrorText: @unchecked Sendable {
-    private let lock = NSLock()
-    private var text = ""
-    func set(_ value: String) { lock.withLock { text = value } }
-    func get() -> String { lock.withLock { text } }
+    /// The exit status if `pid` has ended (reaping it), nil while it runs.
+    private static func reapIfExited(_ pid: pid_t) -> Int32? {
+        var status: Int32 = 0
+        var result: pid_t
+        repeat { result = waitpid(pid, &status, WNOHANG) } while result < 0 && errno == EINTR
+        guard result == pid else { return nil }
+        return (status & 0x7f) == 0 ? (status >> 8) & 0xff : 128 + (status & 0x7f)
+    }
 }

@@ -28,7 +28,7 @@ import TestSupport
         let result = try runProgram(Self.stepfleet, [
             "chaos", scenario, "--changes", String(changes), "--amqp", "amqp://guest:guest@127.0.0.1:5672/\(Self.vhost)?heartbeat=2",
             "--node", "stepfleet@localhost", "--ops", repositoryRoot.appendingPathComponent("ops").path,
-        ])
+        ], timeout: .seconds(1080))
         #expect(result.status == 0, "stepfleet chaos \(scenario) exited \(result.status):\n\(result.output)", sourceLocation: sourceLocation)
         #expect(!result.output.contains("FAILED"), "\(result.output)", sourceLocation: sourceLocation)
         let pattern = #/steps expected (\d+), finished (\d+), lost (\d+), applied twice (\d+), re-run after run start \d+, changes ([^,]*), wall/#

@@ -20,16 +20,17 @@ public var stepfleetExecutable: String {
 
 /// Runs a program to its end; returns its exit status and its stdout and stderr together
 /// (in the order written). Waits on the pid (`HostCommand.Spawn`), not `Process.waitUntilExit`,
-/// which was seen never to return beside long-lived children.
+/// which was seen never to return beside long-lived children. Past `timeout` the program and
+/// its process group are killed and this throws: a hung program fails its test, not the run.
 @discardableResult
-public func runProgram(_ executable: String, _ arguments: [String], in directory: String? = nil) throws -> (status: Int32, output: String) {
-    let result = try Spawn.capture(executable, arguments, in: directory, mergingErrors: true)
+public func runProgram(_ executable: String, _ arguments: [String], in directory: String? = nil, timeout: Duration = .seconds(300)) throws -> (status: Int32, output: String) {
+    let result = try Spawn.capture(executable, arguments, in: directory, mergingErrors: true, timeout: timeout)
     return (result.status, result.stdout)
 }
 
 /// Runs a program to its end; returns its exit status, stdout and stderr apart.
-public func runProgramSeparately(_ executable: String, _ arguments: [String], in directory: String? = nil) throws -> Spawn.Captured {
-    try Spawn.capture(executable, arguments, in: directory)
+public func runProgramSeparately(_ executable: String, _ arguments: [String], in directory: String? = nil, timeout: Duration = .seconds(300)) throws -> Spawn.Captured {
+    try Spawn.capture(executable, arguments, in: directory, timeout: timeout)
 }
 
 /// `ops/rabbitmqctl` against a private node (default: the main one); throws on failure.

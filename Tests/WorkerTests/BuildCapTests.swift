@@ -32,5 +32,33 @@ extension WorkerEndToEndTests {
             }
             await harness.stop()
         }
+
+        /// README: identical builds running at once are built once. Two steps of one commit (one
+        /// build key) arrive together on a worker with two slots: one build container ever runs
+        /// the Dockerfile's RUN, the other step waits for it, and both run on its image.
+        @Test func identicalBuildsRunningAtOnceAreBuiltOnce() async throws {
+            let harness = try await WorkerHarness(slots: 2)
+            let marker = "once\(UUID().uuidString.prefix(8).lowercased())"
+            let repository = try BuildTimeoutTests.blockingRepository(marker, seconds: 6)
+            let jobs = [harness.job(repository, action: "ok"), harness.job(repository, action: "ok")]
+            for job in jobs { try await harness.publish(job) }
+            var builders: Set<String> = []
+            let deadline = ContinuousClock.now + .seconds(300)
+            while jobs.contains(where: { harness.outcomes(for: $0.stepId).isEmpty }) {
+                try #require(ContinuousClock.now < deadline, "the two steps did not both end within 300 s")
+                builders.formUnion(try WorkerHarness.containers(running: marker))
+                try await Task.sleep(for: .milliseconds(200))
+            }
+            #expect(builders.count == 1, "build containers that ran the RUN line: \(builders)")
+            var waited = 0
+            for job in jobs {
+                let ref = AttemptRef(stepId: job.stepId, attempt: 1)
+                let outcome = try await harness.outcome(for: ref)
+                #expect(outcome.status == .success, "\(outcome.error ?? "")")
+                if await harness.logLines(for: ref).contains(where: { $0.text.contains("an identical build is running; waiting for it") }) { waited += 1 }
+            }
+            #expect(waited == 1, "steps whose log says they waited for the identical build: \(waited)")
+            await harness.stop()
+        }
     }
 }

@@ -83,9 +83,11 @@ final class StartHoldingProxy: Sendable {
         FileManager.default.createFile(atPath: gate, contents: nil)
     }
 
+    /// Ends the proxy (and so every connection it forwards) at once. SIGKILL: it needs no
+    /// goodbye, and a signal that cannot be blocked or ignored is the one a wait can rely on.
     func stop() {
         release()
-        kill(pid, SIGTERM)
+        kill(pid, SIGKILL)
         Spawn.wait(pid)
         for path in [socket, gate, notes] { unlink(path) }
     }

@@ -95,10 +95,19 @@ final class WorkerHarness: Sendable {
         ]
     }
 
+    /// Stops the worker and the harness's client, within two minutes (a stop that hangs fails
+    /// the test by name instead of holding the run).
     func stop() async {
-        await worker.shutdown()
-        for task in tasks.value { task.cancel() }
-        await client.stop()
+        let (worker, tasks, client) = (worker, tasks.value, client)
+        do {
+            try await within(.seconds(120), "the worker's shutdown and the harness client's stop") {
+                await worker.shutdown()
+                for task in tasks { task.cancel() }
+                await client.stop()
+            }
+        } catch {
+            Issue.record("\(error)")
+        }
         try? FileManager.default.removeItem(atPath: workDirectory)
     }
 
