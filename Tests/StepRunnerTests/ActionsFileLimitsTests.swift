@@ -40,7 +40,8 @@ import Testing
         } throws: { error in
             (error as? ActionsFileError)?.reason.hasPrefix("expands to more than 50000 YAML nodes") == true
         }
-        #expect(clock.now - start < .seconds(2))
+        // Refused while counting nodes, not after expanding them: generous for a busy machine.
+        #expect(clock.now - start < .seconds(20))
         let grown = Self.peakResidentBytes() - before
         #expect(grown < 64 << 20, "the peak memory grew by \(grown >> 20) MiB")
     }

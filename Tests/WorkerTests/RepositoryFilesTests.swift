@@ -64,12 +64,10 @@ extension WorkerEndToEndTests {
 
             // An actions file linked to /dev/zero is refused at once instead of read for ever.
             let zero = try repositoryWithLinks(["README": "x"], links: [".opschain/actions.yml": "/dev/zero"])
-            let clock = ContinuousClock()
-            let start = clock.now
+            // Read for ever, /dev/zero would give no outcome within run's 60 s.
             var zeroJob = harness.job(zero.repository, action: "ok")
             zeroJob.git.sha = zero.sha
             let refused = try await harness.run(zeroJob, timeout: .seconds(60))
-            #expect(clock.now - start < .seconds(30))
             #expect(refused.error == ".opschain/actions.yml is a symbolic link; StepFleet reads only regular files committed to the repository", "\(refused.error ?? "")")
             #expect(try await harness.run(harness.job(try TestRepository.make([".opschain/actions.yml": "actions:\n  ok: { run: 'true' }"]), action: "ok")).status == .success)
             await harness.stop()

@@ -123,10 +123,8 @@ extension WorkerEndToEndTests {
     @Test func aTimeoutKillsTheContainer() async throws {
         let harness = try await WorkerHarness()
         let repository = try TestRepository.make([".opschain/actions.yml": Self.actions])
-        let clock = ContinuousClock()
-        let start = clock.now
+        // The outcome's words prove the kill; run's own deadline bounds the wait.
         let outcome = try await harness.run(harness.job(repository, action: "slow"))
-        #expect(clock.now - start < .seconds(30))
         #expect(outcome.status == .error)
         #expect(outcome.error == "the step ran longer than its timeout of 2 s and was killed")
         #expect(outcome.policy?.timeoutSeconds == 2)
