@@ -18,6 +18,8 @@ import TestSupport
         /// Changes by final status.
         var changes: [String: Int] = [:]
         var line = ""
+        /// The command's whole output (step errors and failed checks follow the summary line).
+        var output = ""
     }
 
     /// Runs a scenario and checks what holds for every one: the command succeeded, no check of
@@ -38,7 +40,7 @@ import TestSupport
             Issue.record("no summary line for \(scenario) in:\n\(result.output)", sourceLocation: sourceLocation)
             return Summary()
         }
-        var summary = Summary(expected: Int(match.1)!, finished: Int(match.2)!, lost: Int(match.3)!, doubled: Int(match.4)!, line: String(line))
+        var summary = Summary(expected: Int(match.1)!, finished: Int(match.2)!, lost: Int(match.3)!, doubled: Int(match.4)!, line: String(line), output: result.output)
         for pair in match.5.split(separator: " ") {
             let parts = pair.split(separator: "=")
             if parts.count == 2 { summary.changes[String(parts[0]), default: 0] += Int(parts[1]) ?? 0 }
@@ -57,7 +59,7 @@ import TestSupport
 
     @Test func killWorkers() throws {
         let summary = try run("kill-workers", changes: 6)
-        #expect(summary.expected == 36 && summary.finished == 36, "\(summary.line)")
+        #expect(summary.expected == 36 && summary.finished == 36, "\(summary.output)")
     }
 
     @Test func dispatcherRestart() throws {
@@ -73,6 +75,6 @@ import TestSupport
     /// One change whose root may not re-run (it ends in error), one whose root may (it succeeds).
     @Test func workerLostDuringRun() throws {
         let summary = try run("worker-lost-during-run", changes: 2)
-        #expect(summary.changes == ["error": 1, "success": 1], "\(summary.line)")
+        #expect(summary.changes == ["error": 1, "success": 1], "\(summary.output)")
     }
 }
