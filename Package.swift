@@ -106,7 +106,7 @@ let package = Package(
             resources: [.copy("Fixtures")]
         ),
         // Helpers the end-to-end tests share: host commands, the private broker nodes, git repositories.
-        .target(name: "TestSupport", path: "Tests/TestSupport"),
+        .target(name: "TestSupport", dependencies: ["HostCommand"], path: "Tests/TestSupport"),
         .testTarget(name: "AMQPTests", dependencies: ["AMQP", "Protocol", "TestSupport"]),
         .testTarget(name: "StepRunnerTests", dependencies: ["StepRunner", "Protocol"]),
         .testTarget(name: "WorkerTests", dependencies: ["Worker", "AMQP", "Protocol", "StepRunner", "TestSupport"]),

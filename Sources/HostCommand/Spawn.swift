@@ -81,7 +81,30 @@ public enum Spawn {
         return try spawn(executable, arguments, &actions)
     }
 
-    private static func spawn(_ executable: String, _ arguments: [String], _ actions: inout posix_spawn_file_actions_t) throws -> pid_t {
+    static func spawn(_ executable: String, _ arguments: [String], _ actions: inout posix_spawn_file_actions_t, newProcessGroup: Bool = false) throws -> pid_t {
+        // The child starts clean whatever thread spawns it: no signal blocked (a Dispatch or
+        // cooperative-pool thread blocks most, and posix_spawn hands the caller's mask on — a
+        // child with SIGTERM blocked never ends on SIGTERM, and a caller waiting for it waits
+        // for ever), every signal at its default action, and no descriptor of ours but the
+        // three the actions give it (an inherited pipe end keeps that pipe's reader waiting).
+        var attributes = posix_spawnattr_t()
+        posix_spawnattr_init(&attributes)
+        defer { posix_spawnattr_destroy(&attributes) }
+        var none = sigset_t()
+        sigemptyset(&none)
+        posix_spawnattr_setsigmask(&attributes, &none)
+        var all = sigset_t()
+        sigfillset(&all)
+        sigdelset(&all, SIGKILL)
+        sigdelset(&all, SIGSTOP)
+        posix_spawnattr_setsigdefault(&attributes, &all)
+        var flags = Int32(POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF)
+        if newProcessGroup {
+            posix_spawnattr_setpgroup(&attributes, 0)
+            flags |= Int32(POSIX_SPAWN_SETPGROUP)
+        }
+        posix_spawnattr_setflags(&attributes, Int16(flags))
+        closeInheritedDescriptors(&actions)
         let argv: [UnsafeMutablePointer<CChar>?] = ([executable] + arguments).map { strdup($0) } + [nil]
         defer { for pointer in argv { free(pointer) } }
         // A clean signal state: the caller's thread may block SIGTERM (Dispatch's signal sources
@@ -105,6 +128,17 @@ public enum Spawn {
         return pid
     }
 
+    /// glibc's `posix_spawn_file_actions_addclosefrom_np` (2.34+; not in Swift's Glibc module):
+    /// every descriptor from 3 up is closed in the child after the actions' dup2s.
+    private static let addCloseFrom: (@convention(c) (UnsafeMutablePointer<posix_spawn_file_actions_t>, Int32) -> Int32)? = {
+        guard let symbol = dlsym(UnsafeMutableRawPointer(bitPattern: 0), "posix_spawn_file_actions_addclosefrom_np") else { return nil }
+        return unsafeBitCast(symbol, to: (@convention(c) (UnsafeMutablePointer<posix_spawn_file_actions_t>, Int32) -> Int32).self)
+    }()
+
+    private static func closeInheritedDescriptors(_ actions: inout posix_spawn_file_actions_t) {
+        if let addCloseFrom { _ = addCloseFrom(&actions, 3) }
+    }
+
     /// Waits for `pid` to end (reaping it) and returns its exit status.
     @discardableResult
     public static func wait(_ pid: pid_t) -> Int32 {
@@ -114,7 +148,7 @@ public enum Spawn {
     }
 
     /// A pipe whose ends close on exec (the child gets only what the file actions give it).
-    private static func makePipe(_ ends: inout [Int32]) -> Bool {
+    static func makePipe(_ ends: inout [Int32]) -> Bool {
         guard pipe(&ends) == 0 else { return false }
         for end in ends { _ = fcntl(end, F_SETFD, FD_CLOEXEC) }
         return true

@@ -1,7 +1,7 @@
 import Testing
 @testable import AMQP
 
-@Suite struct AMQPConfigurationTests {
+@Suite(.timeLimit(.minutes(1))) struct AMQPConfigurationTests {
     @Test func parsesAFullURL() throws {
         let configuration = try AMQPConfiguration(url: "amqp://fleet:s%40cret@broker.example:5673/prod%2Fjobs?heartbeat=7&connection_timeout=1500")
         #expect(configuration.host == "broker.example")
@@ -58,7 +58,7 @@ import Testing
     }
 }
 
-@Suite struct ConfirmTrackerTests {
+@Suite(.timeLimit(.minutes(1))) struct ConfirmTrackerTests {
     @Test func tagsCountUpFromOne() {
         var tracker = ConfirmTracker<String>()
         #expect(tracker.register("a") == 1)
@@ -108,7 +108,7 @@ import Testing
     }
 }
 
-@Suite struct BackoffTests {
+@Suite(.timeLimit(.minutes(1))) struct BackoffTests {
     @Test func growsAndIsCapped() {
         let backoff = Backoff(initial: .milliseconds(100), maximum: .seconds(2))
         for attempt in 0..<30 {

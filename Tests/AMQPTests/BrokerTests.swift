@@ -3,7 +3,7 @@ import Foundation
 import Testing
 
 /// Against the real RabbitMQ node that `ops/test` starts on loopback.
-@Suite struct BrokerTests {
+@Suite(.timeLimit(.minutes(5))) struct BrokerTests {
     private func withQueue(
         _ queue: AMQPTopology.Queue, _ body: (AMQPConnection) async throws -> Void
     ) async throws {
@@ -50,28 +50,25 @@ import Testing
                 try await delivery.ack()
                 if seen.count == count { break }
             }
-            await consumer.cancel()
             #expect(seen == Set((0..<count).map { "m\($0)" }))
             #expect(deliveries == count && redelivered == 0)
-            // Acks have no reply in AMQP 0-9-1: the queue's count catches up a moment later.
-            let drained = await eventually { (try? await connection.messageCount(queue: queue.name)) == 0 }
-            if !drained {
-                // Say what is left. A redelivered copy of an id already acked is RabbitMQ's
-                // at-least-once (an ack racing the channel close, seen 2 in ~10 runs under load);
-                // anything else — an id never seen, or a first delivery — is a real failure.
-                let left = try await connection.consume(queue: queue.name, prefetch: 100)
-                var leftIds: [String] = []
-                var unexpected: [String] = []
-                for try await delivery in left {
-                    let id = delivery.properties.messageId ?? "?"
-                    leftIds.append("\(id)\(delivery.redelivered ? " (redelivered)" : "")")
-                    if !(delivery.redelivered && seen.contains(id)) { unexpected.append(id) }
-                    try await delivery.ack()
-                    if (try? await connection.messageCount(queue: queue.name)) == 0 { break }
-                }
-                await left.cancel()
-                #expect(unexpected.isEmpty, "messages left after acking all \(count): \(leftIds.prefix(20))")
+            // Every ack reached the queue: nothing is left unacked while the channel is still
+            // open. (Only then is it closed: RabbitMQ's quorum queues can drop acks that arrive
+            // just before their channel's close and requeue those messages — server issue
+            // rabbitmq/rabbitmq-server#10327, still open — so closing at once would test the
+            // broker's race, not this client.) A lost or unsent ack leaves it above 0 for good.
+            let vhost = try TestBroker.configuration().vhost
+            var unsettled = ""
+            let deadline = ContinuousClock.now + .seconds(60)
+            while ContinuousClock.now < deadline {
+                unsettled = try TestBroker.rabbitmqctl(node: "stepfleet@localhost", "-q", "list_queues", "-p", vhost, "name", "messages_ready", "messages_unacknowledged")
+                    .split(separator: "\n").first { $0.hasPrefix(queue.name + "\t") }.map(String.init) ?? "(queue \(queue.name) not listed)"
+                if unsettled == "\(queue.name)\t0\t0" { break }
+                try await Task.sleep(for: .milliseconds(500))
             }
+            #expect(unsettled == "\(queue.name)\t0\t0", "after acking all \(count), the broker still holds (name ready unacked): \(unsettled)")
+            await consumer.cancel()
+            #expect(try await connection.messageCount(queue: queue.name) == 0)
         }
     }
 
@@ -214,7 +211,7 @@ import Testing
     }
 }
 
-@Suite struct SubscriptionTests {
+@Suite(.timeLimit(.minutes(5))) struct SubscriptionTests {
     /// Claim-then-ack: acking does not free a slot, only `release` does; pausing and resuming
     /// returns nothing to the queue, so no message is ever redelivered.
     @Test func creditSubscriptionHoldsSlotsUntilReleased() async throws {

@@ -3,7 +3,7 @@ import Foundation
 import Testing
 
 /// Against the node's TLS listener, with the test CA `ops/test` makes with openssl.
-@Suite struct TLSTests {
+@Suite(.timeLimit(.minutes(3))) struct TLSTests {
     private let tls = TestBroker.tlsDirectory
 
     @Test func connectsOverTLSWithAVerifiedPeer() async throws {

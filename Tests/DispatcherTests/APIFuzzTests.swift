@@ -8,7 +8,7 @@ extension FleetTests {
     /// Bad input at the door: a seeded run of random and malformed requests against the real API
     /// over a real SQLite file. Never a 5xx, every error answer a JSON `error` message, and the
     /// store byte-for-byte unchanged by every rejected request.
-    @Suite struct APIFuzzTests {
+    @Suite(.timeLimit(.minutes(10))) struct APIFuzzTests {
         @Test func randomAndMalformedRequestsGet4xxAndLeaveTheStoreAlone() async throws {
             let fleet = try await FleetHarness(workers: 0)
             let repo = try await fleet.project("actions:\n  a: { run: 'true' }", project: ["k": 1])

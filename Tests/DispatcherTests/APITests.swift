@@ -5,7 +5,7 @@ import Testing
 @testable import Dispatcher
 
 extension FleetTests {
-    @Suite struct APITests {
+    @Suite(.timeLimit(.minutes(10))) struct APITests {
         @Test func badRequestsGet4xxAndChangeNothing() async throws {
             let fleet = try await FleetHarness(workers: 0)
             let repo = try await fleet.project("actions:\n  a: { run: 'true' }", project: ["k": 1])
@@ -49,7 +49,7 @@ extension FleetTests {
 }
 
 extension FleetTests {
-    @Suite struct APIAuthTests {
+    @Suite(.timeLimit(.minutes(10))) struct APIAuthTests {
         @Test func everyEndpointButHealthzWantsAValidToken() async throws {
             let fleet = try await FleetHarness(workers: 0)
             for (method, path) in [("GET", "/projects"), ("POST", "/projects"), ("GET", "/changes"), ("GET", "/metrics"), ("GET", "/changes/x/logs")] {
@@ -76,7 +76,7 @@ extension FleetTests {
 }
 
 extension FleetTests {
-    @Suite struct SecretPropertyTests {
+    @Suite(.timeLimit(.minutes(10))) struct SecretPropertyTests {
         @Test func secretPropertiesAreMaskedInListingsAndKeptWhenWrittenBack() async throws {
             let fleet = try await FleetHarness(workers: 0)
             let repo = try await fleet.project("actions:\n  a: { run: 'true' }", project: ["opschain": ["secrets": ["token": "abc-123-secret"]], "k": 1])

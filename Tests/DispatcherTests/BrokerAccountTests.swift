@@ -8,7 +8,7 @@ import Testing
 extension FleetTests {
     /// A fleet whose dispatcher and workers each have a broker account of their own, made by
     /// `ops/broker-account`: what a worker's account (or anyone holding one) can and cannot do.
-    @Suite struct BrokerAccountTests {
+    @Suite(.timeLimit(.minutes(10))) struct BrokerAccountTests {
         static let vhost = testVhost("stepfleet-accounts-tests")
         static let suffix = ProcessInfo.processInfo.environment["STEPFLEET_TEST_VHOST_SUFFIX"] ?? ""
         static let dispatcherUser = "sfa-dispatcher\(suffix)"

@@ -5,7 +5,7 @@ import Testing
 @testable import Dispatcher
 
 extension FleetTests {
-    @Suite struct ChangeControlTests {
+    @Suite(.timeLimit(.minutes(6))) struct ChangeControlTests {
         @Test func cancellingMidChangeStopsTheContainerAndEndsEveryStep() async throws {
             let fleet = try await FleetHarness()
             let repo = try await fleet.project("""
@@ -16,10 +16,13 @@ extension FleetTests {
                   after: { run: 'true' }
                 """)
             let id = try await fleet.createChange(repo, action: "main")
-            let deadline = ContinuousClock.now + .seconds(60)
-            while ContinuousClock.now < deadline, try await fleet.snapshot(id).1.step("sleepy")?.runStarted != true {
-                try await Task.sleep(for: .milliseconds(100))
+            try await fleet.waitUntil("the step sleepy to start its run", timeout: .seconds(120)) {
+                try await fleet.snapshot(id).1.step("sleepy")?.runStarted == true
             }
+            // Its container runs now: the cancel has a container to stop.
+            let sleepy = try #require(try await fleet.snapshot(id).1.step("sleepy"))
+            #expect(sleepy.status == .running)
+            #expect(try await !fleet.leftoverContainers().isEmpty)
             _ = try await fleet.post("/changes/\(id)/cancel", nil)
             let (change, tree) = try await fleet.snapshot(id)
             #expect(change.status == .cancelled)
@@ -78,9 +81,19 @@ extension FleetTests {
                   y: { run: 'sleep 2' }
                 """)
             let id = try await fleet.createChange(repo, action: "main")
-            try await Task.sleep(for: .seconds(3))
+            // Stop it while x and y run: two attempts in flight on the worker.
+            try await fleet.waitUntil("x and y to run", timeout: .seconds(120)) {
+                let tree = try await fleet.snapshot(id).1
+                return tree.step("x")?.runStarted == true && tree.step("y")?.runStarted == true
+            }
             await fleet.stopDispatcher()
-            try await Task.sleep(for: .seconds(2))
+            let atStop = try await fleet.snapshot(id).1
+            let inFlight = ["x", "y"].filter { atStop.step($0).map { !$0.status.isFinal } == true }
+            #expect(inFlight == ["x", "y"], "not in flight when the dispatcher stopped: \(atStop.steps.values.map { "\($0.action) \($0.status)" })")
+            // They end while it is away: their outcomes wait on the broker, unrecorded.
+            try await fleet.waitUntil("the worker to finish x and y", timeout: .seconds(60)) { await fleet.runningSteps().isEmpty }
+            let whileAway = try await fleet.snapshot(id).1
+            #expect(["x", "y"].allSatisfy { whileAway.step($0).map { !$0.status.isFinal } == true }, "recorded with no dispatcher running")
             try await fleet.startDispatcher()
             let (change, tree) = try await fleet.waitForChange(id)
             #expect(change.status == .success)
@@ -113,7 +126,7 @@ extension FleetTests {
 }
 
 extension FleetTests {
-    @Suite struct DeadLetterTests {
+    @Suite(.timeLimit(.minutes(3))) struct DeadLetterTests {
         @Test func aDeadLetteredJobIsQueuedAgainAsANewAttempt() async throws {
             let fleet = try await FleetHarness(workers: 0)
             let repo = try await fleet.project("actions:\n  a: { run: 'true' }")
@@ -134,6 +147,23 @@ extension FleetTests {
             let root = try #require(try await fleet.snapshot(id).1.root)
             #expect(root.attempt == 2 && root.status == .queued)
             #expect(root.error?.hasPrefix("the broker dead-lettered the job (rejected on stepfleet.steps.default)") == true, "\(root.error ?? "")")
+
+            // README: queued again five times at most, then the step fails saying so.
+            let again = try await connection.consume(queue: Names.stepsQueue(pool: Names.defaultPool), prefetch: 1)
+            var rejected: [Int] = []
+            var iterator = again.makeAsyncIterator()
+            while rejected.count < 4, let delivery = try await iterator.next() {
+                let job = try WireCodec.decode(StepJob.self, from: delivery.body)
+                guard job.stepId == root.id else { continue }
+                rejected.append(job.attempt)
+                try await delivery.reject(requeue: false)
+            }
+            await again.cancel()
+            #expect(rejected == [2, 3, 4, 5])
+            let (change, tree) = try await fleet.waitForChange(id, timeout: .seconds(30))
+            #expect(change.status == .error)
+            #expect(tree.root?.attempt == 5)
+            #expect(tree.root?.error?.hasPrefix("the broker dead-lettered this step's job 5 times (last: rejected") == true, "\(tree.root?.error ?? "")")
             _ = try await connection.deleteQueue(Names.stepsQueue(pool: Names.defaultPool))
             await client.stop()
             await fleet.stop()

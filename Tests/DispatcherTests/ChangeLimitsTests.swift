@@ -7,7 +7,7 @@ import Testing
 extension FleetTests {
     /// One change cannot take the whole fleet: a cap on a step's children and on a change's
     /// steps in flight, end to end.
-    @Suite struct ChangeLimitsTests {
+    @Suite(.timeLimit(.minutes(10))) struct ChangeLimitsTests {
         @Test(.timeLimit(.minutes(4))) func aStepReturningMoreChildrenThanAllowedFailsAndCreatesNone() async throws {
             let fleet = try await FleetHarness(settings: DispatcherConfiguration(maxChildrenPerStep: 3))
             let repo = try await fleet.project(

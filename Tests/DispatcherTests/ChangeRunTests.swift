@@ -4,7 +4,7 @@ import Testing
 @testable import Dispatcher
 
 extension FleetTests {
-    @Suite struct ChangeRunTests {
+    @Suite(.timeLimit(.minutes(10))) struct ChangeRunTests {
         static let bump = #"jq ".counters[\"$OPSCHAIN_ACTION\"] = ((.counters[\"$OPSCHAIN_ACTION\"] // 0) + 1)" "$OPSCHAIN_PROJECT_PROPERTIES" > /tmp/p && mv /tmp/p "$OPSCHAIN_PROJECT_PROPERTIES""#
 
         static let actions = """

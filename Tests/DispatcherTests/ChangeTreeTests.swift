@@ -3,7 +3,7 @@ import Testing
 @testable import Dispatcher
 
 /// Every transition of the state machine, with plain values.
-@Suite struct ChangeTreeTests {
+@Suite(.timeLimit(.minutes(2))) struct ChangeTreeTests {
     /// Deterministic ids: c1, c2, …
     final class IDs {
         var next = 0
@@ -299,5 +299,44 @@ extension ChangeTreeTests {
         _ = tree.claimed(ref("root"), by: "w1", now: 1)
         #expect(tree.jobDeadLettered(ref("root"), reason: "delivery_limit", now: 2) == [])
         #expect(tree.steps["root"]?.status == .running)
+    }
+}
+
+/// README: "An outcome counts only for the step's current attempt, from the lease holder, once"
+/// and "After a restart the dispatcher gives running attempts a fresh lease first".
+extension ChangeTreeTests {
+    @Test func onlyTheLeaseHoldersOutcomeCountsAndOnlyOnce() {
+        var tree = tree()
+        let ids = IDs()
+        _ = tree.start(now: 0)
+        _ = tree.claimed(ref("root"), by: "w1", now: 1)
+        // The job was delivered twice: the second claimer is told to cancel, and its outcome
+        // (success or failure) changes nothing.
+        #expect(tree.claimed(ref("root"), by: "w2", now: 2) == [.cancelAttempt(ref("root"), worker: "w2")])
+        #expect(tree.outcome(ref("root"), from: "w2", .success(children: [ChildStep(action: "x")], strategy: nil, policy: nil), now: 3, makeID: ids.make) == [])
+        #expect(tree.outcome(ref("root"), from: "w2", .failure(error: "duplicate", policy: nil), now: 3, makeID: ids.make) == [])
+        #expect(tree.steps["root"]?.status == .running && tree.steps["root"]?.worker == "w1")
+        #expect(tree.steps.count == 1, "the duplicate's children were not added")
+        // The holder's outcome counts; a second one (a redelivered outcome) does not.
+        #expect(tree.outcome(ref("root"), from: "w1", .failure(error: "real", policy: nil), now: 4, makeID: ids.make) == [.changeFinished(.error)])
+        #expect(tree.outcome(ref("root"), from: "w1", .success(children: [], strategy: nil, policy: nil), now: 5, makeID: ids.make) == [])
+        #expect(tree.steps["root"]?.status == .error && tree.steps["root"]?.error == "real")
+    }
+
+    @Test func aRestartGivesRunningAttemptsAFreshLeaseAndShortensNone() {
+        var tree = tree()
+        let ids = IDs()
+        _ = tree.start(now: 0)
+        _ = succeed(&tree, "root", children: ["a", "b"], strategy: .parallel, ids: ids)
+        _ = tree.claimed(ref("c1"), by: "w1", now: 3)  // lease until 13
+        _ = tree.claimed(ref("c2"), by: "w1", now: 30)  // lease until 40
+        // The dispatcher was away until 100: both leases ran out meanwhile; renewed, neither is
+        // expired, and a lease already longer is kept.
+        #expect(Set(tree.expiredLeases(now: 100)) == [ref("c1"), ref("c2")])
+        tree.renewLeases(until: 110)
+        #expect(tree.steps["c1"]?.leaseExpiresAt == 110 && tree.steps["c2"]?.leaseExpiresAt == 110)
+        #expect(tree.expiredLeases(now: 100) == [])
+        tree.renewLeases(until: 50)
+        #expect(tree.steps["c1"]?.leaseExpiresAt == 110)
     }
 }

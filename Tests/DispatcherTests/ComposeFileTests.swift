@@ -3,7 +3,7 @@ import TestSupport
 import Testing
 
 /// docker-compose.yml describes the fleet; Debian's docker-compose validates it.
-@Suite struct ComposeFileTests {
+@Suite(.timeLimit(.minutes(2))) struct ComposeFileTests {
     @Test func dockerComposeAcceptsTheFile() throws {
         let (status, output) = try runProgram("/usr/bin/docker-compose", ["-f", repositoryRoot.appendingPathComponent("docker-compose.yml").path, "config"])
         #expect(status == 0, "\(output)")

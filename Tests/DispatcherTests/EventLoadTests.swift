@@ -8,7 +8,7 @@ import Testing
 
 /// Worker events on a wide change, on a real SQLite file: a heartbeat, phase, log batch or late
 /// outcome touches its step's row, not the change's whole tree.
-@Suite struct EventLoadTests {
+@Suite(.timeLimit(.minutes(10))) struct EventLoadTests {
     static let width = 1_000
 
     /// A running change of one parent and `width - 1` parallel children, every child claimed by

@@ -23,16 +23,15 @@ final class FleetHarness: Sendable {
         return logger
     }()
 
-    private static let vhostReady: Bool = {
-        ensureVhost(vhost)
-        return true
-    }()
+    private static let vhostReady: Result<Void, any Error> = Result { try ensureVhost(vhost) }
 
     /// The broker the dispatcher and workers use (the fleet-tests vhost unless given).
     let broker: AMQPConfiguration
     let folder: String
     let databasePath: String
-    let port: Int
+    /// The API's port: 0 until the first start binds one, then kept across restarts.
+    var port: Int { boundPort.value }
+    private let boundPort = LockedValue<Int>(0)
     let leaseSeconds: Double
     /// The dispatcher's settings (its lease from `leaseSeconds`).
     let settings: DispatcherConfiguration
@@ -48,12 +47,11 @@ final class FleetHarness: Sendable {
         workers count: Int = 1, slots: Int = 2, leaseSeconds: Double = 6, broker: AMQPConfiguration? = nil,
         settings: DispatcherConfiguration = DispatcherConfiguration()
     ) async throws {
-        if broker == nil { _ = Self.vhostReady }
+        if broker == nil { try Self.vhostReady.get() }
         self.broker = broker ?? Self.broker
         folder = FileManager.default.temporaryDirectory.appendingPathComponent("fleet-\(UUID().uuidString.prefix(8))").path
         try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true)
         databasePath = folder + "/stepfleet.sqlite"
-        port = Int.random(in: 20_000..<40_000)
         self.leaseSeconds = leaseSeconds
         var settings = settings
         settings.leaseSeconds = leaseSeconds
@@ -70,10 +68,19 @@ final class FleetHarness: Sendable {
         try await service.start()
         let app = Application(
             router: HTTPAPI(engine: engine, service: service).router(), configuration: .init(address: .hostname("127.0.0.1", port: port)),
+            onServerRunning: { [boundPort] channel in boundPort.value = channel.localAddress?.port ?? 0 },
             logger: Self.logger)
+        // Port 0 the first time: the kernel picks a free one, read back once bound (no collision
+        // with another test's API); a restart binds that same port again.
+        boundPort.value = 0
         let api = Task { try await app.run() }
         dispatcher.value = (engine, service, api)
-        for _ in 0..<50 where (try? await get("/healthz")) == nil { try await Task.sleep(for: .milliseconds(100)) }
+        let deadline = ContinuousClock.now + .seconds(20)
+        while true {
+            if port != 0, (try? await get("/healthz")) != nil { break }
+            guard ContinuousClock.now < deadline else { throw TestSetupError("the dispatcher's API did not answer within 20 s") }
+            try await Task.sleep(for: .milliseconds(50))
+        }
     }
 
     /// Stops the dispatcher at once (its unsent outbox rows stay in the database).
@@ -89,9 +96,9 @@ final class FleetHarness: Sendable {
 
     /// A worker on the harness's broker account, or on `broker` as `name` expecting jobs from
     /// `dispatcherUser` (one broker account per worker).
-    func startWorker(_ index: Int, slots: Int, name: String? = nil, broker: AMQPConfiguration? = nil, dispatcherUser: String? = nil) async throws {
+    func startWorker(_ index: Int, slots: Int, name: String? = nil, broker: AMQPConfiguration? = nil, dispatcherUser: String? = nil, pool: String = Names.defaultPool) async throws {
         var configuration = WorkerConfiguration(
-            name: name ?? "fleet-worker-\(index)-\(UUID().uuidString.prefix(4))", pool: Names.defaultPool, slots: slots, workDirectory: folder + "/worker-\(index)",
+            name: name ?? "fleet-worker-\(index)-\(UUID().uuidString.prefix(4))", pool: pool, slots: slots, workDirectory: folder + "/worker-\(index)",
             heartbeatInterval: .seconds(1), defaultTimeout: .seconds(120), limits: ContainerLimits(memoryBytes: 256 << 20, pids: 256, cpus: 1),
             imageCache: ImageCachePolicy(keep: 0), dispatcherUser: dispatcherUser)
         configuration.gitPolicy = Self.gitPolicy
@@ -100,12 +107,24 @@ final class FleetHarness: Sendable {
         workers.withLock { $0.append((worker, task)) }
     }
 
+    /// Stops the workers and the dispatcher, each within a minute: a stop that hangs fails the
+    /// test with its name instead of holding the run.
     func stop() async {
         for (worker, task) in workers.value {
-            await worker.shutdown()
-            await task.value
+            do {
+                try await within(.seconds(60), "a fleet worker's shutdown") {
+                    await worker.shutdown()
+                    await task.value
+                }
+            } catch {
+                Issue.record("\(error)")
+            }
         }
-        await stopDispatcher()
+        do {
+            try await within(.seconds(60), "the dispatcher's stop") { await self.stopDispatcher() }
+        } catch {
+            Issue.record("\(error)")
+        }
         try? FileManager.default.removeItem(atPath: folder)
     }
 
@@ -140,6 +159,22 @@ final class FleetHarness: Sendable {
             try await Task.sleep(for: .milliseconds(100))
         }
         throw TestSetupError("change \(id) did not finish within \(timeout)")
+    }
+
+    /// Waits until `condition` holds; throws, saying `what`, if it does not within `timeout`.
+    func waitUntil(_ what: String, timeout: Duration = .seconds(60), _ condition: () async throws -> Bool) async throws {
+        let deadline = ContinuousClock.now + timeout
+        while try await !condition() {
+            guard ContinuousClock.now < deadline else { throw TestSetupError("waited \(timeout) for \(what)") }
+            try await Task.sleep(for: .milliseconds(100))
+        }
+    }
+
+    /// The attempts the harness's workers run right now.
+    func runningSteps() async -> [AttemptRef] {
+        var all: [AttemptRef] = []
+        for (worker, _) in workers.value { all += await worker.runningSteps }
+        return all
     }
 
     func snapshot(_ id: String) async throws -> (ChangeRecord, ChangeTree) {
@@ -198,7 +233,7 @@ struct TestRepo: Sendable {
 }
 
 /// The fleet suites share their vhost's queues: one at a time.
-@Suite(.serialized) struct FleetTests {}
+@Suite(.serialized, .timeLimit(.minutes(15))) struct FleetTests {}
 
 extension ChangeTree {
     /// The step running `action` (the first, when several do).

@@ -7,7 +7,7 @@ import Testing
 extension FleetTests {
     /// The fleet `ops/up` runs: its own broker user and vhost made by `ops/broker-account`, on
     /// `amqps://` with the peer verified, a dispatcher and a worker, a change end to end.
-    @Suite struct SecureFleetTests {
+    @Suite(.timeLimit(.minutes(10))) struct SecureFleetTests {
         static let user = "stepfleet-tls-tests"
         static let vhost = testVhost("stepfleet-tls-tests")
 

@@ -2,7 +2,7 @@ import Foundation
 import Testing
 @testable import Protocol
 
-@Suite struct ContractTests {
+@Suite(.timeLimit(.minutes(2))) struct ContractTests {
     private func fixture(_ name: String) throws -> Data {
         let url = try #require(Bundle.module.url(forResource: "Fixtures/\(name)", withExtension: nil))
         return try Data(contentsOf: url)

@@ -1,7 +1,7 @@
 import Testing
 import Protocol
 
-@Suite struct HexTests {
+@Suite(.timeLimit(.minutes(2))) struct HexTests {
     @Test func bytesBecomeTwoLowercaseDigitsEach() {
         #expect([UInt8]().hexString == "")
         #expect([0x00, 0x0f, 0xa0, 0xff].hexString == "000fa0ff")

@@ -2,7 +2,7 @@ import PropertyBased
 import Testing
 @testable import Protocol
 
-@Suite struct JSONDiffTests {
+@Suite(.timeLimit(.minutes(2))) struct JSONDiffTests {
     @Test func diffOfRelatedDocumentsApplies() async {
         await propertyCheck(count: 2000, input: RandomJSON.relatedPairs) { pair in
             let patch = JSONPatch.diff(from: pair.old, to: pair.new)

@@ -2,7 +2,7 @@ import Testing
 @testable import Protocol
 
 /// RFC 6902 appendix A and the edge cases the RFC spells out.
-@Suite struct JSONPatchTests {
+@Suite(.timeLimit(.minutes(1))) struct JSONPatchTests {
     private func apply(_ document: String, _ patch: String) throws -> JSON {
         try JSONPatch(text: patch).apply(to: JSON.parse(document))
     }
@@ -77,13 +77,20 @@ import Testing
         expectFailure(#"{"a":1}"#, #"[{"op":"test","path":"/b","value":1}]"#, contains: "nothing at the path")
     }
 
-    @Test func aPatchIsAtomicAndErrorsNameTheOperation() throws {
-        let document = try JSON.parse(#"{"a":1}"#)
-        let patch = try JSONPatch(text: #"[{"op":"add","path":"/b","value":2},{"op":"remove","path":"/zzz"}]"#)
-        #expect(throws: JSONPatchError(operationIndex: 1, operation: "remove", path: "/zzz", reason: "path does not exist: no member \"zzz\"")) {
-            try patch.apply(to: document)
+    /// Three operations, the first two good, the last one failing: the call throws, naming the
+    /// last one, and returns nothing of the first two (a caller keeps its document as it was).
+    @Test func aPatchWhoseLastOperationFailsIsRefusedWhole() throws {
+        var document = try JSON.parse(#"{"a":1,"list":[1,2]}"#)
+        let patch = try JSONPatch(text: #"[{"op":"add","path":"/b","value":2},{"op":"remove","path":"/list/0"},{"op":"remove","path":"/zzz"}]"#)
+        var partial: JSON?
+        #expect(throws: JSONPatchError(operationIndex: 2, operation: "remove", path: "/zzz", reason: "path does not exist: no member \"zzz\"")) {
+            partial = try patch.apply(to: document)
+            document = partial!
         }
-        #expect(document == ["a": 1])
+        #expect(partial == nil, "a partly applied document came back: \(partial.map { "\($0)" } ?? "")")
+        #expect(try document == JSON.parse(#"{"a":1,"list":[1,2]}"#))
+        // The same patch without its failing operation does apply: the refusal is the last one's.
+        #expect(try JSONPatch(text: #"[{"op":"add","path":"/b","value":2},{"op":"remove","path":"/list/0"}]"#).apply(to: document) == JSON.parse(#"{"a":1,"b":2,"list":[2]}"#))
     }
 
     @Test func malformedPatchesAreRefusedWithReasons() {
@@ -104,7 +111,7 @@ import Testing
     }
 }
 
-@Suite struct JSONPointerTests {
+@Suite(.timeLimit(.minutes(1))) struct JSONPointerTests {
     @Test func escapesRoundTrip() throws {
         let pointer = try JSONPointer("/a~1b/m~0n/~01/0/-/")
         #expect(pointer.tokens == ["a/b", "m~n", "~1", "0", "-", ""])

@@ -2,7 +2,7 @@ import Foundation
 import Testing
 @testable import Protocol
 
-@Suite struct JSONValueTests {
+@Suite(.timeLimit(.minutes(2))) struct JSONValueTests {
     @Test(arguments: [
         "123456789012345678901234567890123",
         "-0.000000000000000000000000000001",

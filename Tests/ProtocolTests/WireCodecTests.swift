@@ -2,7 +2,7 @@ import Foundation
 import Testing
 @testable import Protocol
 
-@Suite struct WireCodecTests {
+@Suite(.timeLimit(.minutes(2))) struct WireCodecTests {
     static let context = StepContext(
         context: .init(project: ["code": "demo"], environment: ["code": "dev"], change: ["id": "c1"], step: ["id": "s1"], user: ["name": "u"]),
         project: .init(properties: ["big": .number(JSONNumber(literal: "123456789012345678901234567890")!), "env": ["A": "1"]]),

@@ -4,7 +4,7 @@ import Testing
 @testable import StepRunner
 
 /// `opschain-action`'s logic run for real (a real shell, real files) in a scratch folder.
-@Suite struct ActionRunnerTests {
+@Suite(.timeLimit(.minutes(2))) struct ActionRunnerTests {
     final class Sandbox {
         let root: URL
         let files: URL
@@ -50,10 +50,10 @@ import Testing
     @Test func filesAndEnvReachTheCommand() throws {
         let sandbox = try Sandbox(
             actions: "actions:\n  show: { run: 'test \"$GREETING\" = \"hello from env\" && test \"$(cat \"$TARGET\")\" = secret && test \"$(stat -c %a \"$TARGET\")\" = 600' }",
-            project: ["env": ["GREETING": "hello from project"], "files": ["/etc/app/key": ["mode": "0600", "content": "secret"]]],
+            // The command runs in the repository; the files root is its sibling folder. TARGET
+            // comes as a property, not from this process's environment (tests run in parallel).
+            project: ["env": ["GREETING": "hello from project", "TARGET": "../files/etc/app/key"], "files": ["/etc/app/key": ["mode": "0600", "content": "secret"]]],
             environment: ["env": ["GREETING": "hello from env"]])
-        setenv("TARGET", sandbox.files.appendingPathComponent("etc/app/key").path, 1)
-        defer { unsetenv("TARGET") }
         #expect(sandbox.runner.run(action: "show") == 0)
         #expect(try sandbox.result().error == nil)
     }

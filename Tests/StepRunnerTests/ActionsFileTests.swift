@@ -2,7 +2,7 @@ import Protocol
 import Testing
 @testable import StepRunner
 
-@Suite struct ActionsFileTests {
+@Suite(.timeLimit(.minutes(2))) struct ActionsFileTests {
     @Test func parsesTheArchitectureExample() throws {
         let file = try ActionsFile.parse("""
             actions:
@@ -43,7 +43,7 @@ import Testing
     }
 }
 
-@Suite struct DefaultDockerfileTests {
+@Suite(.timeLimit(.minutes(2))) struct DefaultDockerfileTests {
     @Test func startsFromTheBaseRunnerAndAddsTheContext() {
         let instructions = DefaultDockerfile.text.split(separator: "\n").map { $0.trimmingCharacters(in: .whitespaces) }
             .filter { !$0.isEmpty && !$0.hasPrefix("#") }

@@ -1,4 +1,5 @@
 import Foundation
+import HostCommand
 
 /// The repository's root folder.
 public let repositoryRoot = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
@@ -17,20 +18,19 @@ public var stepfleetExecutable: String {
     return repositoryRoot.appendingPathComponent(".build/debug/stepfleet").path
 }
 
-/// Runs a program to its end; returns its exit status and its stdout and stderr together.
+/// Runs a program to its end; returns its exit status and its stdout and stderr together
+/// (in the order written). Waits on the pid (`HostCommand.Spawn`), not `Process.waitUntilExit`,
+/// which was seen never to return beside long-lived children. Past `timeout` the program and
+/// its process group are killed and this throws: a hung program fails its test, not the run.
 @discardableResult
-public func runProgram(_ executable: String, _ arguments: [String], in directory: String? = nil) throws -> (status: Int32, output: String) {
-    let process = Process()
-    process.executableURL = URL(fileURLWithPath: executable)
-    process.arguments = arguments
-    if let directory { process.currentDirectoryURL = URL(fileURLWithPath: directory) }
-    let pipe = Pipe()
-    process.standardOutput = pipe
-    process.standardError = pipe
-    try process.run()
-    let output = String(decoding: pipe.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-    process.waitUntilExit()
-    return (process.terminationStatus, output)
+public func runProgram(_ executable: String, _ arguments: [String], in directory: String? = nil, timeout: Duration = .seconds(300)) throws -> (status: Int32, output: String) {
+    let result = try Spawn.capture(executable, arguments, in: directory, mergingErrors: true, timeout: timeout)
+    return (result.status, result.stdout)
+}
+
+/// Runs a program to its end; returns its exit status, stdout and stderr apart.
+public func runProgramSeparately(_ executable: String, _ arguments: [String], in directory: String? = nil, timeout: Duration = .seconds(300)) throws -> Spawn.Captured {
+    try Spawn.capture(executable, arguments, in: directory, timeout: timeout)
 }
 
 /// `ops/rabbitmqctl` against a private node (default: the main one); throws on failure.
@@ -47,10 +47,11 @@ public func testVhost(_ base: String) -> String {
     base + (ProcessInfo.processInfo.environment["STEPFLEET_TEST_VHOST_SUFFIX"] ?? "")
 }
 
-/// Creates a vhost on the main test node (once is enough; again is harmless).
-public func ensureVhost(_ vhost: String) {
-    _ = try? rabbitmqctl("add_vhost", vhost)
-    _ = try? rabbitmqctl("set_permissions", "-p", vhost, "guest", ".*", ".*", ".*")
+/// Creates a vhost on the main test node, with all permissions for guest (again is harmless);
+/// throws with rabbitmqctl's words when it cannot.
+public func ensureVhost(_ vhost: String) throws {
+    try rabbitmqctl("add_vhost", vhost)
+    try rabbitmqctl("set_permissions", "-p", vhost, "guest", ".*", ".*", ".*")
 }
 
 /// A git repository made for a test, with one commit on branch main.

@@ -58,7 +58,7 @@ final class HostLoopbackListener: Sendable {
 /// sees only a loopback of its own, cannot reach a port on the host's 127.0.0.1 nor capture
 /// its traffic, and one build cannot fetch another build's secrets. Real builds, real engine.
 extension WorkerEndToEndTests {
-    @Suite struct BuildIsolationTests {
+    @Suite(.timeLimit(.minutes(10))) struct BuildIsolationTests {
         static func dockerfile(port: UInt16, marker: String) -> String {
             #"""
             ARG OPSCHAIN_BASE_RUNNER

@@ -7,7 +7,7 @@ import Testing
 /// Build secrets end to end: a worker's --secrets-dir, a real image build through the legacy
 /// builder with `opschain-exec`, and the places a secret must never reach.
 extension WorkerEndToEndTests {
-    @Suite struct BuildSecretTests {
+    @Suite(.timeLimit(.minutes(10))) struct BuildSecretTests {
         static let dockerfile = """
             ARG OPSCHAIN_BASE_RUNNER
             FROM ${OPSCHAIN_BASE_RUNNER}
@@ -86,7 +86,7 @@ extension WorkerEndToEndTests {
 
     /// Workers on one engine share step images: with no secrets nothing about secrets enters
     /// the build key, and workers reading one secrets folder share its HMAC key.
-    @Suite struct SharedImageTests {
+    @Suite(.timeLimit(.minutes(10))) struct SharedImageTests {
         @Test func workersSharingAnEngineShareImages() async throws {
             let plain = try TestRepository.make([".opschain/actions.yml": "actions:\n  ok: { run: 'true' }"])
             let first = try await WorkerHarness()
@@ -117,7 +117,7 @@ extension WorkerEndToEndTests {
         }
     }
 
-    @Suite struct BuildSecretStoreTests {
+    @Suite(.timeLimit(.minutes(2))) struct BuildSecretStoreTests {
         @Test func parsesSetsAndRefusesBadLines() throws {
             #expect(try BuildSecretStore.parse("A=1\n# a comment\n\n  B_2=x=y  \nEMPTY=\n", set: "s") == ["A": "1", "B_2": "x=y", "EMPTY": ""])
             #expect(throws: StepFailure("build secret set \"s\", line 1: expected KEY=value")) { try BuildSecretStore.parse("novalue\n", set: "s") }

@@ -4,7 +4,7 @@ import TestSupport
 import Testing
 @testable import Worker
 
-@Suite struct BuildTimeoutResolveTests {
+@Suite(.timeLimit(.minutes(2))) struct BuildTimeoutResolveTests {
     @Test func thePropertyMayAskForLessNeverForMore() throws {
         let maximum = Duration.seconds(1800)
         let unset = try BuildTimeout.resolve([:], maximum: maximum)
@@ -25,7 +25,7 @@ import Testing
 /// A build that blocks cannot hold a slot for ever: it has a timeout, a cancel stops it, and
 /// one step giving up does not stop a build another step still waits for. Real engine.
 extension WorkerEndToEndTests {
-    @Suite struct BuildTimeoutTests {
+    @Suite(.timeLimit(.minutes(10))) struct BuildTimeoutTests {
         static func blockingRepository(_ marker: String, seconds: Int = 600) throws -> TestRepository {
             try TestRepository.make([
                 ".opschain/actions.yml": "actions:\n  ok: { run: 'true' }",
@@ -59,10 +59,8 @@ extension WorkerEndToEndTests {
             let harness = try await WorkerHarness(slots: 1, secretsDirectory: folder)
             let marker = "t\(UUID().uuidString.prefix(8).lowercased())"
             let job = harness.job(try Self.blockingRepository(marker), action: "ok", project: ["opschain": ["config": ["build_timeout": 3]]])
-            let clock = ContinuousClock()
-            let start = clock.now
+            // The build blocks 600 s: an outcome within run's 120 s means it was stopped.
             let outcome = try await harness.run(job, timeout: .seconds(120))
-            #expect(clock.now - start < .seconds(60))
             #expect(outcome.status == .error)
             #expect(outcome.error == "the step image build passed its timeout of 3 s and was stopped", "\(outcome.error ?? "")")
             #expect(!outcome.runStarted)
@@ -84,11 +82,9 @@ extension WorkerEndToEndTests {
             while !(await harness.logLines(for: ref).contains { $0.text.contains("blocking \(marker)") }) {
                 guard ContinuousClock.now < deadline else { throw TestSetupError("the build never reached its RUN") }
             }
-            let clock = ContinuousClock()
-            let start = clock.now
+            // The build blocks 600 s: an outcome within 60 s means the cancel stopped it.
             try await harness.cancel(ref)
             let outcome = try await harness.outcome(for: ref, timeout: .seconds(60))
-            #expect(clock.now - start < .seconds(20))
             #expect(outcome.status == .cancelled)
             #expect(outcome.error == "cancelled during the image build", "\(outcome.error ?? "")")
             try await Self.expectNoRunContainer(marker)

@@ -2,7 +2,7 @@ import Testing
 @testable import Worker
 
 /// The image's `USER` resolved as the engine resolves it.
-@Suite struct ContainerUserTests {
+@Suite(.timeLimit(.minutes(2))) struct ContainerUserTests {
     static let passwd = """
         root:x:0:0:root:/root:/bin/bash
         # a comment

@@ -2,7 +2,7 @@ import Foundation
 import Testing
 @testable import Worker
 
-@Suite struct DockerEngineTests {
+@Suite(.timeLimit(.minutes(2))) struct DockerEngineTests {
     @Test func pingsTheRealEngine() async throws {
         let engine = try DockerEngine()
         #expect(await engine.ping())

@@ -20,7 +20,7 @@ func repositoryWithLinks(_ files: [String: String], links: [String: String]) thr
 
 /// The worker reads the repository's Dockerfile and actions file from git's objects: a
 /// committed symbolic link never reaches a host file, and nothing is read past a size cap.
-@Suite struct RepositoryFilesTests {
+@Suite(.timeLimit(.minutes(10))) struct RepositoryFilesTests {
     @Test(.timeLimit(.minutes(1))) func regularFilesAreReadAndEverythingElseRefused() async throws {
         let repository = try repositoryWithLinks(
             [".opschain/Dockerfile": "FROM x\n", "big": String(repeating: "x", count: 2000), "dir/file": "y"],
@@ -43,7 +43,7 @@ func repositoryWithLinks(_ files: [String: String], links: [String: String]) thr
 }
 
 extension WorkerEndToEndTests {
-    @Suite struct RepositorySymlinkTests {
+    @Suite(.timeLimit(.minutes(10))) struct RepositorySymlinkTests {
         /// `ln -s <host file> .opschain/Dockerfile`: the step fails saying why, and no line of
         /// the host file reaches the outcome or the log.
         @Test(.timeLimit(.minutes(3))) func aDockerfileLinkedToAHostFileIsRefused() async throws {
@@ -64,12 +64,10 @@ extension WorkerEndToEndTests {
 
             // An actions file linked to /dev/zero is refused at once instead of read for ever.
             let zero = try repositoryWithLinks(["README": "x"], links: [".opschain/actions.yml": "/dev/zero"])
-            let clock = ContinuousClock()
-            let start = clock.now
+            // Read for ever, /dev/zero would give no outcome within run's 60 s.
             var zeroJob = harness.job(zero.repository, action: "ok")
             zeroJob.git.sha = zero.sha
             let refused = try await harness.run(zeroJob, timeout: .seconds(60))
-            #expect(clock.now - start < .seconds(30))
             #expect(refused.error == ".opschain/actions.yml is a symbolic link; StepFleet reads only regular files committed to the repository", "\(refused.error ?? "")")
             #expect(try await harness.run(harness.job(try TestRepository.make([".opschain/actions.yml": "actions:\n  ok: { run: 'true' }"]), action: "ok")).status == .success)
             await harness.stop()

@@ -5,7 +5,7 @@ import Testing
 @testable import Worker
 
 /// Engine times as the cache reads them.
-@Suite struct EngineTimeTests {
+@Suite(.timeLimit(.minutes(2))) struct EngineTimeTests {
     @Test func timesKeepTheirFractionAndZone() throws {
         let utc = try #require(StepImageCache.parseTime("2026-11-29T14:10:47.880615205Z"))
         #expect(abs(utc.timeIntervalSince1970 - 1_795_961_447.880615) < 0.000_01)
@@ -18,7 +18,7 @@ import Testing
 
 extension WorkerEndToEndTests {
     /// Pruning on the real engine, in a repository of the test's own.
-    @Suite struct StepImageCacheTests {
+    @Suite(.timeLimit(.minutes(10))) struct StepImageCacheTests {
         /// A distinct small image (a label over the runner image), tagged `repository:name`.
         static func image(_ engine: DockerEngine, _ repository: String, _ name: String) async throws {
             let dockerfile = "FROM \(WorkerHarness.runnerImage)\nLABEL org.stepfleet.test=\(repository)-\(name)\n"

@@ -3,7 +3,7 @@ import Testing
 @testable import Worker
 
 /// `opschain.config.network` read from the merged properties, and what the container gets.
-@Suite struct StepNetworkTests {
+@Suite(.timeLimit(.minutes(2))) struct StepNetworkTests {
     static func properties(_ network: JSON) -> JSON { ["opschain": ["config": ["network": network]]] }
 
     @Test func requestsAreReadFromTheProperties() throws {

@@ -3,7 +3,7 @@ import TestSupport
 import Testing
 @testable import Worker
 
-@Suite struct TarTests {
+@Suite(.timeLimit(.minutes(2))) struct TarTests {
     @Test func gnuTarReadsWhatWeWrite() throws {
         let archive = Tar.archive([
             .directory(".opschain"),

@@ -1,4 +1,5 @@
 import AMQP
+import HostCommand
 import Foundation
 import Protocol
 import TestSupport
@@ -8,7 +9,7 @@ import Testing
 /// Every bad input ends its step with an outcome that says what went wrong, and the worker
 /// carries on.
 extension WorkerEndToEndTests {
-@Suite struct WorkerBadInputTests {
+@Suite(.timeLimit(.minutes(6))) struct WorkerBadInputTests {
     private func expectError(_ harness: WorkerHarness, _ job: StepJob, startsWith prefix: String, sourceLocation: SourceLocation = #_sourceLocation) async throws -> StepOutcome {
         let outcome = try await harness.run(job)
         #expect(outcome.status == .error, sourceLocation: sourceLocation)
@@ -73,17 +74,78 @@ extension WorkerEndToEndTests {
         await harness.stop()
     }
 
-    @Test func aWorkerWhoseEngineIsDownTakesNoJobs() async throws {
-        let harness = try await WorkerHarness(docker: "unix:///tmp/no-docker-here-\(UUID().uuidString.prefix(6)).sock")
+    /// The engine behind a unix-socket proxy this test starts and stops: while it is away the
+    /// worker says so and its job waits in the queue; when it answers, the worker says so and
+    /// runs the job; away again mid-life, the next job waits until it is back.
+    @Test func aWorkerSaysWhenItsEngineIsDownTakesNoJobsAndResumesWhenItReturns() async throws {
+        let socket = FileManager.default.temporaryDirectory.appendingPathComponent("engine-\(UUID().uuidString.prefix(6)).sock").path
+        let proxy = EngineProxy(socket: socket)
+        defer { proxy.stop() }
+        let log = CapturedLog()
+        let harness = try await WorkerHarness(docker: "unix://\(socket)", grace: .seconds(2), logger: log.logger)
         let repository = try TestRepository.make([".opschain/actions.yml": "actions:\n  ok: { run: 'true' }"])
-        let job = harness.job(repository, action: "ok")
-        try await harness.publish(job)
-        try await Task.sleep(for: .seconds(3))
-        #expect(harness.events(for: AttemptRef(stepId: job.stepId, attempt: 1)).isEmpty)
-        let connection = try await harness.client.connected()
-        #expect(try await connection.messageCount(queue: Names.stepsQueue(pool: harness.pool)) == 1)
-        _ = try await connection.deleteQueue(Names.stepsQueue(pool: harness.pool))
+        let down = "the Docker engine at \(socket) does not answer: not taking jobs until it does"
+        let back = "the Docker engine answers again: taking jobs"
+        try await Self.waitForLog(log, down, count: 1)
+
+        let first = harness.job(repository, action: "ok")
+        try await harness.publish(first)
+        // Three engine checks (2 s apart) with the job in the queue and a free slot: no claim.
+        try await Self.waitForLog(log, "", count: 0, settle: .seconds(7))
+        #expect(harness.events(for: AttemptRef(stepId: first.stepId, attempt: 1)).isEmpty)
+        #expect(try await harness.queuedJobs() == 1)
+
+        try proxy.start()
+        try await Self.waitForLog(log, back, count: 1)
+        let outcome = try await harness.outcome(for: AttemptRef(stepId: first.stepId, attempt: 1), timeout: .seconds(120))
+        #expect(outcome.status == .success, "\(outcome.error ?? "")")
+
+        // Mid-life: the engine goes away again, then comes back.
+        proxy.stop()
+        try await Self.waitForLog(log, down, count: 2)
+        let second = harness.job(repository, action: "ok")
+        try await harness.publish(second)
+        try await Self.waitForLog(log, "", count: 0, settle: .seconds(5))
+        #expect(harness.events(for: AttemptRef(stepId: second.stepId, attempt: 1)).isEmpty)
+        #expect(try await harness.queuedJobs() == 1)
+        try proxy.start()
+        try await Self.waitForLog(log, back, count: 2)
+        let again = try await harness.outcome(for: AttemptRef(stepId: second.stepId, attempt: 1), timeout: .seconds(120))
+        #expect(again.status == .success, "\(again.error ?? "")")
+        #expect(try await harness.leftoverContainers().isEmpty)
         await harness.stop()
     }
+
+    /// Waits until `message` is on the worker's log `count` times; with `settle`, waits that
+    /// long first (a span in which nothing must happen, measured in engine checks).
+    private static func waitForLog(_ log: CapturedLog, _ message: String, count: Int, settle: Duration? = nil, timeout: Duration = .seconds(30)) async throws {
+        if let settle { try await Task.sleep(for: settle) }
+        guard count > 0 else { return }
+        let deadline = ContinuousClock.now + timeout
+        while log.text.components(separatedBy: message).count - 1 < count {
+            try #require(ContinuousClock.now < deadline, "the worker did not log \"\(message)\" \(count) time(s) within \(timeout); its log:\n\(log.text)")
+            try await Task.sleep(for: .milliseconds(50))
+        }
+    }
 }
+}
+
+/// A unix socket forwarding to the real Docker engine, which a test starts and stops to take
+/// the engine away from a worker and give it back.
+final class EngineProxy: Sendable {
+    let socket: String
+    private let proxy = LockedValue<StartHoldingProxy?>(nil)
+
+    init(socket: String) { self.socket = socket }
+
+    func start() throws {
+        proxy.value = try StartHoldingProxy(socket: socket, holdingStarts: false)
+    }
+
+    func stop() {
+        proxy.withLock { current in
+            current?.stop()
+            current = nil
+        }
+    }
 }

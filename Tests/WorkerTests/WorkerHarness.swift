@@ -33,18 +33,16 @@ final class WorkerHarness: Sendable {
     }()
 
     /// Creates the vhost once per test process.
-    private static let vhostReady: Bool = {
-        ensureVhost(vhost)
-        return true
-    }()
+    private static let vhostReady: Result<Void, any Error> = Result { try ensureVhost(vhost) }
 
     init(
         slots: Int = 2, docker: String = "unix:///var/run/docker.sock", heartbeat: Duration = .seconds(1), grace: Duration = .seconds(10),
         secretsDirectory: String? = nil, stepNetworks: [String] = ["default"], imageRepository: String = DockerImageBuilder.defaultRepository,
         imageCache: ImageCachePolicy = ImageCachePolicy(keep: 0), diskBytes: Int = 1 << 30, buildTimeout: Duration = .seconds(300),
-        minimumFreeDisk: Int64 = 0, declarePool: Bool = true, logger: Logger = WorkerHarness.logger, logCap: Int = LogLimiter.defaultLogCap
+        minimumFreeDisk: Int64 = 0, declarePool: Bool = true, logger: Logger = WorkerHarness.logger, logCap: Int = LogLimiter.defaultLogCap,
+        builds: Int? = nil
     ) async throws {
-        _ = Self.vhostReady
+        try Self.vhostReady.get()
         pool = "wt-\(UUID().uuidString.prefix(6).lowercased())"
         replyQueue = "test.outcomes.\(pool)"
         workDirectory = FileManager.default.temporaryDirectory.appendingPathComponent("worker-\(pool)").path
@@ -58,6 +56,7 @@ final class WorkerHarness: Sendable {
         // Test repositories live in the temporary directory: the one local root.
         configuration.gitPolicy = GitRemotePolicy(localRoots: [FileManager.default.temporaryDirectory.path])
         configuration.logCap = logCap
+        if let builds { configuration.maximumConcurrentBuilds = builds }
         worker = WorkerService(configuration: configuration, brokers: brokers, engine: try DockerEngine(endpoint: docker), logger: logger)
         client = AMQPClient(
             endpoints: brokers,
@@ -96,10 +95,19 @@ final class WorkerHarness: Sendable {
         ]
     }
 
+    /// Stops the worker and the harness's client, within two minutes (a stop that hangs fails
+    /// the test by name instead of holding the run).
     func stop() async {
-        await worker.shutdown()
-        for task in tasks.value { task.cancel() }
-        await client.stop()
+        let (worker, tasks, client) = (worker, tasks.value, client)
+        do {
+            try await within(.seconds(120), "the worker's shutdown and the harness client's stop") {
+                await worker.shutdown()
+                for task in tasks { task.cancel() }
+                await client.stop()
+            }
+        } catch {
+            Issue.record("\(error)")
+        }
         try? FileManager.default.removeItem(atPath: workDirectory)
     }
 
@@ -150,10 +158,35 @@ final class WorkerHarness: Sendable {
 
     func events(for ref: AttemptRef) -> [WorkerEvent] { events.value.filter { $0.ref == ref } }
 
-    /// The attempt's log lines in sequence order (waits briefly for late batches).
-    func logLines(for ref: AttemptRef) async -> [LogBatch.Line] {
-        try? await Task.sleep(for: .milliseconds(300))
+    /// The attempt's log lines in sequence order, every batch published so far included.
+    ///
+    /// The worker has each batch confirmed before it publishes the next and before the outcome;
+    /// a marker batch published here (and confirmed) after that lands behind them on the one
+    /// logs queue, so once this harness's consumer has it, it has every earlier batch too.
+    /// (Not throwing, for its many callers: a marker that cannot be sent or does not come back
+    /// is recorded as the test's failure, and the lines received so far are returned.)
+    func logLines(for ref: AttemptRef, timeout: Duration = .seconds(30)) async -> [LogBatch.Line] {
+        let marker = AttemptRef(stepId: "log-marker-\(UUID().uuidString)", attempt: 1)
+        do {
+            let batch = LogBatch(ref: marker, worker: "test-harness", lines: [])
+            try await client.publish(AMQPMessage(body: WireCodec.encode(batch)), exchange: Names.eventsExchange, routingKey: Names.logsRoutingKey)
+            let deadline = ContinuousClock.now + timeout
+            while !logs.value.contains(where: { $0.ref == marker }) {
+                guard ContinuousClock.now < deadline else { throw TestSetupError("the logs queue did not deliver the harness's marker within \(timeout)") }
+                try await Task.sleep(for: .milliseconds(20))
+            }
+        } catch {
+            Issue.record("waiting for the log batches of \(ref): \(error)")
+        }
         return logs.value.filter { $0.ref == ref }.flatMap(\.lines).sorted { $0.seq < $1.seq }
+    }
+
+    /// The worker's `run()`: it returns once `shutdown()` has finished.
+    var workerRun: Task<Void, Never> { tasks.value[0] }
+
+    /// Jobs waiting in this pool's queue, unclaimed.
+    func queuedJobs() async throws -> Int {
+        try await client.connected().messageCount(queue: Names.stepsQueue(pool: pool))
     }
 
     func waitForEvent(_ ref: AttemptRef, timeout: Duration = .seconds(60), _ matches: @escaping @Sendable (WorkerEvent) -> Bool) async throws {
@@ -179,4 +212,4 @@ final class WorkerHarness: Sendable {
 }
 
 /// The worker suites share their vhost's events and logs queues: one at a time.
-@Suite(.serialized) struct WorkerEndToEndTests {}
+@Suite(.serialized, .timeLimit(.minutes(15))) struct WorkerEndToEndTests {}

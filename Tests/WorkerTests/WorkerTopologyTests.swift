@@ -8,7 +8,7 @@ import Testing
 extension WorkerEndToEndTests {
     /// A worker declares only its own control queue: its pool's queue is the dispatcher's to
     /// declare (a worker's broker account may not), and the worker waits for it.
-    @Suite struct WorkerTopologyTests {
+    @Suite(.timeLimit(.minutes(10))) struct WorkerTopologyTests {
         @Test(.timeLimit(.minutes(3))) func aWorkerWaitsForItsPoolsQueueAndDoesNotDeclareIt() async throws {
             let harness = try await WorkerHarness(declarePool: false)
             let queue = Names.stepsQueue(pool: harness.pool)
