@@ -67,6 +67,10 @@ struct WorkerCommand: AsyncParsableCommand {
     var dispatcherUser = ProcessInfo.processInfo.environment["STEPFLEET_DISPATCHER_USER"] ?? Names.conventionalDispatcherUser
     @Option(help: "Log level: trace, debug, info, notice, warning, error.")
     var logLevel = "info"
+    @Option(help: ArgumentHelp(
+        "What runs step containers: docker (the engine), oci (runc on the image's layers; root only) or auto (oci when runc works here, else docker). Docker builds the images either way.",
+        valueName: "docker|oci|auto"))
+    var runtime = "auto"
     @OptionGroup var git: GitPolicyOptions
 
     var stepNetworkList: [String] { stepNetworks.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty } }
@@ -78,6 +82,7 @@ struct WorkerCommand: AsyncParsableCommand {
             throw ValidationError("--grace, --heartbeat, --default-timeout, --builds, --memory, --pids, --cpus, --disk, --build-timeout and --log-cap must be positive")
         }
         guard minFreeDisk >= 0 else { throw ValidationError("--min-free-disk must not be negative") }
+        guard ["docker", "oci", "auto"].contains(runtime) else { throw ValidationError("--runtime must be docker, oci or auto") }
         guard Logger.Level(rawValue: logLevel) != nil else { throw ValidationError("unknown --log-level \(logLevel)") }
         for network in stepNetworkList where !StepNetwork.isNetworkName(network) || network == "none" {
             throw ValidationError("--step-networks: \"\(network)\" is not a network name")
@@ -98,6 +103,9 @@ struct WorkerCommand: AsyncParsableCommand {
             minimumFreeDisk: Int64(minFreeDisk) << 20, dispatcherUser: dispatcherUser)
         configuration.gitPolicy = git.policy
         configuration.logCap = logCap << 20
+        let (stepRuntime, why) = try await StepRuntime.choose(runtime)
+        configuration.runtime = stepRuntime
+        logger.info("step runtime: \(stepRuntime.rawValue) (\(why))")
         let worker = WorkerService(configuration: configuration, brokers: brokers, engine: engine, logger: logger)
         let signals = onTerminationSignals { Task { await worker.shutdown() } }
         await worker.run()

@@ -42,7 +42,8 @@ final class WorkerHarness: Sendable {
         slots: Int = 2, docker: String = "unix:///var/run/docker.sock", heartbeat: Duration = .seconds(1), grace: Duration = .seconds(10),
         secretsDirectory: String? = nil, stepNetworks: [String] = ["default"], imageRepository: String = DockerImageBuilder.defaultRepository,
         imageCache: ImageCachePolicy = ImageCachePolicy(keep: 0), diskBytes: Int = 1 << 30, buildTimeout: Duration = .seconds(300),
-        minimumFreeDisk: Int64 = 0, declarePool: Bool = true, logger: Logger = WorkerHarness.logger, logCap: Int = LogLimiter.defaultLogCap
+        minimumFreeDisk: Int64 = 0, declarePool: Bool = true, logger: Logger = WorkerHarness.logger, logCap: Int = LogLimiter.defaultLogCap,
+        runtime: StepRuntime = .docker
     ) async throws {
         _ = Self.vhostReady
         pool = "wt-\(UUID().uuidString.prefix(6).lowercased())"
@@ -58,6 +59,7 @@ final class WorkerHarness: Sendable {
         // Test repositories live in the temporary directory: the one local root.
         configuration.gitPolicy = GitRemotePolicy(localRoots: [FileManager.default.temporaryDirectory.path])
         configuration.logCap = logCap
+        configuration.runtime = runtime
         worker = WorkerService(configuration: configuration, brokers: brokers, engine: try DockerEngine(endpoint: docker), logger: logger)
         client = AMQPClient(
             endpoints: brokers,
