@@ -1,4 +1,8 @@
 import Foundation
+
+#if canImport(Glibc)
+    import Glibc
+#endif
 import Protocol
 
 /// A step's OCI bundle configuration (`config.json`): the same isolation as the Docker path,
@@ -28,6 +32,15 @@ struct OCIBundle: Sendable {
     /// Docker's read-only paths.
     static let readonlyPaths = ["/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger"]
 
+    /// This process's open-file limit (a step cannot be given more than the worker has).
+    static let openFiles: (soft: Int, hard: Int) = {
+        var limit = rlimit()
+        guard getrlimit(Int32(RLIMIT_NOFILE.rawValue), &limit) == 0 else { return (1024, 4096) }
+        let hard = limit.rlim_max == rlim_t.max ? 1_048_576 : Int(limit.rlim_max)
+        let soft = limit.rlim_cur == rlim_t.max ? hard : Int(limit.rlim_cur)
+        return (soft, hard)
+    }()
+
     func config() -> JSON {
         let caps = JSON.array(capabilities.map { .string("CAP_" + $0) })
         var namespaces: [JSON] = [["type": "pid"], ["type": "network"], ["type": "ipc"], ["type": "uts"], ["type": "mount"]]
@@ -43,7 +56,8 @@ struct OCIBundle: Sendable {
                 "cwd": .string(cwd),
                 "capabilities": ["bounding": caps, "effective": caps, "permitted": caps, "inheritable": [], "ambient": []],
                 "rlimits": [
-                    ["type": "RLIMIT_NOFILE", "hard": 1_048_576, "soft": 1_048_576],
+                    // The worker's own open-file limit, as the engine passes on its own.
+                    ["type": "RLIMIT_NOFILE", "hard": JSON(Self.openFiles.hard), "soft": JSON(Self.openFiles.soft)],
                     // No single file past the disk limit, as on the Docker path.
                     ["type": "RLIMIT_FSIZE", "hard": JSON(limits.diskBytes), "soft": JSON(limits.diskBytes)],
                 ],
