@@ -48,6 +48,8 @@ public struct WorkerConfiguration: Sendable {
     public var logCap: Int = LogLimiter.defaultLogCap
     /// What runs step containers (`--runtime`); Docker builds the images either way.
     public var runtime: StepRuntime = .docker
+    /// The oci runtime's layer cache (`--layer-cache`), shared by the workers of a host.
+    public var layerCacheDirectory: String = OCIContainerRuntime.defaultLayerDirectory
 
     public init(
         name: String = WorkerConfiguration.defaultName(), pool: String = Names.defaultPool, slots: Int = 2,

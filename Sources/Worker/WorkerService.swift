@@ -49,7 +49,9 @@ public actor WorkerService {
                 maximumConcurrentBuilds: configuration.maximumConcurrentBuilds, repository: configuration.imageRepository,
                 maximumBuildTime: configuration.buildTimeout),
             runtime: configuration.runtime == .oci
-                ? OCIContainerRuntime(engine: engine, workDirectory: configuration.workDirectory, runc: OCIRunc.locate() ?? "/usr/sbin/runc")
+                ? OCIContainerRuntime(
+                    engine: engine, workDirectory: configuration.workDirectory, runc: OCIRunc.locate() ?? "/usr/sbin/runc",
+                    layerDirectory: configuration.layerCacheDirectory)
                 : DockerContainerRuntime(engine: engine),
             publisher: publisher,
             secrets: BuildSecretsProvider(directory: configuration.secretsDirectory, workDirectory: configuration.workDirectory))

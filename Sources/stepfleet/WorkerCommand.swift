@@ -71,6 +71,8 @@ struct WorkerCommand: AsyncParsableCommand {
         "What runs step containers: docker (the engine), oci (runc on the image's layers; root only) or auto (oci when runc works here, else docker). Docker builds the images either way.",
         valueName: "docker|oci|auto"))
     var runtime = "auto"
+    @Option(help: ArgumentHelp("The oci runtime's layer cache, shared by the workers of this host.", valueName: "dir"))
+    var layerCache = OCIContainerRuntime.defaultLayerDirectory
     @OptionGroup var git: GitPolicyOptions
 
     var stepNetworkList: [String] { stepNetworks.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty } }
@@ -105,6 +107,7 @@ struct WorkerCommand: AsyncParsableCommand {
         configuration.logCap = logCap << 20
         let (stepRuntime, why) = try await StepRuntime.choose(runtime)
         configuration.runtime = stepRuntime
+        configuration.layerCacheDirectory = layerCache
         logger.info("step runtime: \(stepRuntime.rawValue) (\(why))")
         let worker = WorkerService(configuration: configuration, brokers: brokers, engine: engine, logger: logger)
         let signals = onTerminationSignals { Task { await worker.shutdown() } }

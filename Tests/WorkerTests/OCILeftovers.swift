@@ -10,6 +10,9 @@ enum OCILeftovers {
             #expect(OCICgroups.directories(id).isEmpty, "the cgroup of \(id) is left", sourceLocation: sourceLocation)
             #expect(!FileManager.default.fileExists(atPath: directory + "/runc/" + id), "the runc state of \(id) is left", sourceLocation: sourceLocation)
             #expect(!FileManager.default.fileExists(atPath: directory + "/steps/" + id), "the directory of \(id) is left", sourceLocation: sourceLocation)
+            #expect(
+                !FileManager.default.fileExists(atPath: OCIContainerRuntime.defaultLayerDirectory + "/.lease-" + id), "the layer lease of \(id) is left",
+                sourceLocation: sourceLocation)
         }
         #expect(OCIContainerRuntime.mountedSteps(under: directory + "/steps").isEmpty, "a step's mount is left", sourceLocation: sourceLocation)
     }

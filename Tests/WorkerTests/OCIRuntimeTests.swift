@@ -176,7 +176,7 @@ import Testing
             umount2(layers, Int32(MNT_DETACH))
             try? FileManager.default.removeItem(atPath: work)
         }
-        let runtime = OCIContainerRuntime(engine: try DockerEngine(), workDirectory: work, runc: OCIRunc.locate() ?? "/usr/sbin/runc")
+        let runtime = OCIContainerRuntime(engine: try DockerEngine(), workDirectory: work, runc: OCIRunc.locate() ?? "/usr/sbin/runc", layerDirectory: layers)
         do {
             _ = try await Self.run(runtime)
             Issue.record("a step ran with a full layer cache")

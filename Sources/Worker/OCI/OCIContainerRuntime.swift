@@ -30,14 +30,17 @@ public final class OCIContainerRuntime: ContainerRuntime {
     private let lastPrune = Mutex<ContinuousClock.Instant?>(nil)
     private let cleanUps = Mutex<[String: Task<Void, Never>]>([:])
 
+    /// The host's layer cache when the worker names none: shared by every worker on the host.
+    public static let defaultLayerDirectory = "/var/lib/stepfleet/layers"
+
     public init(
-        engine: DockerEngine, workDirectory: String, runc: String,
+        engine: DockerEngine, workDirectory: String, runc: String, layerDirectory: String = OCIContainerRuntime.defaultLayerDirectory,
         rootCapabilities: [String] = ["CHOWN", "DAC_OVERRIDE", "FOWNER", "FSETID", "SETGID", "SETUID"], layerIdle: Duration = .seconds(3600)
     ) {
         self.engine = engine
         docker = DockerContainerRuntime(engine: engine, rootCapabilities: rootCapabilities)
         directory = (workDirectory as NSString).appendingPathComponent("oci")
-        store = OCILayerStore(directory: directory + "/layers", engine: engine)
+        store = OCILayerStore(directory: layerDirectory, engine: engine)
         self.runc = OCIRunc(executable: runc, root: directory + "/runc")
         self.rootCapabilities = rootCapabilities
         self.layerIdle = layerIdle
@@ -105,9 +108,9 @@ public final class OCIContainerRuntime: ContainerRuntime {
             do {
                 try FileManager.default.createDirectory(atPath: step, withIntermediateDirectories: true)
                 for name in ["upper", "work", "rootfs"] { try FileManager.default.createDirectory(atPath: step + "/" + name, withIntermediateDirectories: false) }
-                // The lease: a prune keeps these layers while this directory exists.
+                // The lease: a prune (of any worker sharing the cache) keeps these layers while it exists.
                 try Data(lowers.map { (($0 as NSString).deletingLastPathComponent as NSString).lastPathComponent }.joined(separator: "\n").utf8)
-                    .write(to: URL(fileURLWithPath: step + "/layers"))
+                    .write(to: URL(fileURLWithPath: store.leasePath(id)))
             } catch {
                 throw StepFailure("cannot prepare the step's directory under \(stepsDirectory): \(error.localizedDescription)")
             }
@@ -247,6 +250,7 @@ public final class OCIContainerRuntime: ContainerRuntime {
         OCICgroups.remove(id)
         let step = stepsDirectory + "/" + id
         let rootfs = step + "/rootfs"
+        defer { unlink(store.leasePath(id)) }
         if umount2(rootfs, Int32(MNT_DETACH)) != 0 && errno != EINVAL && errno != ENOENT {
             problems.append("cannot unmount \(rootfs): \(String(cString: strerror(errno)))")
         }
@@ -276,12 +280,12 @@ public final class OCIContainerRuntime: ContainerRuntime {
             return true
         }
         if due {
-            let leases = Set(
-                ((try? FileManager.default.contentsOfDirectory(atPath: stepsDirectory)) ?? []).flatMap { name -> [String] in
-                    let text = (try? String(contentsOfFile: stepsDirectory + "/" + name + "/layers", encoding: .utf8)) ?? ""
-                    return text.split(separator: "\n").map(String.init)
-                })
-            let removed = store.prune(idle: layerIdle, leases: leases)
+            // Leases of steps whose worker is gone hold nothing.
+            for id in store.leaseIDs() {
+                guard let pid = OCIContainerID.owner(id), pid != getpid(), !isLiveWorker(pid) else { continue }
+                unlink(store.leasePath(id))
+            }
+            let removed = store.prune(idle: layerIdle, leases: store.leasedLayers())
             if removed > 0 { logger.info("layer cache pruned", metadata: ["removed": "\(removed)"]) }
         }
     }

@@ -25,7 +25,21 @@ final class OCILayerStore: Sendable {
         self.engine = engine
     }
 
-    var lockPath: String { directory + ".lock" }
+    var lockPath: String { directory + "/.lock" }
+
+    /// A running step's lease: the layers it stands on, one name a line.
+    func leasePath(_ id: String) -> String { directory + "/.lease-" + id }
+
+    func leaseIDs() -> [String] {
+        ((try? FileManager.default.contentsOfDirectory(atPath: directory)) ?? []).filter { $0.hasPrefix(".lease-") }.map { String($0.dropFirst(".lease-".count)) }
+    }
+
+    /// The layers some running step stands on.
+    func leasedLayers() -> Set<String> {
+        Set(leaseIDs().flatMap { id in
+            ((try? String(contentsOfFile: leasePath(id), encoding: .utf8)) ?? "").split(separator: "\n").map(String.init)
+        })
+    }
 
     func layerDirectory(_ diffID: String) -> String { directory + "/" + Self.hex(diffID) + "/fs" }
 
@@ -160,7 +174,7 @@ final class OCILayerStore: Sendable {
                 }
                 continue
             }
-            guard !leases.contains(name) else { continue }
+            guard !name.hasPrefix("."), !leases.contains(name) else { continue }
             guard let used = (try? FileManager.default.attributesOfItem(atPath: path))?[.modificationDate] as? Date, now.timeIntervalSince(used) > idleSeconds else { continue }
             let moved = directory + "/.trash-\(UUID().uuidString)"
             if rename(path, moved) == 0 { trash.append(moved) }
@@ -173,7 +187,7 @@ final class OCILayerStore: Sendable {
     /// Runs `body` holding the cache's lock shared: a prune does not remove a layer while a
     /// step takes it.
     func withSharedLock<T>(_ body: () throws(StepFailure) -> T) throws(StepFailure) -> T {
-        try? FileManager.default.createDirectory(atPath: (lockPath as NSString).deletingLastPathComponent, withIntermediateDirectories: true)
+        try? FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
         let lock = open(lockPath, O_RDWR | O_CREAT | O_CLOEXEC, 0o600)
         guard lock >= 0 else { throw StepFailure("cannot open the layer cache's lock \(lockPath): \(String(cString: strerror(errno)))") }
         defer { close(lock) }
