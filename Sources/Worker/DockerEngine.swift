@@ -38,7 +38,7 @@ public final class DockerEngine: Sendable {
         return URL(httpURLWithSocketPath: socketPath, uri: uri)!.absoluteString
     }
 
-    private func request(
+    func request(
         _ method: HTTPMethod, _ path: String, query: [(String, String)] = [], body: Data? = nil,
         contentType: String = "application/json", timeout: TimeAmount = .seconds(60)
     ) async throws(DockerError) -> HTTPClientResponse {
@@ -67,7 +67,7 @@ public final class DockerEngine: Sendable {
     }
 
     /// Fails unless the status is 2xx (or one of `alsoOK`), with the engine's message.
-    private func expect(_ response: HTTPClientResponse, _ operation: String, alsoOK: Set<UInt> = []) async throws(DockerError) {
+    func expect(_ response: HTTPClientResponse, _ operation: String, alsoOK: Set<UInt> = []) async throws(DockerError) {
         let code = response.status.code
         guard !(200..<300).contains(code), !alsoOK.contains(code) else { return }
         let body = try await collect(response, operation)

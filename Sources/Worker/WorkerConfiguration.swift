@@ -46,6 +46,10 @@ public struct WorkerConfiguration: Sendable {
     /// The most bytes of output a step's log holds (`LogLimiter`); past it the rest is counted,
     /// not shipped, and the step runs on.
     public var logCap: Int = LogLimiter.defaultLogCap
+    /// What runs step containers (`--runtime`); Docker builds the images either way.
+    public var runtime: StepRuntime = .docker
+    /// The oci runtime's layer cache (`--layer-cache`), shared by the workers of a host.
+    public var layerCacheDirectory: String = OCIContainerRuntime.defaultLayerDirectory
 
     public init(
         name: String = WorkerConfiguration.defaultName(), pool: String = Names.defaultPool, slots: Int = 2,

@@ -48,14 +48,18 @@ public actor WorkerService {
                 engine: engine, scratchDirectory: (configuration.workDirectory as NSString).appendingPathComponent("build"),
                 maximumConcurrentBuilds: configuration.maximumConcurrentBuilds, repository: configuration.imageRepository,
                 maximumBuildTime: configuration.buildTimeout),
-            runtime: DockerContainerRuntime(engine: engine),
+            runtime: configuration.runtime == .oci
+                ? OCIContainerRuntime(
+                    engine: engine, workDirectory: configuration.workDirectory, runc: OCIRunc.locate() ?? "/usr/sbin/runc",
+                    layerDirectory: configuration.layerCacheDirectory)
+                : DockerContainerRuntime(engine: engine),
             publisher: publisher,
             secrets: BuildSecretsProvider(directory: configuration.secretsDirectory, workDirectory: configuration.workDirectory))
     }
 
     /// Runs until `shutdown()` has finished.
     public func run() async {
-        logger.info("worker starting", metadata: ["pool": "\(configuration.pool)", "slots": "\(configuration.slots)"])
+        logger.info("worker starting", metadata: ["pool": "\(configuration.pool)", "slots": "\(configuration.slots)", "runtime": "\(configuration.runtime.rawValue)"])
         engineHealthy = await engine.ping()
         if engineHealthy {
             await reapLeftoverContainers()
@@ -327,6 +331,7 @@ public actor WorkerService {
 
     /// Removes step containers that workers on this host left behind when they died.
     private func reapLeftoverContainers() async {
+        if let oci = executor.runtime as? OCIContainerRuntime { await oci.reapLeftovers(logger: logger, isLiveWorker: Self.isStepFleetProcess) }
         guard let ids = try? await engine.containers(label: "\(ContainerLabels.host)=\(ProcessInfo.processInfo.hostName)") else { return }
         for id in ids {
             guard let labels = try? await containerLabels(id), let pid = labels[ContainerLabels.pid].flatMap(Int32.init) else { continue }
@@ -367,6 +372,7 @@ public actor WorkerService {
             for task in stepTasks.values { await task.value }
         }
         for task in tasks { task.cancel() }
+        if let oci = executor.runtime as? OCIContainerRuntime { await oci.waitForCleanUps() }
         await client.stop()
         logger.info("worker stopped")
         hasStopped = true

@@ -4,7 +4,7 @@ struct BenchCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "bench",
         abstract: "Measure StepFleet's moving parts and print the figures.",
-        subcommands: [BenchAMQP.self, BenchStep.self, BenchDispatcher.self]
+        subcommands: [BenchAMQP.self, BenchStep.self, BenchChain.self, BenchDispatcher.self]
     )
 }
 

@@ -25,9 +25,12 @@ struct BenchStep: AsyncParsableCommand {
     var runnerImage = "stepfleet/runner:\(StepFleetVersion.current)"
     @Option(help: "Measured steps (and docker runs).")
     var steps = 20
+    @Option(help: ArgumentHelp("What runs the worker's step containers.", valueName: "docker|oci"))
+    var runtime = "docker"
 
     func validate() throws {
         guard steps >= 1 else { throw ValidationError("--steps must be at least 1") }
+        guard runtime == "docker" || runtime == "oci" else { throw ValidationError("--runtime must be docker or oci") }
     }
 
     func run() async throws {
@@ -43,6 +46,7 @@ struct BenchStep: AsyncParsableCommand {
 
         var configuration = WorkerConfiguration(name: "bench-\(pool)", pool: pool, slots: 1, workDirectory: workDirectory)
         configuration.gitPolicy = GitRemotePolicy(localRoots: [FileManager.default.temporaryDirectory.path])
+        configuration.runtime = try await StepRuntime.choose(runtime).0
         let worker = WorkerService(configuration: configuration, brokers: [broker], engine: try DockerEngine(endpoint: docker), logger: logger)
         let workerTask = Task { await worker.run() }
         // The bench plays dispatcher: it declares the fleet's topology and the pool's queue,
@@ -79,7 +83,12 @@ struct BenchStep: AsyncParsableCommand {
         say("warming up: building the step image once")
         _ = try await runStep()
         var workerSamples: [Double] = []
-        for _ in 0..<steps { workerSamples.append(try await runStep().1) }
+        var phases: [PhaseDurations] = []
+        for _ in 0..<steps {
+            let (outcome, milliseconds) = try await runStep()
+            workerSamples.append(milliseconds)
+            if let durations = outcome.phases { phases.append(durations) }
+        }
         await worker.shutdown()
         await workerTask.value
         _ = try? await connection.deleteQueue(Names.stepsQueue(pool: pool))
@@ -99,7 +108,15 @@ struct BenchStep: AsyncParsableCommand {
         }
         let workerStats = Percentiles(workerSamples)
         let dockerStats = Percentiles(dockerSamples)
-        say("worker step (claim → outcome), \(steps) cache-hit steps: median \(workerStats.median.milliseconds), p99 \(workerStats.value(99).milliseconds)")
+        say("worker step (claim → outcome, --runtime \(runtime)), \(steps) cache-hit steps: median \(workerStats.median.milliseconds), p99 \(workerStats.value(99).milliseconds)")
+        func median(_ path: KeyPath<PhaseDurations, Int?>) -> String {
+            let values = phases.compactMap { $0[keyPath: path] }.map(Double.init)
+            return values.isEmpty ? "?" : String(format: "%.0f", Percentiles(values).median)
+        }
+        say(
+            "  where it goes (median ms): build initialise \(median(\.buildInitialiseMs)) (checkout, repository files), build \(median(\.buildMs)) in all, "
+                + "run initialise \(median(\.runInitialiseMs)) (layers, mount, config), running \(median(\.runningMs)), completing \(median(\.runCompletingMs)); "
+                + "the rest is the claim, phase events and the outcome")
         say("docker run --rm, \(steps) runs of the same image: median \(dockerStats.median.milliseconds), p99 \(dockerStats.value(99).milliseconds)")
         say(String(format: "ratio: %.2f", workerStats.median / dockerStats.median))
     }

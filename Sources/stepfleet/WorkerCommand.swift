@@ -76,11 +76,19 @@ struct WorkerCommand: AsyncParsableCommand {
     var metricsListen: String?
     @Option(help: "Log level: trace, debug, info, notice, warning, error, critical (default: info).")
     var logLevel: String?
+    @Option(help: ArgumentHelp(
+        "What runs step containers: docker (the engine), oci (runc on the image's layers; root only) or auto (oci when runc works here, else docker). Docker builds the images either way (default: docker).",
+        valueName: "docker|oci|auto"))
+    var runtime: String?
+    @Option(help: ArgumentHelp("The oci runtime's layer cache, shared by the workers of this host (default: \(OCIContainerRuntime.defaultLayerDirectory)).", valueName: "dir"))
+    var layerCache: String?
     @OptionGroup var git: GitPolicyOptions
     @OptionGroup var config: ConfigFileOption
 
     /// Every setting, from the command line, the environment, the --config file or its default.
     struct Resolved {
+        /// docker, oci or auto: chosen for this host when the worker starts.
+        var runtime: String
         var amqp: [AMQPConfiguration]
         var docker: String
         var logLevel: Logger.Level
@@ -116,6 +124,8 @@ struct WorkerCommand: AsyncParsableCommand {
         let dispatcherUser = try s.string("dispatcher-user", dispatcherUser, default: Names.conventionalDispatcherUser)
         let metricsListen = try s.optionalString("metrics-listen", metricsListen, check: { DispatcherCommand.address($0) == nil ? "HOST:PORT" : nil })
         let level = try s.string("log-level", logLevel, default: "info", check: DispatcherCommand.logLevelProblem)
+        let runtime = try s.string("runtime", runtime, default: "docker", check: { ["docker", "oci", "auto"].contains($0) ? nil : "docker, oci or auto" })
+        let layerCache = try s.string("layer-cache", layerCache, default: OCIContainerRuntime.defaultLayerDirectory)
         let gitPolicy = try git.policy(&s)
         try s.refuseUnknownFileKeys()
 
@@ -128,7 +138,9 @@ struct WorkerCommand: AsyncParsableCommand {
             minimumFreeDisk: Int64(minFreeDisk) << 20, dispatcherUser: dispatcherUser)
         configuration.gitPolicy = gitPolicy
         configuration.logCap = logCap << 20
+        configuration.layerCacheDirectory = layerCache
         return Resolved(
+            runtime: runtime,
             amqp: try AMQPConfiguration.list(amqp), docker: docker, logLevel: Logger.Level(rawValue: level)!,
             metricsListen: metricsListen.flatMap(DispatcherCommand.address).map { (host: $0.0, port: $0.1) }, worker: configuration)
     }
@@ -151,7 +163,11 @@ struct WorkerCommand: AsyncParsableCommand {
         let logger = makeLogger("stepfleet.worker", level: settings.logLevel)
         let metrics = ProcessMetrics.bootstrap()
         let engine = try DockerEngine(endpoint: settings.docker)
-        let worker = WorkerService(configuration: settings.worker, brokers: settings.amqp, engine: engine, logger: logger)
+        var configuration = settings.worker
+        let (stepRuntime, why) = try await StepRuntime.choose(settings.runtime)
+        configuration.runtime = stepRuntime
+        logger.info("step runtime: \(stepRuntime.rawValue) (\(why))")
+        let worker = WorkerService(configuration: configuration, brokers: settings.amqp, engine: engine, logger: logger)
         // Shut down in reverse order: the worker first (its steps finish), then /metrics.
         var services: [ServiceGroupConfiguration.ServiceConfiguration] = []
         if let address = settings.metricsListen {

@@ -56,7 +56,7 @@ import Testing
     }
 
     @Test func bothProcessesServePrometheusTextAndStopOnSigterm() async throws {
-        ensureVhost(Self.vhost)
+        try ensureVhost(Self.vhost)
         let folder = FileManager.default.temporaryDirectory.appendingPathComponent("stepfleet-metrics-\(UUID().uuidString.prefix(6))").path
         try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true)
         let amqp = "amqp://guest:guest@127.0.0.1:5672/\(Self.vhost)"

@@ -17,7 +17,7 @@ import TestSupport
     }
 
     @Test(.timeLimit(.minutes(10))) func benchDispatcherCountsWhatItsStoreHolds() throws {
-        ensureVhost(Self.vhost)
+        try ensureVhost(Self.vhost)
         let folder = try Self.folder()
         defer { try? FileManager.default.removeItem(atPath: folder) }
         let figures = folder + "/bench.json"
@@ -39,7 +39,7 @@ import TestSupport
     }
 
     @Test(.timeLimit(.minutes(15))) func loadReportsWhatTheStoreHolds() async throws {
-        ensureVhost(Self.vhost)
+        try ensureVhost(Self.vhost)
         let folder = try Self.folder()
         let fleet = LoadTestFleet(folder: folder, amqp: Self.amqp)
         defer {

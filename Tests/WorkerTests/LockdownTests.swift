@@ -5,7 +5,8 @@ import Testing
 @testable import Worker
 
 /// What a step may not do: reach the network, see the host, mount, gain privileges, or fork
-/// without bound. Real containers on the real engine.
+/// without bound. Real containers, on both runtimes: the Docker engine and runc (`oci`), which
+/// must give the same isolation point by point.
 extension WorkerEndToEndTests {
     @Suite struct LockdownTests {
         static let actions = #"""
@@ -21,6 +22,10 @@ extension WorkerEndToEndTests {
                   echo "PROBE $(grep NoNewPrivs /proc/self/status | tr -d ' \t')"
                   echo "PROBE pids.max=$(cat /sys/fs/cgroup/pids.max 2>/dev/null || cat /sys/fs/cgroup/pids/pids.max)"
                   echo "PROBE uid=$(id -u) $(grep CapEff /proc/self/status | tr -d ' \t')"
+                  if unshare -U true 2>/dev/null; then echo "PROBE unshare=allowed"; else echo "PROBE unshare=refused"; fi
+                  echo "PROBE keyctl=$(perl -e 'syscall(250, 0, 0, 0); print $!+0 == 1 ? "refused" : "allowed"')"
+                  if head -c 1 /proc/kcore >/dev/null 2>&1; then echo "PROBE kcore=readable"; else echo "PROBE kcore=unreadable"; fi
+                  echo "PROBE timer_list=$(wc -c < /proc/timer_list) sysrq=$(if echo h 2>/dev/null > /proc/sysrq-trigger; then echo writable; else echo read-only; fi)"
               bomb:
                 run: 'n=0; while [ $n -lt 2000 ]; do sleep 30 & n=$((n+1)); done; echo "PROBE forked=$n"'
                 timeout: 60
@@ -32,8 +37,9 @@ extension WorkerEndToEndTests {
                   head -c 600000000 /dev/zero | tail -n 1 > /dev/null && echo "PROBE survived"
             """#
 
-        @Test func aStepCannotReachTheNetworkOrTheHostNorPassItsLimits() async throws {
-            let harness = try await WorkerHarness()
+        @Test(.timeLimit(.minutes(6)), arguments: StepRuntime.allCases)
+        func aStepCannotReachTheNetworkOrTheHostNorPassItsLimits(runtime: StepRuntime) async throws {
+            let harness = try await WorkerHarness(runtime: runtime)
             let mark = FileManager.default.temporaryDirectory.appendingPathComponent("stepfleet-hostmark-\(UUID().uuidString.prefix(6))").path
             try "host only".write(toFile: mark, atomically: true, encoding: .utf8)
             defer { try? FileManager.default.removeItem(atPath: mark) }
@@ -52,6 +58,12 @@ extension WorkerEndToEndTests {
             #expect(lines.contains("PROBE pids.max=256"), "\(lines)")
             #expect(lines.contains("PROBE uid=1000 CapEff:0000000000000000"), "the runner image's user, no capabilities: \(lines)")
             #expect(lines.contains("PROBE secret=****"), "a secret property printed by the step is masked: \(lines)")
+            // Seccomp: a new user namespace and the kernel keyring are refused (EPERM).
+            #expect(lines.contains("PROBE unshare=refused"), "\(lines)")
+            #expect(lines.contains("PROBE keyctl=refused"), "\(lines)")
+            // Masked and read-only /proc paths.
+            #expect(lines.contains("PROBE kcore=unreadable"), "\(lines)")
+            #expect(lines.contains("PROBE timer_list=0 sysrq=read-only"), "\(lines)")
 
             // 2,000 background processes against a limit of 256: the shell cannot fork, the step
             // fails, and the worker is unharmed (it runs the next step).
@@ -72,11 +84,14 @@ extension WorkerEndToEndTests {
             #expect(
                 hog.error?.hasPrefix("the step ran out of memory: a process passed the container's limit of 256 MiB and was killed (exit code") == true,
                 "\(hog.error ?? "")")
+            await harness.worker.shutdown()
+            OCILeftovers.expectNone(in: harness.workDirectory)
             await harness.stop()
         }
 
         /// A step gets a network only when its properties ask for one the worker offers.
-        @Test func aNetworkIsGivenOnlyWhenAskedForAndOffered() async throws {
+        @Test(.timeLimit(.minutes(4)), arguments: StepRuntime.allCases)
+        func aNetworkIsGivenOnlyWhenAskedForAndOffered(runtime: StepRuntime) async throws {
             let actions = #"""
                 actions:
                   nets:
@@ -85,7 +100,7 @@ extension WorkerEndToEndTests {
             let repository = try TestRepository.make([".opschain/actions.yml": actions])
             let asksForHost: JSON = ["opschain": ["config": ["network": "host"]]]
 
-            let strict = try await WorkerHarness()
+            let strict = try await WorkerHarness(runtime: runtime)
             let refused = try await strict.run(strict.job(repository, action: "nets", project: asksForHost))
             #expect(refused.status == .error)
             #expect(refused.error == "the step asks for the network \"host\" (opschain.config.network), which this worker does not allow (its --step-networks: default)")
@@ -93,22 +108,30 @@ extension WorkerEndToEndTests {
             await strict.stop()
 
             // A worker that offers the host's network (this machine has no bridge to offer).
-            let open = try await WorkerHarness(stepNetworks: ["host"])
+            let open = try await WorkerHarness(stepNetworks: ["host"], runtime: runtime)
             let onHost = try await open.run(open.job(repository, action: "nets", project: asksForHost))
             #expect(onHost.status == .success, "\(onHost.error ?? "")")
             let hostLine = await open.logLines(for: onHost.ref).map(\.text).first { $0.hasPrefix("NETS ") }
             let hostInterfaces = try String(contentsOfFile: "/proc/net/dev", encoding: .utf8).split(separator: "\n").count - 2
             #expect((hostLine?.split(separator: " ").count ?? 0) - 1 == hostInterfaces, "the host's \(hostInterfaces) interfaces: \(hostLine ?? "none")")
+            if runtime == .oci {
+                // runc gives only lo: a step asking for a network goes to the engine, and says so.
+                let said = await open.logLines(for: onHost.ref).map(\.text)
+                #expect(said.contains { $0.hasPrefix("run: on the Docker runtime: the step asks for the network \"host\"") }, "\(said)")
+            }
             let none = try await open.run(open.job(repository, action: "nets", project: ["opschain": ["config": ["network": false]]]))
             #expect(await open.logLines(for: none.ref).map(\.text).contains("NETS lo "))
+            await open.worker.shutdown()
+            OCILeftovers.expectNone(in: open.workDirectory)
             await open.stop()
         }
 
         /// Steps run as the image's user: the runner's unprivileged `opschain` with no
         /// capabilities, or root with only the few a root step needs when a project's Dockerfile
         /// switches to `USER root`. A non-root step cannot write outside its reach and says why.
-        @Test func stepsRunAsTheImagesUser() async throws {
-            let harness = try await WorkerHarness()
+        @Test(.timeLimit(.minutes(6)), arguments: StepRuntime.allCases)
+        func stepsRunAsTheImagesUser(runtime: StepRuntime) async throws {
+            let harness = try await WorkerHarness(runtime: runtime)
             let actions = """
                 actions:
                   who:
@@ -148,6 +171,8 @@ extension WorkerEndToEndTests {
             #expect(rootLines.contains("WHO uid=0 gid=0 home=/root CapEff:00000000000000db"), "\(rootLines)")
             #expect(rootLines.contains("WHO etc=written"), "\(rootLines)")
             #expect(rootLines.contains("WHO git=ok"), "a root step can use the repository owned by opschain: \(rootLines)")
+            await harness.worker.shutdown()
+            OCILeftovers.expectNone(in: harness.workDirectory)
             await harness.stop()
         }
     }

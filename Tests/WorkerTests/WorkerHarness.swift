@@ -40,7 +40,7 @@ final class WorkerHarness: Sendable {
         secretsDirectory: String? = nil, stepNetworks: [String] = ["default"], imageRepository: String = DockerImageBuilder.defaultRepository,
         imageCache: ImageCachePolicy = ImageCachePolicy(keep: 0), diskBytes: Int = 1 << 30, buildTimeout: Duration = .seconds(300),
         minimumFreeDisk: Int64 = 0, declarePool: Bool = true, logger: Logger = WorkerHarness.logger, logCap: Int = LogLimiter.defaultLogCap,
-        builds: Int? = nil
+        builds: Int? = nil, runtime: StepRuntime = .docker
     ) async throws {
         try Self.vhostReady.get()
         pool = "wt-\(UUID().uuidString.prefix(6).lowercased())"
@@ -57,6 +57,7 @@ final class WorkerHarness: Sendable {
         configuration.gitPolicy = GitRemotePolicy(localRoots: [FileManager.default.temporaryDirectory.path])
         configuration.logCap = logCap
         if let builds { configuration.maximumConcurrentBuilds = builds }
+        configuration.runtime = runtime
         worker = WorkerService(configuration: configuration, brokers: brokers, engine: try DockerEngine(endpoint: docker), logger: logger)
         client = AMQPClient(
             endpoints: brokers,

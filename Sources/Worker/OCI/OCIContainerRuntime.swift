@@ -1,0 +1,351 @@
+import Foundation
+import Logging
+import Protocol
+import Synchronization
+
+#if canImport(Glibc)
+    import Glibc
+#endif
+
+/// Step containers run by `runc` directly on the step image's layers: the layers unpacked
+/// once into the host's layer cache (`OCILayerStore`), an overlay mount per step (its own
+/// upper and work directories), a bundle whose `config.json` gives the Docker path's
+/// isolation (`OCIBundle`). `step_context.json` goes in and `step_result.json` comes out
+/// through the step's file system, with no archive copies. Docker still builds the images,
+/// and runs the steps that ask for a network.
+///
+/// Everything of a step is named after its container id (`sf<worker pid>-<random>`): its
+/// directory under `<work>/oci/steps`, its runc state under `<work>/oci/runc` and its cgroup
+/// `/stepfleet/<id>`. All of it goes after the step, and a worker removes what a dead worker
+/// left (`reapLeftovers`).
+public final class OCIContainerRuntime: ContainerRuntime {
+    let engine: DockerEngine
+    let docker: DockerContainerRuntime
+    let store: OCILayerStore
+    let runc: OCIRunc
+    let directory: String
+    private let rootCapabilities: [String]
+    /// Layers unused this long (and held by no running step) leave the cache.
+    let layerIdle: Duration
+    private let lastPrune = Mutex<ContinuousClock.Instant?>(nil)
+    private let cleanUps = Mutex<[String: Task<Void, Never>]>([:])
+
+    /// The host's layer cache when the worker names none: shared by every worker on the host.
+    public static let defaultLayerDirectory = "/var/lib/stepfleet/layers"
+
+    public init(
+        engine: DockerEngine, workDirectory: String, runc: String, layerDirectory: String = OCIContainerRuntime.defaultLayerDirectory,
+        rootCapabilities: [String] = ["CHOWN", "DAC_OVERRIDE", "FOWNER", "FSETID", "SETGID", "SETUID"], layerIdle: Duration = .seconds(3600)
+    ) {
+        self.engine = engine
+        docker = DockerContainerRuntime(engine: engine, rootCapabilities: rootCapabilities)
+        directory = (workDirectory as NSString).appendingPathComponent("oci")
+        store = OCILayerStore(directory: layerDirectory, engine: engine)
+        self.runc = OCIRunc(executable: runc, root: directory + "/runc")
+        self.rootCapabilities = rootCapabilities
+        self.layerIdle = layerIdle
+    }
+
+    var stepsDirectory: String { directory + "/steps" }
+
+    /// The container ids each runtime directory used (the last 1,000), so that a test can
+    /// check that nothing of them is left.
+    private static let used = Mutex<[String: [String]]>([:])
+
+    static func record(_ id: String, in directory: String) {
+        used.withLock { $0[directory, default: []] = Array(($0[directory] ?? []).suffix(999)) + [id] }
+    }
+
+    static func idsUsed(in directory: String) -> [String] { used.withLock { $0[directory] ?? [] } }
+
+    public func run(
+        _ run: ContainerRun, cancellation: StepCancellation, started: @escaping @Sendable () async -> Void,
+        output: @escaping @Sendable (LogBatch.Stream, Data) -> Void
+    ) async throws(StepFailure) -> ContainerResult {
+        if let network = run.network {
+            output(.system, Data("run: on the Docker runtime: the step asks for the network \"\(network)\" (opschain.config.network), and the oci runtime gives steps only lo\n".utf8))
+            return try await docker.run(run, cancellation: cancellation, started: started, output: output)
+        }
+        if cancellation.isCancelled { return ContainerResult(exitCode: nil, timedOut: false, cancelled: true, stepResult: nil) }
+        let id = OCIContainerID.make()
+        Self.record(id, in: directory)
+        let step = stepsDirectory + "/" + id
+        // Removed after the outcome is on its way; `waitForCleanUps` (at shutdown) waits for it.
+        defer {
+            let task = Task.detached { [self] in
+                await self.cleanUp(id)
+                _ = self.cleanUps.withLock { $0.removeValue(forKey: id) }
+            }
+            cleanUps.withLock { $0[id] = task }
+        }
+        return try await runPrepared(run, id: id, step: step, cancellation: cancellation, started: started, output: output)
+    }
+
+    /// Waits until every finished step's container, mount and directory are gone.
+    public func waitForCleanUps() async {
+        while let task = cleanUps.withLock({ $0.values.first }) {
+            await task.value
+            try? await Task.sleep(for: .milliseconds(1))
+        }
+    }
+
+    private func runPrepared(
+        _ run: ContainerRun, id: String, step: String, cancellation: StepCancellation, started: @escaping @Sendable () async -> Void,
+        output: @escaping @Sendable (LogBatch.Stream, Data) -> Void
+    ) async throws(StepFailure) -> ContainerResult {
+        let image: JSON
+        do {
+            guard let inspected = try await engine.inspectImage(run.image) else { throw StepFailure("the step image \(run.image) is not on the engine") }
+            image = inspected
+        } catch let error as StepFailure {
+            throw error
+        } catch {
+            throw StepFailure("cannot inspect the step image: \(error)")
+        }
+        let lowers = try await store.layers(of: image, reference: run.image)
+        let rootfs = step + "/rootfs"
+        try store.withSharedLock { () throws(StepFailure) in
+            do {
+                try FileManager.default.createDirectory(atPath: step, withIntermediateDirectories: true)
+                for name in ["upper", "work", "rootfs"] { try FileManager.default.createDirectory(atPath: step + "/" + name, withIntermediateDirectories: false) }
+                // The lease: a prune (of any worker sharing the cache) keeps these layers while it exists.
+                try Data(lowers.map { (($0 as NSString).deletingLastPathComponent as NSString).lastPathComponent }.joined(separator: "\n").utf8)
+                    .write(to: URL(fileURLWithPath: store.leasePath(id)))
+            } catch {
+                throw StepFailure("cannot prepare the step's directory under \(stepsDirectory): \(error.localizedDescription)")
+            }
+            for lower in lowers where !FileManager.default.fileExists(atPath: lower) {
+                throw StepFailure("a layer of the step image left the layer cache while the step started; run it again")
+            }
+            let options = "lowerdir=\(lowers.joined(separator: ":")),upperdir=\(step)/upper,workdir=\(step)/work"
+            guard options.utf8.count < 4000 else {
+                throw StepFailure("the step image has too many layers (\(lowers.count)) for one overlay mount; squash its Dockerfile's steps or run with --runtime docker")
+            }
+            guard options.withCString({ mount("overlay", rootfs, "overlay", UInt(MS_NODEV), $0) }) == 0 else {
+                throw StepFailure("cannot mount the step's file system (overlay): \(String(cString: strerror(errno)))")
+            }
+        }
+        let files = OCIRootFiles(root: rootfs)
+        let user: ContainerUser
+        let account: OCIAccount
+        do {
+            let passwd = try files.read("/etc/passwd").map { String(decoding: $0, as: UTF8.self) }
+            let group = try files.read("/etc/group").map { String(decoding: $0, as: UTF8.self) }
+            user = try ContainerUser.resolve(run.imageUser, passwd: passwd, group: group)
+            account = OCIAccount(user: user, spec: run.imageUser, passwd: passwd, group: group)
+        } catch let error as ContainerUser.Unresolved {
+            throw StepFailure("cannot run the step: \(error)")
+        } catch {
+            throw StepFailure("cannot read the step image's accounts: \(error)")
+        }
+        let capabilities = user.isRoot ? rootCapabilities : []
+        output(
+            .system,
+            Data(
+                "run: as user \(user)\(run.imageUser.isEmpty ? "" : " (image USER \(run.imageUser))"), \(user.isRoot ? "capabilities " + rootCapabilities.joined(separator: ", ") : "no capabilities") (oci runtime)\n"
+                    .utf8))
+        let hostname = String(id.split(separator: "-").last ?? "step")
+        do {
+            try files.write("/etc/hostname", Data((hostname + "\n").utf8), owner: .root)
+            try files.write("/etc/hosts", Data(Self.hosts(hostname).utf8), owner: .root)
+            try files.write(
+                DockerContainerRuntime.workDirectory + "/.opschain/step_context.json", run.stepContext, owner: user, directoryOwner: user)
+        } catch {
+            throw StepFailure("cannot write step_context.json into the step's file system: \(error)")
+        }
+        let config = image["Config"]
+        let entrypoint = config?["Entrypoint"]?.arrayValue?.compactMap(\.stringValue) ?? []
+        var env = ["HOSTNAME=" + hostname] + (config?["Env"]?.arrayValue?.compactMap(\.stringValue) ?? [])
+        if !env.contains(where: { $0.hasPrefix("PATH=") }) { env.append("PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin") }
+        if !env.contains(where: { $0.hasPrefix("HOME=") }) { env.append("HOME=" + account.home) }
+        let bundle = OCIBundle(
+            args: entrypoint + ["opschain-action", run.action], env: env, cwd: DockerContainerRuntime.workDirectory, user: user,
+            additionalGids: account.groups, capabilities: capabilities, limits: run.limits, hostname: hostname, cgroupsPath: OCICgroups.path(id),
+            cgroupV2: OCICgroups.isV2, rootPath: rootfs)
+        do {
+            try Data(bundle.config().serialized().utf8).write(to: URL(fileURLWithPath: step + "/config.json"))
+        } catch {
+            throw StepFailure("cannot write the step's config.json: \(error.localizedDescription)")
+        }
+        return try await runContainer(run, id: id, step: step, cancellation: cancellation, started: started, output: output)
+    }
+
+    private func runContainer(
+        _ run: ContainerRun, id: String, step: String, cancellation: StepCancellation, started: @escaping @Sendable () async -> Void,
+        output: @escaping @Sendable (LogBatch.Stream, Data) -> Void
+    ) async throws(StepFailure) -> ContainerResult {
+        let runc = runc
+        let timedOut = Mutex(false)
+        let process = Mutex<OCIProcess?>(nil)
+        cancellation.onCancel {
+            Task { await runc.kill(id: id) }
+            // Killed before runc made the container: stop runc itself.
+            if !FileManager.default.fileExists(atPath: step + "/pid"), let pid = process.withLock({ $0?.pid }) { kill(pid, SIGKILL) }
+        }
+        if cancellation.isCancelled { return ContainerResult(exitCode: nil, timedOut: false, cancelled: true, stepResult: nil) }
+        await started()
+        let running: OCIProcess
+        do {
+            // runc itself is killed a minute past the step's own timeout (which kills the
+            // container): no wait without a deadline.
+            running = try runc.run(id: id, bundle: step, timeout: run.timeout + .seconds(60)) { isError, data in output(isError ? .stderr : .stdout, data) }
+        } catch {
+            throw StepFailure("cannot start runc: \(error)")
+        }
+        process.withLock { $0 = running }
+        if cancellation.isCancelled { Task { await runc.kill(id: id) } }
+        let timer = Task {
+            try await Task.sleep(for: run.timeout)
+            timedOut.withLock { $0 = true }
+            await runc.kill(id: id)
+        }
+        let diskExceeded = Mutex(false)
+        let limit = run.limits.diskBytes
+        let upper = step + "/upper"
+        let diskWatch = Task.detached {
+            while !Task.isCancelled {
+                try await Task.sleep(for: DockerContainerRuntime.diskPollInterval)
+                if OCIDiskUsage.bytes(upper, stopAbove: limit) > limit {
+                    diskExceeded.withLock { $0 = true }
+                    await runc.kill(id: id)
+                    return
+                }
+            }
+        }
+        let status = await running.wait()
+        let exited = ContinuousClock.now
+        timer.cancel()
+        diskWatch.cancel()
+        let containerStarted = FileManager.default.fileExists(atPath: step + "/pid")
+        let runcErrors = OCIRunc.errors(inLog: step + "/runc.log")
+        guard containerStarted || cancellation.isCancelled else {
+            throw StepFailure("runc could not start the step container (exit \(status)): \(runcErrors.last ?? "no message from runc")")
+        }
+        for message in runcErrors { output(.system, Data("runc: \(message)\n".utf8)) }
+        if !diskExceeded.withLock({ $0 }), OCIDiskUsage.bytes(upper, stopAbove: limit) >= limit { diskExceeded.withLock { $0 = true } }
+        let outOfMemory = OCICgroups.oomKills(id) > 0
+        var stepResult: Data?
+        do {
+            stepResult = try OCIRootFiles(root: step + "/rootfs").read(DockerContainerRuntime.resultPath)
+        } catch {
+            throw StepFailure("cannot read step_result.json out of the container: \(error)")
+        }
+        return ContainerResult(
+            exitCode: running.timedOut ? nil : Int(status), timedOut: timedOut.withLock { $0 } || running.timedOut, cancelled: cancellation.isCancelled,
+            stepResult: stepResult, outOfMemory: outOfMemory, diskExceeded: diskExceeded.withLock { $0 }, exitedAt: exited)
+    }
+
+    static func hosts(_ hostname: String) -> String {
+        "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\nfe00::0\tip6-localnet\nff00::0\tip6-mcastprefix\nff02::1\tip6-allnodes\nff02::2\tip6-allrouters\n127.0.1.1\t\(hostname)\n"
+    }
+
+    // MARK: Leaving nothing behind
+
+    /// Removes the step's container, cgroup, mount and directory. Errors are logged by the
+    /// next reap, which tries again.
+    @discardableResult
+    func cleanUp(_ id: String) async -> [String] {
+        var problems: [String] = []
+        if let problem = await runc.delete(id: id) { problems.append(problem) }
+        OCICgroups.remove(id)
+        let step = stepsDirectory + "/" + id
+        let rootfs = step + "/rootfs"
+        defer { unlink(store.leasePath(id)) }
+        if umount2(rootfs, Int32(MNT_DETACH)) != 0 && errno != EINVAL && errno != ENOENT {
+            problems.append("cannot unmount \(rootfs): \(String(cString: strerror(errno)))")
+        }
+        do {
+            if FileManager.default.fileExists(atPath: step) { try FileManager.default.removeItem(atPath: step) }
+        } catch {
+            problems.append("cannot remove \(step): \(error.localizedDescription)")
+        }
+        return problems
+    }
+
+    /// Removes what workers that died on this host left: runc containers, cgroups, mounts and
+    /// step directories whose worker process is gone. Also prunes the layer cache now and then.
+    public func reapLeftovers(logger: Logger, isLiveWorker: @Sendable (pid_t) -> Bool) async {
+        var ids = Set(runc.containers())
+        ids.formUnion(((try? FileManager.default.contentsOfDirectory(atPath: stepsDirectory)) ?? []).filter { OCIContainerID.owner($0) != nil })
+        ids.formUnion(OCICgroups.all())
+        ids.formUnion(Self.mountedSteps(under: stepsDirectory))
+        for id in ids.sorted() {
+            guard let pid = OCIContainerID.owner(id), pid != getpid(), !isLiveWorker(pid) else { continue }
+            logger.warning("removing a step container (oci) left by a dead worker", metadata: ["container": "\(id)"])
+            for problem in await cleanUp(id) { logger.warning("cannot remove all of a dead worker's step: \(problem)") }
+        }
+        let due = lastPrune.withLock { last -> Bool in
+            guard last.map({ ContinuousClock.now - $0 > .seconds(60) }) ?? true else { return false }
+            last = ContinuousClock.now
+            return true
+        }
+        if due {
+            // Leases of steps whose worker is gone hold nothing.
+            for id in store.leaseIDs() {
+                guard let pid = OCIContainerID.owner(id), pid != getpid(), !isLiveWorker(pid) else { continue }
+                unlink(store.leasePath(id))
+            }
+            let removed = store.prune(idle: layerIdle, leases: store.leasedLayers())
+            if removed > 0 { logger.info("layer cache pruned", metadata: ["removed": "\(removed)"]) }
+        }
+    }
+
+    /// Step ids whose root file system is still mounted.
+    static func mountedSteps(under directory: String) -> [String] {
+        guard let table = try? String(contentsOfFile: "/proc/self/mountinfo", encoding: .utf8) else { return [] }
+        return table.split(separator: "\n").compactMap { line in
+            let fields = line.split(separator: " ")
+            guard fields.count > 4, fields[4].hasPrefix(directory + "/") else { return nil }
+            let rest = fields[4].dropFirst(directory.count + 1)
+            return rest.split(separator: "/").first.map(String.init)
+        }
+    }
+}
+
+/// The home and supplementary groups of a step's user, as the engine gives them.
+struct OCIAccount {
+    var home: String
+    var groups: [Int]
+
+    init(user: ContainerUser, spec: String, passwd: String?, group: String?) {
+        let lines = (passwd ?? "").split(whereSeparator: \.isNewline).map { $0.split(separator: ":", omittingEmptySubsequences: false) }
+        let entry = lines.first { $0.count >= 6 && Int($0[2]) == user.uid }
+        home = entry.map { String($0[5]) }.flatMap { $0.isEmpty ? nil : $0 } ?? "/"
+        let name = entry.map { String($0[0]) }
+        var groups: [Int] = []
+        if let name, !spec.contains(":") {
+            for line in (group ?? "").split(whereSeparator: \.isNewline) {
+                let fields = line.split(separator: ":", omittingEmptySubsequences: false)
+                guard fields.count >= 4, let id = Int(fields[2]), id != user.gid else { continue }
+                if fields[3].split(separator: ",").contains(where: { $0 == name }) { groups.append(id) }
+            }
+        }
+        self.groups = groups
+    }
+}
+
+/// Bytes written into a step's upper directory.
+enum OCIDiskUsage {
+    static func bytes(_ path: String, stopAbove limit: Int) -> Int {
+        var total = 0
+        var pending = [path]
+        while let directory = pending.popLast() {
+            guard let handle = opendir(directory) else { continue }
+            defer { closedir(handle) }
+            while let entry = readdir(handle) {
+                let name = withUnsafeBytes(of: entry.pointee.d_name) { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) }
+                if name == "." || name == ".." { continue }
+                let child = directory + "/" + name
+                var info = stat()
+                guard lstat(child, &info) == 0 else { continue }
+                if (info.st_mode & S_IFMT) == S_IFDIR {
+                    pending.append(child)
+                } else {
+                    total += Int(info.st_size)
+                }
+                if total > limit { return total }
+            }
+        }
+        return total
+    }
+}

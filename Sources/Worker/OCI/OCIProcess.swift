@@ -1,0 +1,146 @@
+import Foundation
+import Synchronization
+
+#if canImport(Glibc)
+    import Glibc
+#endif
+
+/// One `runc` process: standard input from /dev/null, standard output and error read apart
+/// on threads of their own (never on Swift's cooperative pool), and a deadline past which
+/// it is killed. Arguments are passed as an array, never through a shell.
+final class OCIProcess: Sendable {
+    struct Result: Sendable {
+        var status: Int32
+        var output: String
+        var error: String
+        var timedOut: Bool
+    }
+
+    struct SpawnFailure: Error, CustomStringConvertible {
+        let description: String
+    }
+
+    let pid: pid_t
+    private let state: State
+
+    /// Shared with the threads that wait for the process and enforce its deadline.
+    private final class State: Sendable {
+        let exited = Mutex<(status: Int32?, waiters: [CheckedContinuation<Int32, Never>])>((nil, []))
+        let deadline = Mutex((finished: false, expired: false))
+    }
+
+    /// Starts `executable`; each chunk of its standard output and error goes to `output` (on
+    /// a reader thread, in order per stream). The process is killed past `timeout`.
+    init(_ executable: String, _ arguments: [String], timeout: Duration, output: @escaping @Sendable (_ isError: Bool, Data) -> Void) throws(SpawnFailure) {
+        var out: [Int32] = [0, 0]
+        var err: [Int32] = [0, 0]
+        guard pipe(&out) == 0 else { throw SpawnFailure(description: "pipe: \(String(cString: strerror(errno)))") }
+        guard pipe(&err) == 0 else {
+            close(out[0]); close(out[1])
+            throw SpawnFailure(description: "pipe: \(String(cString: strerror(errno)))")
+        }
+        for end in out + err { _ = fcntl(end, F_SETFD, FD_CLOEXEC) }
+        var actions = posix_spawn_file_actions_t()
+        posix_spawn_file_actions_init(&actions)
+        defer { posix_spawn_file_actions_destroy(&actions) }
+        posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
+        posix_spawn_file_actions_adddup2(&actions, out[1], 1)
+        posix_spawn_file_actions_adddup2(&actions, err[1], 2)
+        var attributes = posix_spawnattr_t()
+        posix_spawnattr_init(&attributes)
+        defer { posix_spawnattr_destroy(&attributes) }
+        var signals = sigset_t()
+        sigemptyset(&signals)
+        posix_spawnattr_setsigmask(&attributes, &signals)
+        posix_spawnattr_setflags(&attributes, Int16(POSIX_SPAWN_SETSIGMASK))
+        let argv: [UnsafeMutablePointer<CChar>?] = ([executable] + arguments).map { strdup($0) } + [nil]
+        let environment = ["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"]
+        let envp: [UnsafeMutablePointer<CChar>?] = environment.map { strdup($0) } + [nil]
+        defer { for pointer in argv + envp { free(pointer) } }
+        var pid: pid_t = 0
+        let spawned = posix_spawn(&pid, executable, &actions, &attributes, argv, envp)
+        close(out[1])
+        close(err[1])
+        guard spawned == 0 else {
+            close(out[0]); close(err[0])
+            throw SpawnFailure(description: "cannot start \(executable): \(String(cString: strerror(spawned)))")
+        }
+        self.pid = pid
+        let child = pid
+        let readers = DispatchGroup()
+        for (descriptor, isError) in [(out[0], false), (err[0], true)] {
+            readers.enter()
+            Thread.detachNewThread {
+                var buffer = [UInt8](repeating: 0, count: 65536)
+                while true {
+                    let count = buffer.withUnsafeMutableBytes { read(descriptor, $0.baseAddress, $0.count) }
+                    if count < 0 && errno == EINTR { continue }
+                    if count <= 0 { break }
+                    output(isError, Data(buffer[0..<count]))
+                }
+                close(descriptor)
+                readers.leave()
+            }
+        }
+        // The deadline kills the process unless it ended first; both under one lock, and the
+        // end is noted before the process is reaped, so a late deadline never hits a reused pid.
+        let state = State()
+        self.state = state
+        let (seconds, attoseconds) = timeout.components
+        DispatchQueue.global().asyncAfter(deadline: .now() + .milliseconds(Int(seconds) * 1000 + Int(attoseconds / 1_000_000_000_000_000))) {
+            state.deadline.withLock { deadline in
+                guard !deadline.finished else { return }
+                deadline.expired = true
+                kill(child, SIGKILL)
+            }
+        }
+        Thread.detachNewThread {
+            var info = siginfo_t()
+            while waitid(P_PID, id_t(child), &info, WEXITED | WNOWAIT) < 0 && errno == EINTR {}
+            state.deadline.withLock { $0.finished = true }
+            var status: Int32 = 0
+            while waitpid(child, &status, 0) < 0 && errno == EINTR {}
+            // The output is complete once both pipes closed; a grandchild holding them open
+            // (runc's container, killed with it) may take a moment more, never for ever.
+            _ = readers.wait(timeout: .now() + 5)
+            let code = (status & 0x7f) == 0 ? (status >> 8) & 0xff : 128 + (status & 0x7f)
+            let waiters = state.exited.withLock { exited in
+                exited.status = code
+                defer { exited.waiters = [] }
+                return exited.waiters
+            }
+            for waiter in waiters { waiter.resume(returning: code) }
+        }
+    }
+
+    /// The exit status (128 + signal for a killed process).
+    func wait() async -> Int32 {
+        await withCheckedContinuation { continuation in
+            let done = state.exited.withLock { exited -> Int32? in
+                if let status = exited.status { return status }
+                exited.waiters.append(continuation)
+                return nil
+            }
+            if let done { continuation.resume(returning: done) }
+        }
+    }
+
+    var timedOut: Bool { state.deadline.withLock { $0.expired } }
+
+    /// Runs to the end, collecting its output (at most 1 MiB per stream).
+    static func run(_ executable: String, _ arguments: [String], timeout: Duration) async throws(SpawnFailure) -> Result {
+        let collected = Mutex((Data(), Data()))
+        let process = try OCIProcess(executable, arguments, timeout: timeout) { isError, data in
+            collected.withLock { buffers in
+                if isError {
+                    if buffers.1.count < 1 << 20 { buffers.1.append(data) }
+                } else if buffers.0.count < 1 << 20 {
+                    buffers.0.append(data)
+                }
+            }
+        }
+        let status = await process.wait()
+        let (output, error) = collected.withLock { $0 }
+        return Result(status: status, output: String(decoding: output, as: UTF8.self), error: String(decoding: error, as: UTF8.self), timedOut: process.timedOut)
+    }
+}
