@@ -36,7 +36,7 @@ extension FleetTests {
 
             func send(_ body: String, correlationId: String? = nil) async throws {
                 try await connection.publish(
-                    AMQPMessage(body: Data(body.utf8), properties: AMQPProperties(correlationId: correlationId, replyTo: replyQueue)),
+                    AMQPMessage(body: Data(body.utf8), properties: AMQPProperties(correlationId: correlationId, replyTo: replyQueue, userId: "guest")),
                     exchange: Names.requestsExchange, routingKey: "")
             }
 
