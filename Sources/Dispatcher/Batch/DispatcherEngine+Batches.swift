@@ -45,9 +45,10 @@ extension DispatcherEngine {
         let members = spec.environments.enumerated().map { BatchMember(position: $0.offset, environment: $0.element) }
         let plan = BatchPlan(batchId: batch.id, maxParallel: batch.maxParallel, maxFailures: batch.maxFailures, canary: batch.canary, members: members)
         try Store.insertBatch(db, batch, plan)
-        try Notifications.batchStatus(db, batch.id)
         logger.info("batch created", metadata: ["batch": "\(batch.id)", "environments": "\(members.count)", "action": "\(batch.action)"])
         try mutateBatch(db, batch.id) { plan in plan.start(now: Store.now(), makeID: Self.newID) }
+        // Its first notification shows the first wave started.
+        try Notifications.batchStatus(db, batch.id)
         return try Store.batch(db, batch.id)
     }
 

@@ -118,7 +118,7 @@ public struct BatchPlan: Sendable, Equatable {
             if members[index].status != .success, members[index].position < canary {
                 stop("the canary environment \(members[index].environment) did not succeed (\(change.rawValue)); the rest did not start", now: now)
             } else if failures > maxFailures {
-                stop("\(failures) changes failed, more than max_failures (\(maxFailures)); the rest did not start", now: now)
+                stop(tooManyFailures, now: now)
             }
         }
         return admit(now: now, makeID: makeID) + finishIfDone(now: now)
@@ -133,7 +133,7 @@ public struct BatchPlan: Sendable, Equatable {
         members[index].reason = reason
         members[index].finishedAt = now
         if stopReason == nil, failures > maxFailures {
-            stop("\(failures) changes failed, more than max_failures (\(maxFailures)); the rest did not start", now: now)
+            stop(tooManyFailures, now: now)
         }
         return admit(now: now, makeID: makeID) + finishIfDone(now: now)
     }
@@ -168,6 +168,10 @@ public struct BatchPlan: Sendable, Equatable {
     }
 
     // MARK: Rules
+
+    private var tooManyFailures: String {
+        "\(failures) change\(failures == 1 ? "" : "s") failed, more than max_failures (\(maxFailures)); the rest did not start"
+    }
 
     private mutating func stop(_ reason: String, now: Double) {
         stopReason = reason
