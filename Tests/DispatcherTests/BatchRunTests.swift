@@ -87,7 +87,16 @@ extension FleetTests {
             let retried = try await fleet.post("/batches/\(id)/retry", nil)
             #expect(retried["retry_of"]?.stringValue == id)
             #expect(retried["counts"]?["total"]?.intValue == 3 + skipped.count)
-            _ = try await fleet.post("/batches/\(try #require(retried["id"]?.stringValue))/cancel", nil)
+            // Cancel cancels what runs and skips the rest.
+            let retriedId = try #require(retried["id"]?.stringValue)
+            _ = try await fleet.post("/batches/\(retriedId)/cancel", nil)
+            let cancelled = try await Self.waitForBatch(fleet, retriedId)
+            #expect(cancelled["status"] == "cancelled")
+            let ends = cancelled["results"]?.arrayValue ?? []
+            #expect(ends.allSatisfy { ["success", "error", "cancelled", "skipped"].contains($0["status"]?.stringValue ?? "") })
+            #expect(ends.contains { $0["status"] == "skipped" && $0["reason"] == "the batch was cancelled" })
+            let (again, _) = try await fleet.raw("POST", "/batches/\(retriedId)/cancel", nil)
+            #expect(again == 409)
             await fleet.stop()
         }
 
