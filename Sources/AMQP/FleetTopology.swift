@@ -14,6 +14,9 @@ public enum FleetTopology {
             .init(name: Names.eventsExchange, kind: .direct),
             .init(name: Names.controlExchange, kind: .fanout),
             .init(name: Names.deadExchange, kind: .fanout),
+            .init(name: Names.requestsExchange, kind: .fanout),
+            .init(name: Names.repliesExchange, kind: .direct),
+            .init(name: Names.notificationsExchange, kind: .topic),
         ],
         queues: [
             .quorum(Names.eventsQueue, deliveryLimit: 20, deadLetterExchange: Names.deadExchange),
@@ -23,6 +26,7 @@ public enum FleetTopology {
             // cannot even be declared, which would keep every client of a cluster off the broker.
             .quorum(Names.deadQueue),
             .quorum(Names.deadJobsQueue),
+            .quorum(Names.requestsQueue, deliveryLimit: Names.requestDeliveryLimit, deadLetterExchange: Names.deadExchange),
         ],
         bindings: [
             .init(queue: Names.eventsQueue, exchange: Names.eventsExchange, routingKey: Names.eventsRoutingKey),
@@ -30,6 +34,7 @@ public enum FleetTopology {
             .init(queue: Names.outcomesQueue, exchange: Names.eventsExchange, routingKey: Names.outcomesRoutingKey),
             .init(queue: Names.deadQueue, exchange: Names.deadExchange),
             .init(queue: Names.deadJobsQueue, exchange: Names.deadExchange),
+            .init(queue: Names.requestsQueue, exchange: Names.requestsExchange),
         ])
 
     /// A pool's job queue and its binding (declared by the dispatcher: at start for the default

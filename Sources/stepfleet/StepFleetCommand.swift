@@ -10,7 +10,7 @@ struct StepFleetCommand: AsyncParsableCommand {
         version: StepFleetVersion.current,
         subcommands: [
             DispatcherCommand.self, WorkerCommand.self, ProjectCommand.self, EnvironmentCommand.self, PropertiesCommand.self,
-            ChangeCommand.self, TokenCommand.self, PatchCommand.self, DevCommand.self, BenchCommand.self, ChaosCommand.self, LoadCommand.self,
+            ChangeCommand.self, BatchCommand.self, TokenCommand.self, PatchCommand.self, DevCommand.self, BenchCommand.self, ChaosCommand.self, LoadCommand.self,
         ]
     )
 }

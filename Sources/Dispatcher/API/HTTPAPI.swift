@@ -16,7 +16,7 @@ public struct HTTPAPI: Sendable {
     public init(engine: DispatcherEngine, service: DispatcherService?) {
         self.engine = engine
         self.service = service
-        mirrors = GitMirrorCache(directory: engine.store.database.path + ".git-mirrors", git: engine.configuration.git)
+        mirrors = GitMirrorCache.shared(for: engine)
     }
 
     var store: Store { engine.store }
@@ -98,6 +98,7 @@ public struct HTTPAPI: Sendable {
         }
         router.post("/changes/:change/retry") { request, context in try await retryChange(request, context) }
         router.get("/changes/:change/logs") { request, context in try await logs(request, context) }
+        addBatchRoutes(to: router)
         return router
     }
 
@@ -192,22 +193,14 @@ public struct HTTPAPI: Sendable {
 
     private func createChange(_ request: Request) async throws -> Response {
         let body = try await request.jsonBody()
-        let project = try body.requiredString("project")
-        let environment = try body.requiredString("environment")
-        let action = try body.requiredString("action")
-        let revision = try body.optionalString("git_rev")
-        let user = try body.optionalString("user") ?? "unknown"
-        let remote = try await store.read { db -> String in
-            _ = try Store.environment(db, project, environment)
-            return try Store.project(db, project).gitRemote
-        }
-        let resolved = try await GitResolver.resolve(remote: remote, revision: revision, git: engine.configuration.git, mirrors: mirrors)
-        try await checkAction(action, remote: remote, sha: resolved.sha)
-        let change = try await engine.createChange(
-            project: project, environment: environment, action: action, gitRev: resolved.revision, gitSha: resolved.sha, user: user)
+        let asked = try WorkRequest.ChangeRequest(body)
+        let (change, created) = try await submitter.createChange(asked, user: asked.user ?? "unknown", requestId: try body.requestId())
         service?.outboxChanged()
-        return JSONResponse.ok(Views.change(change), status: .created)
+        return JSONResponse.ok(Views.change(change), status: created ? .created : .ok)
     }
+
+    /// Creates changes and batches with the same checks as the request queue.
+    var submitter: Submitter { Submitter(engine: engine, mirrors: mirrors) }
 
     private func retryChange(_ request: Request, _ context: BasicRequestContext) async throws -> Response {
         let id = try context.parameters.require("change")
@@ -228,30 +221,9 @@ public struct HTTPAPI: Sendable {
         return JSONResponse.ok(Views.change(change), status: .created)
     }
 
-    /// Refuses an action the actions file at `sha` does not define (or a missing or invalid
-    /// actions file), before anything is queued.
+    /// Refuses an action the actions file at `sha` does not define (`Submitter.checkAction`).
     private func checkAction(_ action: String, remote: String, sha: String) async throws {
-        let source: GitMirrorCache.ActionsSource?
-        do {
-            source = try await mirrors.actionsFile(remote: remote, sha: sha)
-        } catch {
-            throw APIError.badRequest(error.description)
-        }
-        let at = String(sha.prefix(12))
-        guard let source else {
-            throw APIError.badRequest(
-                "the repository has no actions file at \(at) (\(ActionsFile.candidatePaths.joined(separator: ", "))): commit one, then create the change")
-        }
-        let file: ActionsFile
-        do {
-            file = try ActionsFile.parse(source.text, file: source.path)
-        } catch {
-            throw APIError.badRequest("\(error) (at \(at))")
-        }
-        guard file.actions[action] != nil else {
-            throw APIError.badRequest(
-                "action \"\(action)\" is not defined in \(source.path) at \(at) (defined: \(file.actions.keys.sorted().joined(separator: ", ")))")
-        }
+        try await submitter.checkAction(action, remote: remote, sha: sha)
     }
 
     /// The change's log: JSON lines (`?format=json`) or text; `?follow=true` streams until the

@@ -506,6 +506,7 @@ public struct DispatcherEngine: Sendable {
                     logger.info("change finished", metadata: ["change": "\(changeId)", "status": "\(status.rawValue)"])
                 }
                 try startWaitingChanges(db, project: change.projectCode, environment: change.environmentCode)
+                if change.status != status { try batchChangeFinished(db, changeId: changeId, status: status) }
             }
         }
         if tree.changeStatus == .running, change.status == .pending {

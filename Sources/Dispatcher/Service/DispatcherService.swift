@@ -30,6 +30,7 @@ public actor DispatcherService {
     /// Starts publishing and consuming; returns at once.
     public func start() async throws {
         try await engine.renewLeasesAfterRestart()
+        try await engine.resumeBatches()
         await client.start()
         let events = await client.subscribe(queue: Names.eventsQueue, prefetch: 200)
         let logs = await client.subscribe(queue: Names.logsQueue, prefetch: 200)
@@ -45,6 +46,9 @@ public actor DispatcherService {
             Task { await self.publishOutbox() },
             Task { await self.watchLeases() },
         ]
+        let requests = await client.subscribe(queue: Names.requestsQueue, prefetch: 20)
+        let requestQueue = RequestQueue(submitter: Submitter(engine: engine), client: client, brokerUser: brokerUser, logger: logger) { self.outboxChanged() }
+        tasks.append(Task { await requestQueue.serve(requests) })
         outboxChanged()
     }
 

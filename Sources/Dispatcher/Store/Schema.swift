@@ -114,6 +114,7 @@ enum Schema {
                 ALTER TABLE api_tokens ADD COLUMN expires_at REAL;
                 """)
         }
+        migrator.registerMigration("v5-batches") { db in try Store.migrateBatches(db) }
         migrator.registerMigration("v6-web-sessions") { db in try WebSessionSchema.create(db) }
         return migrator
     }

@@ -187,6 +187,7 @@ public final class Store: Sendable {
             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
             """, arguments: [change.id, change.projectCode, change.environmentCode, change.action, change.gitRev, change.gitSha,
                              change.status.rawValue, change.user, change.retryOf, change.createdAt])
+        try Notifications.changeStatus(db, change.id)
     }
 
     static func updateChange(_ db: Database, _ id: String, status: ChangeStatus, now: Double) throws {
@@ -198,6 +199,7 @@ public final class Store: Sendable {
         case .pending:
             try db.execute(sql: "UPDATE changes SET status = ? WHERE id = ?", arguments: [status.rawValue, id])
         }
+        try Notifications.changeStatus(db, id)
     }
 
     static func tree(_ db: Database, changeId: String, leaseSeconds: Double) throws -> ChangeTree {
