@@ -1,4 +1,5 @@
 import Foundation
+import HostCommand
 import TestSupport
 import Testing
 
@@ -11,35 +12,39 @@ import Testing
 
     /// A `stepfleet` process in the background, its output in a file.
     final class Background {
-        let process = Process()
+        let pid: pid_t
         let log: String
 
         init(_ arguments: [String], log: String) throws {
             self.log = log
-            FileManager.default.createFile(atPath: log, contents: nil)
-            process.executableURL = URL(fileURLWithPath: stepfleetExecutable)
-            process.arguments = arguments
-            let handle = try FileHandle(forWritingTo: URL(fileURLWithPath: log))
-            process.standardOutput = handle
-            process.standardError = handle
-            try process.run()
+            pid = try Spawn.launch(stepfleetExecutable, arguments, logPath: log)
         }
 
         var output: String { (try? String(contentsOfFile: log, encoding: .utf8)) ?? "" }
 
         /// SIGTERM, then the exit status once it exits (nil: still running after `bound`, killed).
         func terminate(within bound: Duration) async throws -> Int32? {
-            process.terminate()
+            kill(pid, SIGTERM)
             let deadline = ContinuousClock.now + bound
-            while process.isRunning, ContinuousClock.now < deadline { try await Task.sleep(for: .milliseconds(50)) }
-            guard !process.isRunning else {
-                kill(process.processIdentifier, SIGKILL)
-                return nil
+            var status: Int32 = 0
+            while ContinuousClock.now < deadline {
+                if waitpid(pid, &status, WNOHANG) == pid {
+                    return (status & 0x7f) == 0 ? (status >> 8) & 0xff : 128 + (status & 0x7f)
+                }
+                try await Task.sleep(for: .milliseconds(50))
             }
-            return process.terminationStatus
+            kill(pid, SIGKILL)
+            Spawn.wait(pid)
+            return nil
         }
 
-        deinit { if process.isRunning { kill(process.processIdentifier, SIGKILL) } }
+        deinit {
+            var status: Int32 = 0
+            if waitpid(pid, &status, WNOHANG) == 0 {
+                kill(pid, SIGKILL)
+                Spawn.wait(pid)
+            }
+        }
     }
 
     /// GET `url` with curl, retried for up to 20 s until it answers 200.

@@ -26,8 +26,8 @@ import TestSupport
     /// its failed anywhere in its output (they are printed on lines after the summary), nothing
     /// was lost or applied twice, every change it made was counted and ended, and every step
     /// of a successful change finished.
-    func run(_ scenario: String, changes: Int, sourceLocation: SourceLocation = #_sourceLocation) throws -> Summary {
-        let result = try runProgram(Self.stepfleet, [
+    func run(_ scenario: String, changes: Int, sourceLocation: SourceLocation = #_sourceLocation) async throws -> Summary {
+        let result = try await runProgramDetached(Self.stepfleet, [
             "chaos", scenario, "--changes", String(changes), "--amqp", "amqp://guest:guest@127.0.0.1:5672/\(Self.vhost)?heartbeat=2",
             "--node", "stepfleet@localhost", "--ops", repositoryRoot.appendingPathComponent("ops").path,
         ], timeout: .seconds(1080))
@@ -57,24 +57,24 @@ import TestSupport
     // scenario decides it (worker-lost); kill-workers' steps have retries enough that all 36 exist
     // and finish.
 
-    @Test func killWorkers() throws {
-        let summary = try run("kill-workers", changes: 6)
+    @Test func killWorkers() async throws {
+        let summary = try await run("kill-workers", changes: 6)
         #expect(summary.expected == 36 && summary.finished == 36, "\(summary.output)")
     }
 
-    @Test func dispatcherRestart() throws {
-        let summary = try run("dispatcher-restart", changes: 6)
+    @Test func dispatcherRestart() async throws {
+        let summary = try await run("dispatcher-restart", changes: 6)
         #expect(summary.expected == 36 && summary.finished > 0, "\(summary.line)")
     }
 
-    @Test func poison() throws {
-        let summary = try run("poison", changes: 4)
+    @Test func poison() async throws {
+        let summary = try await run("poison", changes: 4)
         #expect(summary.expected == 24 && summary.finished > 0, "\(summary.line)")
     }
 
     /// One change whose root may not re-run (it ends in error), one whose root may (it succeeds).
-    @Test func workerLostDuringRun() throws {
-        let summary = try run("worker-lost-during-run", changes: 2)
+    @Test func workerLostDuringRun() async throws {
+        let summary = try await run("worker-lost-during-run", changes: 2)
         #expect(summary.changes == ["error": 1, "success": 1], "\(summary.output)")
     }
 }

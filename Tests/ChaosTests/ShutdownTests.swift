@@ -9,8 +9,8 @@ import TestSupport
 @Suite(.serialized, .timeLimit(.minutes(10))) struct ShutdownTests {
     static let vhost = testVhost("stepfleet-chaos-shutdown")
 
-    func run(_ scenario: String, changes: Int) throws -> String {
-        let result = try runProgram(stepfleetExecutable, [
+    func run(_ scenario: String, changes: Int) async throws -> String {
+        let result = try await runProgramDetached(stepfleetExecutable, [
             "chaos", scenario, "--changes", String(changes), "--workers", "3",
             "--amqp", "amqp://guest:guest@127.0.0.1:5672/\(Self.vhost)?heartbeat=2",
             "--node", "stepfleet@localhost", "--ops", repositoryRoot.appendingPathComponent("ops").path,
@@ -21,15 +21,15 @@ import TestSupport
         return result.output
     }
 
-    @Test func sigtermToWorkersUnderLoad() throws {
-        let output = try run("sigterm-workers", changes: 4)
+    @Test func sigtermToWorkersUnderLoad() async throws {
+        let output = try await run("sigterm-workers", changes: 4)
         #expect(output.contains("steps expected 24, finished 24"), "\(output)")
         // At least one worker was stopped while it ran steps, and exited 0.
         #expect(output.split(separator: "\n").contains { $0.contains("sigterm-workers: worker ") && $0.contains("exited 0 after") && !$0.contains("(0 steps running)") }, "\(output)")
     }
 
-    @Test func sigtermToTheDispatcherUnderLoad() throws {
-        let output = try run("sigterm-dispatcher", changes: 4)
+    @Test func sigtermToTheDispatcherUnderLoad() async throws {
+        let output = try await run("sigterm-dispatcher", changes: 4)
         #expect(output.contains("steps expected 24, finished 24"), "\(output)")
         #expect(output.components(separatedBy: "sigterm-dispatcher: the dispatcher").count - 1 == 2, "\(output)")
     }

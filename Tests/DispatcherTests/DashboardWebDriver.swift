@@ -1,5 +1,6 @@
 import AsyncHTTPClient
 import Foundation
+import HostCommand
 import NIOCore
 import Protocol
 import TestSupport
@@ -14,7 +15,7 @@ final class DashboardBrowser {
 
     let driverPort: Int
     let session: String
-    private let driver: Process
+    private let driver: pid_t
 
     var base: String { "http://127.0.0.1:\(driverPort)/session/\(session)" }
 
@@ -24,12 +25,7 @@ final class DashboardBrowser {
             throw TestSetupError("the browser tests need Debian's chromium and chromium-driver (ops/test installs them: apt-get install chromium chromium-driver)")
         }
         let port = Int.random(in: 40_000..<50_000)
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: Self.chromedriver)
-        process.arguments = ["--port=\(port)", "--log-path=\(logFolder)/chromedriver.log"]
-        process.standardOutput = FileHandle.nullDevice
-        process.standardError = FileHandle.nullDevice
-        try process.run()
+        let process = try Spawn.launch(Self.chromedriver, ["--port=\(port)", "--log-path=\(logFolder)/chromedriver.log"], logPath: "/dev/null")
         driverPort = port
         driver = process
         let deadline = ContinuousClock.now + .seconds(20)
@@ -39,7 +35,8 @@ final class DashboardBrowser {
             if !ready { try await Task.sleep(for: .milliseconds(100)) }
         }
         guard ready else {
-            kill(process.processIdentifier, SIGKILL)
+            kill(process, SIGKILL)
+            Spawn.wait(process)
             throw TestSetupError("chromedriver did not answer on 127.0.0.1:\(port) within 20 s (see \(logFolder)/chromedriver.log)")
         }
         let arguments: [JSON] = [
@@ -53,7 +50,8 @@ final class DashboardBrowser {
             guard let id = answer["value"]?["sessionId"]?.stringValue else { throw TestSetupError("chromedriver made no session: \(answer.serialized())") }
             session = id
         } catch {
-            kill(process.processIdentifier, SIGKILL)
+            kill(process, SIGKILL)
+            Spawn.wait(process)
             throw error
         }
     }
@@ -61,10 +59,9 @@ final class DashboardBrowser {
     /// Ends the browser session and chromedriver.
     func quit() async {
         _ = try? await Self.call("DELETE", base, nil)
-        // chromedriver started from the test process was seen to ignore SIGTERM (and
-        // waitUntilExit then hung the test): SIGKILL; the browser went with its session.
-        kill(driver.processIdentifier, SIGKILL)
-        driver.waitUntilExit()
+        // SIGKILL: the browser went with its session, and nothing of chromedriver's is needed.
+        kill(driver, SIGKILL)
+        Spawn.wait(driver)
     }
 
     // MARK: WebDriver commands

@@ -1,4 +1,5 @@
 import Foundation
+import HostCommand
 import GRDB
 import Protocol
 import Testing
@@ -16,12 +17,12 @@ import TestSupport
         return path
     }
 
-    @Test(.timeLimit(.minutes(10))) func benchDispatcherCountsWhatItsStoreHolds() throws {
+    @Test(.timeLimit(.minutes(10))) func benchDispatcherCountsWhatItsStoreHolds() async throws {
         try ensureVhost(Self.vhost)
         let folder = try Self.folder()
         defer { try? FileManager.default.removeItem(atPath: folder) }
         let figures = folder + "/bench.json"
-        let result = try runProgram(stepfleetExecutable, [
+        let result = try await runProgramDetached(stepfleetExecutable, [
             "bench", "dispatcher", "--amqp", Self.amqp, "--changes", "12", "--fanout", "4", "--environments", "3", "--workers", "2", "--slots", "4",
             "--json", figures,
         ])
@@ -49,7 +50,7 @@ import TestSupport
         try await fleet.start()
         let report = folder + "/report.json"
         let svg = folder + "/report.svg"
-        let result = try fleet.stepfleet([
+        let result = try await fleet.stepfleet([
             "load", "--server", fleet.server, "--count", "4", "--environment-count", "2", "--repo-dir", folder, "--report", report, "--svg", svg,
         ])
         #expect(result.status == 0, "\(result.output)")
@@ -88,7 +89,7 @@ final class LoadTestFleet: @unchecked Sendable {
     let folder: String
     let amqp: String
     let port = Int.random(in: 20_000..<40_000)
-    private var processes: [Process] = []
+    private var processes: [pid_t] = []
     private var token = ""
 
     init(folder: String, amqp: String) {
@@ -115,39 +116,25 @@ final class LoadTestFleet: @unchecked Sendable {
     }
 
     private func launch(_ arguments: [String], log: String) throws {
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: stepfleetExecutable)
-        process.arguments = arguments
-        FileManager.default.createFile(atPath: folder + "/" + log, contents: nil)
-        let output = try FileHandle(forWritingTo: URL(fileURLWithPath: folder + "/" + log))
-        process.standardOutput = output
-        process.standardError = output
-        try process.run()
-        processes.append(process)
+        processes.append(try Spawn.launch(stepfleetExecutable, arguments, logPath: folder + "/" + log))
     }
 
-    /// Runs `stepfleet` with the fleet's API token to its end.
-    func stepfleet(_ arguments: [String]) throws -> (status: Int32, output: String) {
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: stepfleetExecutable)
-        process.arguments = arguments
-        process.environment = ProcessInfo.processInfo.environment.merging(["STEPFLEET_TOKEN": token]) { $1 }
-        let pipe = Pipe()
-        process.standardOutput = pipe
-        process.standardError = pipe
-        try process.run()
-        let output = String(decoding: pipe.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-        process.waitUntilExit()
-        return (process.terminationStatus, output)
+    /// Runs `stepfleet` with the fleet's API token to its end, off the cooperative threads.
+    func stepfleet(_ arguments: [String]) async throws -> (status: Int32, output: String) {
+        try await runProgramDetached("/usr/bin/env", ["STEPFLEET_TOKEN=\(token)", stepfleetExecutable] + arguments, timeout: .seconds(600))
     }
 
     /// Workers first (SIGTERM: they finish), then the dispatcher; SIGKILL after 30 s.
     func stop() {
-        for process in processes.reversed() where process.isRunning {
-            process.terminate()
+        for pid in processes.reversed() {
+            kill(pid, SIGTERM)
             let deadline = Date().addingTimeInterval(30)
-            while process.isRunning, Date() < deadline { usleep(100_000) }
-            if process.isRunning { kill(process.processIdentifier, SIGKILL) }
+            var status: Int32 = 0
+            while waitpid(pid, &status, WNOHANG) == 0, Date() < deadline { usleep(100_000) }
+            if waitpid(pid, &status, WNOHANG) == 0 {
+                kill(pid, SIGKILL)
+                Spawn.wait(pid)
+            }
         }
     }
 }

@@ -28,6 +28,18 @@ public func runProgram(_ executable: String, _ arguments: [String], in directory
     return (result.status, result.stdout)
 }
 
+/// `runProgram` on a thread of its own, for programs that run a long time (a chaos scenario, a
+/// load run): the wait holds none of Swift's cooperative threads (two on a 2-core machine),
+/// which every other test running meanwhile needs — blocking them starved the whole suite, and
+/// unit tests ran out their time limits without having run.
+public func runProgramDetached(_ executable: String, _ arguments: [String], in directory: String? = nil, timeout: Duration = .seconds(300)) async throws -> (status: Int32, output: String) {
+    try await withCheckedThrowingContinuation { continuation in
+        Thread {
+            continuation.resume(with: Result { try runProgram(executable, arguments, in: directory, timeout: timeout) })
+        }.start()
+    }
+}
+
 /// Runs a program to its end; returns its exit status, stdout and stderr apart.
 public func runProgramSeparately(_ executable: String, _ arguments: [String], in directory: String? = nil, timeout: Duration = .seconds(300)) throws -> Spawn.Captured {
     try Spawn.capture(executable, arguments, in: directory, timeout: timeout)
