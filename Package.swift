@@ -40,15 +40,17 @@ let package = Package(
         .target(
             name: "AMQP",
             dependencies: [
-                "CRabbitMQ", "Protocol",
+                "CRabbitMQ",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "CoreMetrics", package: "swift-metrics"),
             ]
         ),
+        // What the dispatcher and the workers agree on about the broker: exchanges, queues, bindings.
+        .target(name: "Fleet", dependencies: ["AMQP", "Protocol"]),
         .target(
             name: "Dispatcher",
             dependencies: [
-                "Protocol", "AMQP", "HostCommand", "StepRunner",
+                "Protocol", "AMQP", "Fleet", "HostCommand", "StepRunner",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "GRDB", package: "GRDB.swift"),
                 .product(name: "Hummingbird", package: "hummingbird"),
@@ -62,7 +64,7 @@ let package = Package(
         .target(
             name: "Worker",
             dependencies: [
-                "Protocol", "AMQP", "StepRunner", "HostCommand",
+                "Protocol", "AMQP", "Fleet", "StepRunner", "HostCommand",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "NIOCore", package: "swift-nio"),
@@ -84,7 +86,7 @@ let package = Package(
         .executableTarget(
             name: "stepfleet",
             dependencies: [
-                "Protocol", "AMQP", "Dispatcher", "Worker", "StepRunner", "HostCommand",
+                "Protocol", "AMQP", "Fleet", "Dispatcher", "Worker", "StepRunner", "HostCommand",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "Hummingbird", package: "hummingbird"),
@@ -109,8 +111,8 @@ let package = Package(
         .target(name: "TestSupport", dependencies: ["HostCommand"], path: "Tests/TestSupport"),
         .testTarget(name: "AMQPTests", dependencies: ["AMQP", "Protocol", "TestSupport"]),
         .testTarget(name: "StepRunnerTests", dependencies: ["StepRunner", "Protocol"]),
-        .testTarget(name: "WorkerTests", dependencies: ["Worker", "AMQP", "Protocol", "StepRunner", "TestSupport"]),
-        .testTarget(name: "DispatcherTests", dependencies: ["Dispatcher", "Worker", "AMQP", "Protocol", "TestSupport"]),
+        .testTarget(name: "WorkerTests", dependencies: ["Worker", "AMQP", "Fleet", "Protocol", "StepRunner", "TestSupport"]),
+        .testTarget(name: "DispatcherTests", dependencies: ["Dispatcher", "Worker", "AMQP", "Fleet", "Protocol", "TestSupport"]),
         // Runs the `stepfleet` binary that `swift build --build-tests` builds (ops/test does).
         .testTarget(name: "ChaosTests", dependencies: ["TestSupport"]),
         // The command line as an operator uses it: the built `stepfleet` binary in a shell.

@@ -1,5 +1,6 @@
 import AMQP
 import ArgumentParser
+import Fleet
 import Foundation
 import HostCommand
 import Protocol

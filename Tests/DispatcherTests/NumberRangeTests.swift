@@ -1,4 +1,5 @@
 import AMQP
+import Fleet
 import Foundation
 import GRDB
 import Protocol

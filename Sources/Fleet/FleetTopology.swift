@@ -1,3 +1,4 @@
+import AMQP
 import Protocol
 
 /// The exchanges and queues of a StepFleet. The dispatcher declares them all (its broker account
