@@ -1,7 +1,6 @@
 import AMQP
 import Crypto
 import Foundation
-import Synchronization
 
 /// A worker's build secrets: its sets on disk and its HMAC key. Each build that has secrets
 /// gets them served by a container of its own (`BuildSecretsSidecar`).
@@ -9,7 +8,7 @@ public struct BuildSecretsProvider: Sendable {
     let store: BuildSecretStore
     let workDirectory: String
     /// The HMAC key's bytes, read (or made) on the first build and kept.
-    private let keyBytes = Mutex<Data?>(nil)
+    private let keyBytes = LockedValue<Data?>(nil)
 
     public init(directory: String?, workDirectory: String) {
         store = BuildSecretStore(directory: directory)
@@ -32,10 +31,10 @@ public struct BuildSecretsProvider: Sendable {
     }
 
     private func key() throws(StepFailure) -> SymmetricKey {
-        if let bytes = keyBytes.withLock { $0 } { return SymmetricKey(data: bytes) }
+        if let bytes = keyBytes.value { return SymmetricKey(data: bytes) }
         do {
             let key = try BuildSecretStore.hmacKey(candidates: keyCandidates)
-            keyBytes.withLock { $0 = key.withUnsafeBytes { Data($0) } }
+            keyBytes.value = key.withUnsafeBytes { Data($0) }
             return key
         } catch {
             throw StepFailure("build secrets: cannot read or create the HMAC key: \(error)")

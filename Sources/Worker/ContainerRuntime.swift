@@ -1,7 +1,6 @@
 import AMQP
 import Foundation
 import Protocol
-import Synchronization
 
 /// One step to run in a container of its own.
 public struct ContainerRun: Sendable {
@@ -82,13 +81,13 @@ public final class StepCancellation: Sendable {
         case killed(String)
     }
 
-    private let state = Mutex(State())
+    private let state = LockedValue(State())
 
     public init() {}
 
-    public var isCancelled: Bool { state.withLock { $0.cancelled } }
+    public var isCancelled: Bool { state.value.cancelled }
 
-    public var reason: Reason { state.withLock { $0.reason } }
+    public var reason: Reason { state.value.reason }
 
     /// Marks the step cancelled and runs the kill handler, if a container is there to kill.
     public func cancel(_ reason: Reason = .cancelled) {

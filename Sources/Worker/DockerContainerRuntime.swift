@@ -1,7 +1,6 @@
 import AMQP
 import Foundation
 import Protocol
-import Synchronization
 
 /// Step containers through the Docker Engine API.
 public struct DockerContainerRuntime: ContainerRuntime {
@@ -13,10 +12,10 @@ public struct DockerContainerRuntime: ContainerRuntime {
     /// write its files. A step of a non-root image keeps none.
     private let rootCapabilities: [String]
     /// Image users already resolved, by image reference and `USER` text.
-    private let users = Mutex<[String: ContainerUser]>([:])
+    private let users = LockedValue<[String: ContainerUser]>([:])
     /// Whether the engine takes `StorageOpt size` (overlay2 on xfs with project quotas only):
     /// tried on the first create, remembered after the engine's first refusal.
-    private let storageQuota = Mutex(true)
+    private let storageQuota = LockedValue(true)
     /// How often a step's written bytes are measured.
     static let diskPollInterval = Duration.seconds(1)
 
@@ -82,11 +81,11 @@ public struct DockerContainerRuntime: ContainerRuntime {
 
     /// Creates the container, with a storage quota when the engine takes one.
     private func create(_ run: ContainerRun, asRoot: Bool) async throws(DockerError) -> String {
-        if storageQuota.withLock({ $0 }) {
+        if storageQuota.value {
             do {
                 return try await engine.createContainer(createBody(run, asRoot: asRoot, storageQuota: true))
             } catch where error.message.contains("storage-opt") {
-                storageQuota.withLock { $0 = false }
+                storageQuota.value = false
             }
         }
         return try await engine.createContainer(createBody(run, asRoot: asRoot))
@@ -98,7 +97,7 @@ public struct DockerContainerRuntime: ContainerRuntime {
         do {
             if ContainerUser.isNumeric(spec) { return try ContainerUser.resolve(spec, passwd: nil, group: nil) }
             let key = image + "\u{0}" + spec
-            if let known = users.withLock({ $0[key] }) { return known }
+            if let known = users.value[key] { return known }
             let user = try ContainerUser.resolve(spec, passwd: try await file("/etc/passwd", in: container), group: try await file("/etc/group", in: container))
             users.withLock { known in
                 if known.count >= 1000 { known.removeAll() }  // images come and go; the map stays small
@@ -122,6 +121,7 @@ public struct DockerContainerRuntime: ContainerRuntime {
         output: @escaping @Sendable (LogBatch.Stream, Data) -> Void
     ) async throws(StepFailure) -> ContainerResult {
         let engine = engine
+        let timedOut = LockedValue(false)
         cancellation.onCancel {
             Task { try? await engine.kill(container) }
         }
@@ -142,22 +142,22 @@ public struct DockerContainerRuntime: ContainerRuntime {
         // nothing running yet, so kill again now that it runs.
         if cancellation.isCancelled { try? await engine.kill(container) }
 
-        // Each watch says whether it killed the container.
-        let timer = Task { () -> Bool in
-            do { try await Task.sleep(for: run.timeout) } catch { return false }
+        let timer = Task {
+            try await Task.sleep(for: run.timeout)
+            timedOut.value = true
             try? await engine.kill(container)
-            return true
         }
+        let diskExceeded = LockedValue(false)
         let limit = run.limits.diskBytes
-        let diskWatch = Task { () -> Bool in
+        let diskWatch = Task {
             while !Task.isCancelled {
-                do { try await Task.sleep(for: Self.diskPollInterval) } catch { return false }
+                try await Task.sleep(for: Self.diskPollInterval)
                 if let written = try? await engine.writtenBytes(container), written > limit {
+                    diskExceeded.value = true
                     try? await engine.kill(container)
-                    return true
+                    return
                 }
             }
-            return false
         }
         let reader = Task { () -> LogCatchUp in
             var catchUp = LogCatchUp()
@@ -182,10 +182,8 @@ public struct DockerContainerRuntime: ContainerRuntime {
         }
         timer.cancel()
         diskWatch.cancel()
-        let timedOut = await timer.value
-        var diskExceeded = await diskWatch.value
         // A file stopped at the limit by RLIMIT_FSIZE leaves the layer at the limit or past it.
-        if !diskExceeded, let written = try? await engine.writtenBytes(container), written >= limit { diskExceeded = true }
+        if !diskExceeded.value, let written = try? await engine.writtenBytes(container), written >= limit { diskExceeded.value = true }
         await readRest(container, after: await reader.value, output: output)
         let outOfMemory = (try? await engine.inspectContainer(container))?["State"]?["OOMKilled"]?.boolValue ?? false
         var stepResult: Data?
@@ -197,8 +195,8 @@ public struct DockerContainerRuntime: ContainerRuntime {
             }
         }
         return ContainerResult(
-            exitCode: exitCode, timedOut: timedOut, cancelled: cancellation.isCancelled, stepResult: stepResult, outOfMemory: outOfMemory,
-            diskExceeded: diskExceeded, exitedAt: exited)
+            exitCode: exitCode, timedOut: timedOut.value, cancelled: cancellation.isCancelled, stepResult: stepResult, outOfMemory: outOfMemory,
+            diskExceeded: diskExceeded.value, exitedAt: exited)
     }
 
     /// The output the followed stream did not deliver (see `LogCatchUp`), read once the

@@ -2,7 +2,6 @@ import AMQP
 import Foundation
 import Logging
 import Protocol
-import Synchronization
 
 /// Ships one attempt's log lines in batches (every 200 ms or 200 lines), numbered from 0 with
 /// no gaps, each batch confirmed before the next. The step's output (build and run) is masked,
@@ -13,14 +12,14 @@ final class LogShipper: Sendable {
     private let worker: String
     private let publisher: EventPublisher
     private let logger: Logger
-    private let state = Mutex(State())
-    private let flusher = Mutex<Task<Void, Never>?>(nil)
+    private let state = LockedValue(State())
+    private let flusher = LockedValue<Task<Void, Never>?>(nil)
     /// The flusher's current pause, cut short by `finish()` so that a step's outcome never
     /// waits for the rest of a 200 ms pause.
-    private let pause = Mutex<Task<Void, any Error>?>(nil)
+    private let pause = LockedValue<Task<Void, any Error>?>(nil)
     /// Secret values replaced by `****` in every line, in every form they take.
-    private let secrets = Mutex(SecretMask())
-    private let limiter: Mutex<LogLimiter>
+    private let secrets = LockedValue(SecretMask())
+    private let limiter: LockedValue<LogLimiter>
 
     private struct State {
         var nextSeq = 0
@@ -31,17 +30,17 @@ final class LogShipper: Sendable {
     static let batchSize = 200
 
     init(ref: AttemptRef, worker: String, publisher: EventPublisher, logger: Logger, logCap: Int = LogLimiter.defaultLogCap) {
-        limiter = Mutex(LogLimiter(logCap: logCap))
+        limiter = LockedValue(LogLimiter(logCap: logCap))
         self.ref = ref
         self.worker = worker
         self.publisher = publisher
         self.logger = logger
         flusher.value = Task { [self] in
-            while !state.withLock { $0.finished } {
+            while !state.value.finished {
                 let nap = Task { try await Task.sleep(for: .milliseconds(200)) }
-                pause.withLock { $0 = nap }
+                pause.value = nap
                 // finish() sets `finished` before it cancels the pause: one of the two sees the other.
-                if state.withLock { $0.finished } { nap.cancel() }
+                if state.value.finished { nap.cancel() }
                 _ = await nap.result
                 await flush()
             }
@@ -56,26 +55,26 @@ final class LogShipper: Sendable {
 
     /// `text` with every masked value replaced.
     func masked(_ text: String) -> String {
-        secrets.withLock { $0 }.apply(to: text)
+        secrets.value.apply(to: text)
     }
 
     /// A line of the step's output (the build's); never waits.
     func write(_ stream: LogBatch.Stream, _ text: String) {
-        let mask = secrets.withLock { $0 }
+        let mask = secrets.value
         limited { $0.line(stream, text, mask: mask) }
     }
 
     /// Raw output of the step's container, as it comes; never waits.
     func output(_ stream: LogBatch.Stream, _ data: Data) {
         if stream == .system { return system(String(decoding: data, as: UTF8.self).trimmingCharacters(in: .newlines)) }
-        let mask = secrets.withLock { $0 }
+        let mask = secrets.value
         limited { $0.feed(stream, data, mask: mask) }
     }
 
     /// The step's output has ended: its unterminated last lines, and the log cap's marker if
     /// output was cut. Called again, does nothing.
     func endOutput() {
-        let mask = secrets.withLock { $0 }
+        let mask = secrets.value
         limited { $0.end(mask: mask) }
     }
 
@@ -126,8 +125,8 @@ final class LogShipper: Sendable {
     func finish() async {
         endOutput()
         state.withLock { $0.finished = true }
-        pause.withLock { $0 }?.cancel()
-        await flusher.withLock { $0 }?.value
+        pause.value?.cancel()
+        await flusher.value?.value
         await flush()
     }
 }

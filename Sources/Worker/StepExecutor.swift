@@ -129,7 +129,8 @@ struct StepExecutor: Sendable {
             image: image.reference, action: job.action, stepContext: stepContext, timeout: timeout,
             labels: ContainerLabels.labels(worker: configuration.name, ref: ref, pool: configuration.pool), limits: configuration.limits,
             network: network, imageUser: image.user)
-        let runStart = RunStartMark()
+        let runStart = LockedValue<ContinuousClock.Instant?>(nil)
+        let runInitialise = LockedValue<Int?>(nil)
         let result: ContainerResult
         do {
             result = try await runtime.run(
@@ -140,7 +141,8 @@ struct StepExecutor: Sendable {
                     let initialiseMs = Clock.milliseconds(clock.now - runPhaseStart)
                     log.system("run: initialised in \(initialiseMs) ms (container created, step_context.json copied in); starting the container")
                     await phase(ref, .run, .started, policy: action?.policy)
-                    runStart.set(at: clock.now, initialiseMs: initialiseMs)
+                    runStart.value = clock.now
+                    runInitialise.value = initialiseMs
                 },
                 output: { stream, data in log.output(stream, data) })
         } catch {
@@ -150,13 +152,13 @@ struct StepExecutor: Sendable {
         }
         log.endOutput()
         outcome.runStarted = runStart.value != nil
-        if let (started, initialiseMs) = runStart.value {
+        if let started = runStart.value {
             let now = clock.now
             let exited = result.exitedAt ?? now
             let completingMs = Clock.milliseconds(now - exited)
             let runMs = Clock.milliseconds(now - runPhaseStart)
             outcome.runMs = runMs
-            outcome.phases?.runInitialiseMs = initialiseMs
+            outcome.phases?.runInitialiseMs = runInitialise.value
             outcome.phases?.runningMs = Clock.milliseconds(exited - started)
             outcome.phases?.runCompletingMs = completingMs
             outcome.phases?.runMs = runMs
