@@ -58,6 +58,11 @@ extension FleetTests {
             try await fleet.waitUntil("slow to run again", timeout: .seconds(120)) { try await fleet.snapshot(newId).1.step("slow")?.runStarted == true }
             let tree = try await fleet.snapshot(newId).1
             #expect(tree.step("first")?.status == .success)
+            // The phase event that sets runStarted is confirmed before the container starts; the
+            // log line that says so is shipped after it, in the next batch: wait for it.
+            try await fleet.waitUntil("the retry's run to be logged", timeout: .seconds(60)) {
+                try await fleet.logs(newId).contains { $0.text == "run: started" }
+            }
             let started = try await fleet.logs(newId).filter { $0.text == "run: started" }.map(\.stepId)
             #expect(started == [tree.step("slow")?.id], "runs in the retry: \(started)")
             _ = try await fleet.post("/changes/\(newId)/cancel", nil)

@@ -330,12 +330,16 @@ public actor DispatcherService {
     /// returns). The new claim token voids the old delivery.
     private func resendUnclaimedJobs() async {
         do {
-            let unclaimed = try await engine.unclaimedJobs()
-            guard !unclaimed.isEmpty else { return }
+            // Pools whose queue holds ready jobs are waiting their turn: nothing to look for
+            // there (a backlog never costs a tree load per queued change every 10 s).
             let connection = try await client.connected()
-            for (pool, jobs) in Dictionary(grouping: unclaimed, by: \.pool) {
-                let ready = try await connection.messageCount(queue: Names.stepsQueue(pool: pool))
-                guard ready == 0 else { continue }
+            var idle: Set<String> = []
+            for pool in declaredPools.union([Names.defaultPool]) {
+                if try await connection.messageCount(queue: Names.stepsQueue(pool: pool)) == 0 { idle.insert(pool) }
+            }
+            guard !idle.isEmpty else { return }
+            let unclaimed = try await engine.unclaimedJobs()
+            for (pool, jobs) in Dictionary(grouping: unclaimed, by: \.pool) where idle.contains(pool) {
                 let sent = try await engine.resend(jobs)
                 guard sent > 0 else { continue }
                 logger.warning(

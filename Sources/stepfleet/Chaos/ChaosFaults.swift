@@ -50,11 +50,8 @@ extension ChaosScenario {
             try await Task.sleep(for: .seconds(5))
             try broker("set_vm_memory_high_watermark", "0.4")
         case "broker-flow":
-            // The memory alarm while the dispatcher sends its backlog of root jobs (every change
-            // was just submitted) and workers ship step logs; cleared after 15 s.
-            try await Task.sleep(for: .milliseconds(500))
-            try broker("set_vm_memory_high_watermark", "0.0001")
-            say("broker-flow: memory alarm raised on \(node): publishes block")
+            // The memory alarm (raised before the changes were submitted) while the dispatcher
+            // sends its backlog of root jobs and workers ship step logs; cleared after 15 s.
             try await Task.sleep(for: .seconds(15))
             try broker("set_vm_memory_high_watermark", "0.4")
             say("broker-flow: memory alarm cleared after 15 s")

@@ -49,6 +49,12 @@ struct ChaosScenario {
         }
         let clock = ContinuousClock()
         let start = clock.now
+        if name == "broker-flow" {
+            // Raised before the changes go in: the dispatcher meets the alarm while it sends
+            // their root jobs (raised after, a fast dispatcher had sent them all already).
+            try broker("set_vm_memory_high_watermark", "0.0001")
+            say("broker-flow: memory alarm raised on \(node): publishes block")
+        }
         var ids: [String] = []
         for target in targets {
             let change = try await client.request(
