@@ -47,25 +47,16 @@ enum GitProcess {
         posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
         posix_spawn_file_actions_adddup2(&actions, out[1], 1)
         posix_spawn_file_actions_adddup2(&actions, err[1], 2)
-        var attributes = posix_spawnattr_t()
-        posix_spawnattr_init(&attributes)
-        defer { posix_spawnattr_destroy(&attributes) }
-        posix_spawnattr_setpgroup(&attributes, 0)
-        var signals = sigset_t()
-        sigemptyset(&signals)
-        posix_spawnattr_setsigmask(&attributes, &signals)
-        posix_spawnattr_setflags(&attributes, Int16(POSIX_SPAWN_SETPGROUP | POSIX_SPAWN_SETSIGMASK))
-        let argv: [UnsafeMutablePointer<CChar>?] = ([executable] + arguments).map { strdup($0) } + [nil]
-        let envp: [UnsafeMutablePointer<CChar>?] = environment.sorted { $0.key < $1.key }.map { strdup("\($0.key)=\($0.value)") } + [nil]
-        defer { for pointer in argv + envp { free(pointer) } }
-        var pid: pid_t = 0
-        let spawned = posix_spawn(&pid, executable, &actions, &attributes, argv, envp)
+        let pid: pid_t
+        do {
+            pid = try Spawn.spawn(
+                executable, arguments, &actions, newProcessGroup: true, environment: environment.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" })
+        } catch {
+            close(out[0]); close(out[1]); close(err[0]); close(err[1])
+            throw SpawnFailure(description: "\(error)")
+        }
         close(out[1])
         close(err[1])
-        guard spawned == 0 else {
-            close(out[0]); close(err[0])
-            throw SpawnFailure(description: "cannot start \(executable): \(String(cString: strerror(spawned)))")
-        }
 
         // The deadline: kill the whole group (git and its helpers); the pipes then close.
         let deadline = Deadline(group: pid)

@@ -81,7 +81,12 @@ public enum Spawn {
         return try spawn(executable, arguments, &actions)
     }
 
-    static func spawn(_ executable: String, _ arguments: [String], _ actions: inout posix_spawn_file_actions_t, newProcessGroup: Bool = false) throws -> pid_t {
+    /// Starts `executable` with the file `actions` given (descriptors 0–2) and nothing else of
+    /// ours: no signal blocked, every signal at its default, no other descriptor; in a process
+    /// group of its own when asked, with `environment` (`KEY=value`) or ours.
+    public static func spawn(
+        _ executable: String, _ arguments: [String], _ actions: inout posix_spawn_file_actions_t, newProcessGroup: Bool = false, environment: [String]? = nil
+    ) throws -> pid_t {
         // The child starts clean whatever thread spawns it: no signal blocked (a Dispatch or
         // cooperative-pool thread blocks most, and posix_spawn hands the caller's mask on — a
         // child with SIGTERM blocked never ends on SIGTERM, and a caller waiting for it waits
@@ -106,9 +111,10 @@ public enum Spawn {
         posix_spawnattr_setflags(&attributes, Int16(flags))
         closeInheritedDescriptors(&actions)
         let argv: [UnsafeMutablePointer<CChar>?] = ([executable] + arguments).map { strdup($0) } + [nil]
-        defer { for pointer in argv { free(pointer) } }
+        let envp: [UnsafeMutablePointer<CChar>?]? = environment.map { $0.map { strdup($0) } + [nil] }
+        defer { for pointer in argv + (envp ?? []) { free(pointer) } }
         var pid: pid_t = 0
-        let spawned = posix_spawn(&pid, executable, &actions, &attributes, argv, environ)
+        let spawned = envp.map { envp in posix_spawn(&pid, executable, &actions, &attributes, argv, envp) } ?? posix_spawn(&pid, executable, &actions, &attributes, argv, environ)
         guard spawned == 0 else { throw SpawnError(description: "cannot start \(executable): \(String(cString: strerror(spawned)))") }
         return pid
     }

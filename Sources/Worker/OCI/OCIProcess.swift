@@ -1,4 +1,5 @@
 import Foundation
+import HostCommand
 import Synchronization
 
 #if canImport(Glibc)
@@ -46,25 +47,15 @@ final class OCIProcess: Sendable {
         posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
         posix_spawn_file_actions_adddup2(&actions, out[1], 1)
         posix_spawn_file_actions_adddup2(&actions, err[1], 2)
-        var attributes = posix_spawnattr_t()
-        posix_spawnattr_init(&attributes)
-        defer { posix_spawnattr_destroy(&attributes) }
-        var signals = sigset_t()
-        sigemptyset(&signals)
-        posix_spawnattr_setsigmask(&attributes, &signals)
-        posix_spawnattr_setflags(&attributes, Int16(POSIX_SPAWN_SETSIGMASK))
-        let argv: [UnsafeMutablePointer<CChar>?] = ([executable] + arguments).map { strdup($0) } + [nil]
-        let environment = ["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"]
-        let envp: [UnsafeMutablePointer<CChar>?] = environment.map { strdup($0) } + [nil]
-        defer { for pointer in argv + envp { free(pointer) } }
-        var pid: pid_t = 0
-        let spawned = posix_spawn(&pid, executable, &actions, &attributes, argv, envp)
+        let pid: pid_t
+        do {
+            pid = try Spawn.spawn(executable, arguments, &actions, environment: ["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"])
+        } catch {
+            close(out[0]); close(out[1]); close(err[0]); close(err[1])
+            throw SpawnFailure(description: "\(error)")
+        }
         close(out[1])
         close(err[1])
-        guard spawned == 0 else {
-            close(out[0]); close(err[0])
-            throw SpawnFailure(description: "cannot start \(executable): \(String(cString: strerror(spawned)))")
-        }
         self.pid = pid
         let child = pid
         let readers = DispatchGroup()
