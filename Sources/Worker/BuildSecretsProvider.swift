@@ -1,14 +1,14 @@
-import AMQP
 import Crypto
 import Foundation
+import Synchronization
 
 /// A worker's build secrets: its sets on disk and its HMAC key. Each build that has secrets
 /// gets them served by a container of its own (`BuildSecretsSidecar`).
-public struct BuildSecretsProvider: Sendable {
+public final class BuildSecretsProvider: Sendable {
     let store: BuildSecretStore
     let workDirectory: String
     /// The HMAC key's bytes, read (or made) on the first build and kept.
-    private let keyBytes = LockedValue<Data?>(nil)
+    private let keyBytes = Mutex<Data?>(nil)
 
     public init(directory: String?, workDirectory: String) {
         store = BuildSecretStore(directory: directory)
@@ -31,10 +31,10 @@ public struct BuildSecretsProvider: Sendable {
     }
 
     private func key() throws(StepFailure) -> SymmetricKey {
-        if let bytes = keyBytes.value { return SymmetricKey(data: bytes) }
+        if let bytes = keyBytes.withLock({ $0 }) { return SymmetricKey(data: bytes) }
         do {
             let key = try BuildSecretStore.hmacKey(candidates: keyCandidates)
-            keyBytes.value = key.withUnsafeBytes { Data($0) }
+            keyBytes.withLock { $0 = key.withUnsafeBytes { Data($0) } }
             return key
         } catch {
             throw StepFailure("build secrets: cannot read or create the HMAC key: \(error)")

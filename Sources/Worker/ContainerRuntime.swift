@@ -1,4 +1,4 @@
-import AMQP
+import Synchronization
 import Foundation
 import Protocol
 
@@ -81,13 +81,13 @@ public final class StepCancellation: Sendable {
         case killed(String)
     }
 
-    private let state = LockedValue(State())
+    private let state = Mutex(State())
 
     public init() {}
 
-    public var isCancelled: Bool { state.value.cancelled }
+    public var isCancelled: Bool { state.withLock { $0.cancelled } }
 
-    public var reason: Reason { state.value.reason }
+    public var reason: Reason { state.withLock { $0.reason } }
 
     /// Marks the step cancelled and runs the kill handler, if a container is there to kill.
     public func cancel(_ reason: Reason = .cancelled) {

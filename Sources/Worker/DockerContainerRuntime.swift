@@ -1,9 +1,9 @@
-import AMQP
+import Synchronization
 import Foundation
 import Protocol
 
 /// Step containers through the Docker Engine API.
-public struct DockerContainerRuntime: ContainerRuntime {
+public final class DockerContainerRuntime: ContainerRuntime {
     public static let workDirectory = "/opt/opschain"
     public static let resultPath = "/opt/opschain/.opschain/step_result.json"
 
@@ -12,10 +12,10 @@ public struct DockerContainerRuntime: ContainerRuntime {
     /// write its files. A step of a non-root image keeps none.
     private let rootCapabilities: [String]
     /// Image users already resolved, by image reference and `USER` text.
-    private let users = LockedValue<[String: ContainerUser]>([:])
+    private let users = Mutex<[String: ContainerUser]>([:])
     /// Whether the engine takes `StorageOpt size` (overlay2 on xfs with project quotas only):
     /// tried on the first create, remembered after the engine's first refusal.
-    private let storageQuota = LockedValue(true)
+    private let storageQuota = Mutex(true)
     /// How often a step's written bytes are measured.
     static let diskPollInterval = Duration.seconds(1)
 
@@ -81,11 +81,11 @@ public struct DockerContainerRuntime: ContainerRuntime {
 
     /// Creates the container, with a storage quota when the engine takes one.
     private func create(_ run: ContainerRun, asRoot: Bool) async throws(DockerError) -> String {
-        if storageQuota.value {
+        if storageQuota.withLock({ $0 }) {
             do {
                 return try await engine.createContainer(createBody(run, asRoot: asRoot, storageQuota: true))
             } catch where error.message.contains("storage-opt") {
-                storageQuota.value = false
+                storageQuota.withLock { $0 = false }
             }
         }
         return try await engine.createContainer(createBody(run, asRoot: asRoot))
@@ -97,7 +97,7 @@ public struct DockerContainerRuntime: ContainerRuntime {
         do {
             if ContainerUser.isNumeric(spec) { return try ContainerUser.resolve(spec, passwd: nil, group: nil) }
             let key = image + "\u{0}" + spec
-            if let known = users.value[key] { return known }
+            if let known = users.withLock({ $0[key] }) { return known }
             let user = try ContainerUser.resolve(spec, passwd: try await file("/etc/passwd", in: container), group: try await file("/etc/group", in: container))
             users.withLock { known in
                 if known.count >= 1000 { known.removeAll() }  // images come and go; the map stays small
@@ -121,7 +121,6 @@ public struct DockerContainerRuntime: ContainerRuntime {
         output: @escaping @Sendable (LogBatch.Stream, Data) -> Void
     ) async throws(StepFailure) -> ContainerResult {
         let engine = engine
-        let timedOut = LockedValue(false)
         cancellation.onCancel {
             Task { try? await engine.kill(container) }
         }
@@ -142,22 +141,22 @@ public struct DockerContainerRuntime: ContainerRuntime {
         // nothing running yet, so kill again now that it runs.
         if cancellation.isCancelled { try? await engine.kill(container) }
 
-        let timer = Task {
-            try await Task.sleep(for: run.timeout)
-            timedOut.value = true
+        // Each watch answers whether it killed the container: true once it has fired.
+        let timer = Task { () -> Bool in
+            do { try await Task.sleep(for: run.timeout) } catch { return false }
             try? await engine.kill(container)
+            return true
         }
-        let diskExceeded = LockedValue(false)
         let limit = run.limits.diskBytes
-        let diskWatch = Task {
+        let diskWatch = Task { () -> Bool in
             while !Task.isCancelled {
-                try await Task.sleep(for: Self.diskPollInterval)
+                do { try await Task.sleep(for: Self.diskPollInterval) } catch { return false }
                 if let written = try? await engine.writtenBytes(container), written > limit {
-                    diskExceeded.value = true
                     try? await engine.kill(container)
-                    return
+                    return true
                 }
             }
+            return false
         }
         let reader = Task { () -> LogCatchUp in
             var catchUp = LogCatchUp()
@@ -182,8 +181,10 @@ public struct DockerContainerRuntime: ContainerRuntime {
         }
         timer.cancel()
         diskWatch.cancel()
+        let timedOut = await timer.value
+        var diskExceeded = await diskWatch.value
         // A file stopped at the limit by RLIMIT_FSIZE leaves the layer at the limit or past it.
-        if !diskExceeded.value, let written = try? await engine.writtenBytes(container), written >= limit { diskExceeded.value = true }
+        if !diskExceeded, let written = try? await engine.writtenBytes(container), written >= limit { diskExceeded = true }
         await readRest(container, after: await reader.value, output: output)
         let outOfMemory = (try? await engine.inspectContainer(container))?["State"]?["OOMKilled"]?.boolValue ?? false
         var stepResult: Data?
@@ -195,8 +196,8 @@ public struct DockerContainerRuntime: ContainerRuntime {
             }
         }
         return ContainerResult(
-            exitCode: exitCode, timedOut: timedOut.value, cancelled: cancellation.isCancelled, stepResult: stepResult, outOfMemory: outOfMemory,
-            diskExceeded: diskExceeded.value, exitedAt: exited)
+            exitCode: exitCode, timedOut: timedOut, cancelled: cancellation.isCancelled, stepResult: stepResult, outOfMemory: outOfMemory,
+            diskExceeded: diskExceeded, exitedAt: exited)
     }
 
     /// The output the followed stream did not deliver (see `LogCatchUp`), read once the

@@ -1,4 +1,4 @@
-import AMQP
+import Synchronization
 import Foundation
 import Logging
 import Protocol
@@ -12,14 +12,14 @@ final class LogShipper: Sendable {
     private let worker: String
     private let publisher: EventPublisher
     private let logger: Logger
-    private let state = LockedValue(State())
-    private let flusher = LockedValue<Task<Void, Never>?>(nil)
+    private let state = Mutex(State())
+    private let flusher = Mutex<Task<Void, Never>?>(nil)
     /// The flusher's current pause, cut short by `finish()` so that a step's outcome never
     /// waits for the rest of a 200 ms pause.
-    private let pause = LockedValue<Task<Void, any Error>?>(nil)
+    private let pause = Mutex<Task<Void, any Error>?>(nil)
     /// Secret values replaced by `****` in every line, in every form they take.
-    private let secrets = LockedValue(SecretMask())
-    private let limiter: LockedValue<LogLimiter>
+    private let secrets = Mutex(SecretMask())
+    private let limiter: Mutex<LogLimiter>
 
     private struct State {
         var nextSeq = 0
@@ -30,21 +30,22 @@ final class LogShipper: Sendable {
     static let batchSize = 200
 
     init(ref: AttemptRef, worker: String, publisher: EventPublisher, logger: Logger, logCap: Int = LogLimiter.defaultLogCap) {
-        limiter = LockedValue(LogLimiter(logCap: logCap))
+        limiter = Mutex(LogLimiter(logCap: logCap))
         self.ref = ref
         self.worker = worker
         self.publisher = publisher
         self.logger = logger
-        flusher.value = Task { [self] in
-            while !state.value.finished {
+        let loop = Task { [self] in
+            while !state.withLock({ $0.finished }) {
                 let nap = Task { try await Task.sleep(for: .milliseconds(200)) }
-                pause.value = nap
+                pause.withLock { $0 = nap }
                 // finish() sets `finished` before it cancels the pause: one of the two sees the other.
-                if state.value.finished { nap.cancel() }
+                if state.withLock({ $0.finished }) { nap.cancel() }
                 _ = await nap.result
                 await flush()
             }
         }
+        flusher.withLock { $0 = loop }
     }
 
     /// Values that must never appear in the log (build secrets, secret properties); see
@@ -55,26 +56,26 @@ final class LogShipper: Sendable {
 
     /// `text` with every masked value replaced.
     func masked(_ text: String) -> String {
-        secrets.value.apply(to: text)
+        secrets.withLock { $0 }.apply(to: text)
     }
 
     /// A line of the step's output (the build's); never waits.
     func write(_ stream: LogBatch.Stream, _ text: String) {
-        let mask = secrets.value
+        let mask = secrets.withLock { $0 }
         limited { $0.line(stream, text, mask: mask) }
     }
 
     /// Raw output of the step's container, as it comes; never waits.
     func output(_ stream: LogBatch.Stream, _ data: Data) {
         if stream == .system { return system(String(decoding: data, as: UTF8.self).trimmingCharacters(in: .newlines)) }
-        let mask = secrets.value
+        let mask = secrets.withLock { $0 }
         limited { $0.feed(stream, data, mask: mask) }
     }
 
     /// The step's output has ended: its unterminated last lines, and the log cap's marker if
     /// output was cut. Called again, does nothing.
     func endOutput() {
-        let mask = secrets.value
+        let mask = secrets.withLock { $0 }
         limited { $0.end(mask: mask) }
     }
 
@@ -125,8 +126,8 @@ final class LogShipper: Sendable {
     func finish() async {
         endOutput()
         state.withLock { $0.finished = true }
-        pause.value?.cancel()
-        await flusher.value?.value
+        pause.withLock { $0 }?.cancel()
+        await flusher.withLock { $0 }?.value
         await flush()
     }
 }

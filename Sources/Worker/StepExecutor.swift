@@ -3,6 +3,7 @@ import Foundation
 import Logging
 import Protocol
 import StepRunner
+import Synchronization
 
 /// Runs one attempt of one step: check out, build, run, and say how it ended. Every failure
 /// becomes an outcome whose error says exactly what went wrong; nothing here throws.
@@ -129,8 +130,7 @@ struct StepExecutor: Sendable {
             image: image.reference, action: job.action, stepContext: stepContext, timeout: timeout,
             labels: ContainerLabels.labels(worker: configuration.name, ref: ref, pool: configuration.pool), limits: configuration.limits,
             network: network, imageUser: image.user)
-        let runStart = LockedValue<ContinuousClock.Instant?>(nil)
-        let runInitialise = LockedValue<Int?>(nil)
+        let runStart = RunStart()
         let result: ContainerResult
         do {
             result = try await runtime.run(
@@ -141,24 +141,24 @@ struct StepExecutor: Sendable {
                     let initialiseMs = Clock.milliseconds(clock.now - runPhaseStart)
                     log.system("run: initialised in \(initialiseMs) ms (container created, step_context.json copied in); starting the container")
                     await phase(ref, .run, .started, policy: action?.policy)
-                    runStart.value = clock.now
-                    runInitialise.value = initialiseMs
+                    runStart.mark(at: clock.now, initialiseMs: initialiseMs)
                 },
                 output: { stream, data in log.output(stream, data) })
         } catch {
             log.endOutput()
-            outcome.runStarted = runStart.value != nil
+            outcome.runStarted = runStart.mark != nil
             return fail(&outcome, log, error.description)
         }
         log.endOutput()
-        outcome.runStarted = runStart.value != nil
-        if let started = runStart.value {
+        let mark = runStart.mark
+        outcome.runStarted = mark != nil
+        if case let (started, initialiseMs)? = mark {
             let now = clock.now
             let exited = result.exitedAt ?? now
             let completingMs = Clock.milliseconds(now - exited)
             let runMs = Clock.milliseconds(now - runPhaseStart)
             outcome.runMs = runMs
-            outcome.phases?.runInitialiseMs = runInitialise.value
+            outcome.phases?.runInitialiseMs = initialiseMs
             outcome.phases?.runningMs = Clock.milliseconds(exited - started)
             outcome.phases?.runCompletingMs = completingMs
             outcome.phases?.runMs = runMs
@@ -260,5 +260,17 @@ enum ContainerLabels {
             worker: name, step: ref.stepId, attempt: String(ref.attempt), pool: pool,
             host: ProcessInfo.processInfo.hostName, pid: String(getpid()),
         ]
+    }
+}
+
+/// When the step's container was started and how long its initialisation took: set once by
+/// the runtime's `started` callback, read after the run.
+private final class RunStart: Sendable {
+    private let state = Mutex<(at: ContinuousClock.Instant, initialiseMs: Int)?>(nil)
+
+    var mark: (at: ContinuousClock.Instant, initialiseMs: Int)? { state.withLock { $0 } }
+
+    func mark(at instant: ContinuousClock.Instant, initialiseMs: Int) {
+        state.withLock { $0 = (instant, initialiseMs) }
     }
 }
