@@ -1,3 +1,4 @@
+import AMQP
 import Synchronization
 import Foundation
 import Logging
