@@ -58,6 +58,10 @@ public struct HTTPAPI: Sendable {
             }
             router.put(RouterPath(path)) { request, context in try await putProperties(request, context) }
             router.patch(RouterPath(path)) { request, context in try await patchProperties(request, context) }
+            router.get(RouterPath(path + "/versions")) { _, context in
+                let (project, environment) = try owner(context)
+                return JSONResponse.ok(try await store.read { try PropertiesHistory.versions($0, project, environment) })
+            }
         }
 
         router.post("/changes") { request, _ in try await createChange(request) }
@@ -160,7 +164,7 @@ public struct HTTPAPI: Sendable {
             // A document read from this API shows secrets as ****: those keep their stored values.
             let current = try Store.properties(db, project, environment)
             let restored = SecretProperties.restoringMasked(document, from: current.properties)
-            return try Store.setProperties(db, project, environment, restored, ifVersion: expected, step: nil)
+            return try Store.setProperties(db, project, environment, restored, ifVersion: expected, step: nil, user: APICaller.tokenName)
         }
         return JSONResponse.ok(Views.properties(version))
     }
@@ -186,7 +190,7 @@ public struct HTTPAPI: Sendable {
                 throw StoreError.conflict("the patch does not apply to version \(current.version): \(reason)")
             }
             let restored = SecretProperties.restoringMasked(patched, from: current.properties)
-            return try Store.setProperties(db, project, environment, restored, ifVersion: expected ?? current.version, step: nil)
+            return try Store.setProperties(db, project, environment, restored, ifVersion: expected ?? current.version, step: nil, user: APICaller.tokenName)
         }
         return JSONResponse.ok(Views.properties(version))
     }

@@ -513,7 +513,7 @@ enum DashboardScript {
               const writer = version.written_by;
               const who = writer.kind === 'step'
                 ? el('span', {}, 'step ', el('b', {}, writer.action || writer.step), ' of change ', writer.change ? changeLink(writer.change) : '?', writer.user ? ' (' + writer.user + ')' : '')
-                : el('span', {}, 'the API (a user)');
+                : el('span', {}, 'the API', writer.user ? el('span', {}, ' (token ', el('b', {}, writer.user), ')') : ' (a user)');
               versions.append(el('tr', {}, el('td', {}, String(version.version)), el('td', {}, who), el('td', {}, when(version.created_at))));
               from.append(el('option', { value: version.version, selected: version.version === (list.length > 1 ? list[1].version : list[0].version) }, String(version.version)));
               to.append(el('option', { value: version.version }, String(version.version)));
