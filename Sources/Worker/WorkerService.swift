@@ -109,6 +109,7 @@ public actor WorkerService: Service {
         tasks.append(Task { for await delivery in jobs { await self.received(delivery) } })
         tasks.append(Task { for await delivery in control { await self.control(delivery) } })
         tasks.append(Task { await self.heartbeats() })
+        tasks.append(Task { [client, publisher] in await PresenceAnnouncer(client: client, brokerUser: publisher.brokerUser).run { await self.presence() } })
         tasks.append(Task { await self.watchEngine() })
         tasks.append(Task {
             while !Task.isCancelled {
@@ -167,6 +168,12 @@ public actor WorkerService: Service {
 
     /// Steps running right now.
     public var runningSteps: [AttemptRef] { Array(running.keys) }
+
+    private func presence() -> WorkerPresence {
+        WorkerPresence(
+            worker: configuration.name, pool: configuration.pool, slots: configuration.slots, slotsInUse: running.count + claiming, draining: draining,
+            at: Clock.epochMilliseconds())
+    }
 
     // MARK: Jobs
 

@@ -64,6 +64,11 @@ public struct HTTPAPI: Sendable {
             }
         }
 
+        router.get("/workers") { _, _ in
+            let (leaseSeconds, now) = (engine.configuration.leaseSeconds, Date().timeIntervalSince1970)
+            let announced = service?.roster.recent(now: now) ?? []
+            return JSONResponse.ok(.array(try await store.read { try FleetView.workers($0, leaseSeconds: leaseSeconds, now: now, announced: announced) }))
+        }
         router.post("/changes") { request, _ in try await createChange(request) }
         router.get("/changes") { request, _ in
             let query = request.uri.queryParameters

@@ -537,13 +537,13 @@ enum DashboardScript {
               broker.append('Dispatcher\u2019s broker connection: ', el('span', { class: 'badge ' + (fleet.broker.connected ? 'st-success' : 'st-error'), id: 'broker-state' }, fleet.broker.connected ? 'connected' : 'disconnected'),
                 ' · connections made: ' + fleet.broker.connections);
             } else broker.append('This dispatcher serves the API without a broker connection.');
-            seenWithin.textContent = '(within the last ' + Math.round(fleet.seen_within_seconds / 60) + ' minutes; an idle worker says nothing)';
+            seenWithin.textContent = '(within the last ' + Math.round(fleet.seen_within_seconds / 60) + ' minutes; running workers announce themselves every few seconds, idle or busy)';
             clear(body);
             if (!fleet.workers.length) body.append(el('tr', {}, el('td', { colspan: 6, class: 'muted' }, 'No worker has been heard from recently.')));
             for (const worker of fleet.workers) {
               body.append(el('tr', { 'data-worker': worker.name },
                 el('td', {}, worker.name), el('td', {}, worker.pool || ''), el('td', {}, worker.broker_user || ''),
-                el('td', {}, String(worker.slots_in_use)),
+                el('td', {}, String(worker.slots_in_use) + (worker.slots === null ? '' : ' of ' + worker.slots) + (worker.draining ? ' (draining)' : '')),
                 el('td', {}, worker.running.map((run) => el('div', {}, changeLink(run.change), ' ' + run.action))),
                 el('td', {}, worker.last_heard_seconds_ago + ' s ago')));
             }
