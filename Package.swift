@@ -77,7 +77,7 @@ let package = Package(
         .target(
             name: "StepRunner",
             dependencies: [
-                "Protocol",
+                "Protocol", "HostCommand",
                 .product(name: "Yams", package: "Yams"),
             ]
         ),

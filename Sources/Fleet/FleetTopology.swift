@@ -46,6 +46,14 @@ public enum FleetTopology {
             bindings: [.init(queue: Names.stepsQueue(pool: pool), exchange: Names.jobsExchange, routingKey: pool)])
     }
 
+    /// A dispatcher's own presence queue, bound to the events exchange for workers' presence
+    /// messages; exclusive, so it goes (and so do the messages in it) when the dispatcher does.
+    public static func presence(queue: String) -> AMQPTopology {
+        AMQPTopology(
+            queues: [.init(name: queue, durable: false, exclusive: true, autoDelete: true)],
+            bindings: [.init(queue: queue, exchange: Names.eventsExchange, routingKey: Names.presenceRoutingKey)])
+    }
+
     /// What a worker declares: its own exclusive control queue, bound to the control exchange.
     /// Its pool's queue and the exchanges are the dispatcher's to declare.
     public static func worker(controlQueue: String) -> AMQPTopology {

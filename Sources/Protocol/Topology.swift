@@ -23,6 +23,10 @@ public enum Names {
     public static let eventsRoutingKey = "events"
     public static let logsRoutingKey = "logs"
     public static let outcomesRoutingKey = "outcomes"
+    /// Workers' `WorkerPresence` messages; each dispatcher reads them from a queue of its own.
+    public static let presenceRoutingKey = "presence"
+    /// A dispatcher's own presence queue (exclusive: it goes with the dispatcher's connection).
+    public static func presenceQueue(dispatcher id: String) -> String { "stepfleet.presence.\(id)" }
 
     /// A worker's own control queue, bound to `controlExchange`. Named for the worker, so that
     /// a worker's broker account can be given rights on its own control queue and no other.

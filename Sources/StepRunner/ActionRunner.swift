@@ -1,4 +1,5 @@
 import Foundation
+import HostCommand
 import Protocol
 
 /// `opschain-action ACTION`: runs one action of the project inside the step container and
@@ -167,23 +168,24 @@ public struct ActionRunner: Sendable {
             || (error.domain == NSPOSIXErrorDomain && (error.code == Int(EACCES) || error.code == Int(EPERM)))
     }
 
+    /// The command inherits our standard output and error, so the worker's log sees its lines
+    /// as it writes them, told apart as it wrote them.
     private func runCommand(_ command: String, environment: [String: String]) throws -> (Int32, String?) {
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: shell)
-        process.arguments = ["-c", command]
-        process.environment = environment
-        process.currentDirectoryURL = URL(fileURLWithPath: root)
+        guard FileManager.default.isExecutableFile(atPath: shell) else {
+            throw Failure(message: "cannot start \(shell): no such executable")
+        }
+        let termination: Spawn.Termination
         do {
-            try process.run()
+            termination = try Spawn.runInheritingStandardStreams(shell, ["-c", command], in: root, environment: environment)
         } catch {
-            throw Failure(message: "cannot start \(shell): \(error.localizedDescription)")
+            throw Failure(message: "\(error)")
         }
-        process.waitUntilExit()
-        let status = process.terminationStatus
-        if process.terminationReason == .uncaughtSignal {
-            return (128 + status, "the command was killed by signal \(status)")
+        switch termination {
+        case .signalled(let signal):
+            return (128 + signal, "the command was killed by signal \(signal)")
+        case .exited(let status):
+            return (status, status == 0 ? nil : "the command exited with status \(status)")
         }
-        return (status, status == 0 ? nil : "the command exited with status \(status)")
     }
 
     private func diffCopy(_ copy: URL, against original: JSON, what: String) throws -> JSONPatch {

@@ -3,13 +3,17 @@ import Fleet
 import Foundation
 import Logging
 import Protocol
+import ServiceLifecycle
 
 /// A worker process: takes at most one job per free slot from its pool's queue (a credit
 /// subscription: a job holds its slot from delivery until it finished), claims each (the
 /// claim is confirmed before the job is acked), runs it, and publishes the outcome through
 /// `stepfleet.events`. It runs only jobs the dispatcher's broker account published.
 /// Stateless: kill it at any moment and the dispatcher's leases bring its steps home.
-public actor WorkerService {
+///
+/// A swift-service-lifecycle `Service`: in a `ServiceGroup`, the group's graceful shutdown
+/// (SIGTERM, SIGINT) stops it as `shutdown()` does, and `run()` returns once it has stopped.
+public actor WorkerService: Service {
     public let configuration: WorkerConfiguration
     private let client: AMQPClient
     private let engine: DockerEngine
@@ -26,12 +30,27 @@ public actor WorkerService {
     /// Set while the work directory or the engine's disk has less free space than allowed.
     private var diskLow = false
     private var draining = false
-    private var shuttingDown = false
-    /// Set when `shutdown()` has finished, so a `run()` still starting up returns too.
-    private var hasStopped = false
+    /// Where the stop is: asked by the service group's graceful shutdown or by `shutdown()`.
+    private var stop = StopState.serving
+    /// `run()` and second `shutdown()` calls waiting for the stop to end.
+    private var stopWaiters: [CheckedContinuation<Void, Never>] = []
     private var tasks: [Task<Void, Never>] = []
     private var stepTasks: [AttemptRef: Task<Void, Never>] = [:]
-    private var stopped: CheckedContinuation<Void, Never>?
+
+    enum StopState {
+        /// Taking jobs (or starting up).
+        case serving
+        /// `shutdown()` runs.
+        case stopping
+        /// Stopped: the broker connection is closed.
+        case stopped
+
+        var isServing: Bool { if case .serving = self { true } else { false } }
+    }
+
+    /// How long the steps killed when the grace period ran out are waited for before the
+    /// worker stops anyway (the dispatcher's leases then bring them home).
+    static let killedStepsWait = Duration.seconds(15)
 
     public init(configuration: WorkerConfiguration, brokers: [AMQPConfiguration], engine: DockerEngine, logger: Logger) {
         self.configuration = configuration
@@ -58,8 +77,18 @@ public actor WorkerService {
             secrets: BuildSecretsProvider(directory: configuration.secretsDirectory, workDirectory: configuration.workDirectory))
     }
 
-    /// Runs until `shutdown()` has finished.
+    /// Runs until the service group's graceful shutdown or `shutdown()` has stopped the worker.
     public func run() async {
+        // The group's graceful shutdown, or its cancellation (the shutdown took too long): stop
+        // either way; `serve()` returns once stopped.
+        await withTaskCancellationOrGracefulShutdownHandler {
+            await serve()
+        } onCancelOrGracefulShutdown: {
+            Task { await self.shutdown() }
+        }
+    }
+
+    private func serve() async {
         logger.info("worker starting", metadata: ["pool": "\(configuration.pool)", "slots": "\(configuration.slots)", "runtime": "\(configuration.runtime.rawValue)"])
         engineHealthy = await engine.ping()
         if engineHealthy {
@@ -68,18 +97,19 @@ public actor WorkerService {
             logger.error("the Docker engine at \(engine.socketPath) does not answer: not taking jobs until it does")
         }
         await checkDisk()
-        // A SIGTERM during start-up ran `shutdown()` before anything below existed.
-        guard !shuttingDown else { return }
+        // A stop asked during start-up ran `shutdown()` before anything below existed.
+        guard stop.isServing else { return await untilStopped() }
         await client.start()
         await waitForPoolQueue()
-        // A SIGTERM while waiting: `shutdown()` stops the client.
-        guard !shuttingDown else { return await untilStopped() }
+        // A stop asked while waiting: `shutdown()` stops the client.
+        guard stop.isServing else { return await untilStopped() }
         let jobs = await client.subscribe(queue: Names.stepsQueue(pool: configuration.pool), capacity: configuration.slots, paused: !engineHealthy || diskLow)
         self.jobs = jobs
         let control = await client.subscribe(queue: controlQueue, prefetch: 50)
         tasks.append(Task { for await delivery in jobs { await self.received(delivery) } })
         tasks.append(Task { for await delivery in control { await self.control(delivery) } })
         tasks.append(Task { await self.heartbeats() })
+        tasks.append(Task { [client, publisher] in await PresenceAnnouncer(client: client, brokerUser: publisher.brokerUser).run { await self.presence() } })
         tasks.append(Task { await self.watchEngine() })
         tasks.append(Task {
             while !Task.isCancelled {
@@ -96,7 +126,7 @@ public actor WorkerService {
             }
         })
         // A shutdown that began while the subscriptions were being made found less to stop.
-        if shuttingDown {
+        if !stop.isServing {
             await jobs.cancel()
             for task in tasks { task.cancel() }
             await client.stop()
@@ -104,11 +134,10 @@ public actor WorkerService {
         await untilStopped()
     }
 
-    /// Returns when `shutdown()` has finished.
+    /// Returns when `shutdown()` has finished (at once if it has).
     private func untilStopped() async {
-        // A SIGTERM during start-up ran `shutdown()` before this wait began: do not wait for ever.
         await withCheckedContinuation { continuation in
-            if hasStopped { continuation.resume() } else { stopped = continuation }
+            if case .stopped = stop { continuation.resume() } else { stopWaiters.append(continuation) }
         }
     }
 
@@ -121,7 +150,7 @@ public actor WorkerService {
     private func waitForPoolQueue() async {
         let queue = Names.stepsQueue(pool: configuration.pool)
         var told = ContinuousClock.now - .seconds(3600)
-        while !shuttingDown && !Task.isCancelled {
+        while stop.isServing && !Task.isCancelled && !Task.isShuttingDownGracefully {
             do {
                 _ = try await client.connected(timeout: .seconds(10)).messageCount(queue: queue)
                 return
@@ -139,6 +168,12 @@ public actor WorkerService {
 
     /// Steps running right now.
     public var runningSteps: [AttemptRef] { Array(running.keys) }
+
+    private func presence() -> WorkerPresence {
+        WorkerPresence(
+            worker: configuration.name, pool: configuration.pool, slots: configuration.slots, slotsInUse: running.count + claiming, draining: draining,
+            at: Clock.epochMilliseconds())
+    }
 
     // MARK: Jobs
 
@@ -355,29 +390,42 @@ public actor WorkerService {
     // MARK: Shutdown
 
     /// Stops taking jobs, lets running steps finish within the grace period, then kills them
-    /// (their outcomes say so) and closes the broker connection.
+    /// (their outcomes say so), waits a bounded time for them to end, and closes the broker
+    /// connection. Returns once stopped; a second call waits for the first.
     public func shutdown() async {
-        guard !shuttingDown else { return }
-        shuttingDown = true
+        switch stop {
+        case .stopped: return
+        case .stopping: return await untilStopped()
+        case .serving: stop = .stopping
+        }
         logger.info("shutting down: taking no more jobs", metadata: ["running": "\(running.count)", "grace": "\(configuration.shutdownGrace)"])
         draining = true
         await jobs?.cancel()
-        let deadline = ContinuousClock.now + configuration.shutdownGrace
-        while !running.isEmpty, ContinuousClock.now < deadline {
-            try? await Task.sleep(for: .milliseconds(100))
-        }
-        if !running.isEmpty {
+        if await !untilNoStepRuns(within: configuration.shutdownGrace) {
             logger.warning("grace period over: killing \(running.count) running step(s)")
             let why = "the worker shut down and its grace period of \(configuration.shutdownGrace) ran out; the step was killed"
             for cancellation in running.values { cancellation.cancel(.killed(why)) }
-            for task in stepTasks.values { await task.value }
+            if await !untilNoStepRuns(within: Self.killedStepsWait) {
+                logger.error(
+                    "\(running.count) killed step(s) did not end within \(Self.killedStepsWait): stopping without their outcomes (the dispatcher's leases bring them home)",
+                    metadata: ["steps": "\(running.keys.map { "\($0.stepId)/\($0.attempt)" }.sorted().joined(separator: ","))"])
+            }
         }
         for task in tasks { task.cancel() }
         if let oci = executor.runtime as? OCIContainerRuntime { await oci.waitForCleanUps() }
         await client.stop()
         logger.info("worker stopped")
-        hasStopped = true
-        stopped?.resume()
-        stopped = nil
+        stop = .stopped
+        for waiter in stopWaiters { waiter.resume() }
+        stopWaiters = []
+    }
+
+    /// Whether every running step ended (and published its outcome) within `limit`.
+    private func untilNoStepRuns(within limit: Duration) async -> Bool {
+        let deadline = ContinuousClock.now + limit
+        while !running.isEmpty, ContinuousClock.now < deadline {
+            try? await Task.sleep(for: .milliseconds(100))
+        }
+        return running.isEmpty
     }
 }

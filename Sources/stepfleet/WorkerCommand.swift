@@ -181,7 +181,7 @@ struct WorkerCommand: AsyncParsableCommand {
             services.append(.init(service: app, successTerminationBehavior: .gracefullyShutdownGroup))
             logger.info("serving metrics", metadata: ["address": "\(address.host):\(address.port)"])
         }
-        services.append(.init(service: WorkerLifecycle(worker), successTerminationBehavior: .gracefullyShutdownGroup))
+        services.append(.init(service: worker, successTerminationBehavior: .gracefullyShutdownGroup))
         var group = ServiceGroupConfiguration(services: services, logger: logger)
         group.gracefulShutdownSignals = [.sigterm, .sigint]
         // The grace period for the steps, and time to report them and close the connection.

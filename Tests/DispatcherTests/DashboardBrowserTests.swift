@@ -144,6 +144,24 @@ extension FleetTests {
                     """)
                 #expect(try await fleet.snapshot(slow).0.status == .cancelled)
 
+                // Retry it from its page: the retry's page opens, a new change of the same action
+                // that names the cancelled one as its origin, and it runs (then is cancelled too).
+                try await browser.waitUntil("the retry button shows", timeout: .seconds(10), "const b = document.getElementById('retry'); return !!b && !b.hidden && !b.disabled")
+                try await browser.click("#retry")
+                try await browser.waitUntil("the retry's page opens", timeout: .seconds(30), """
+                    return location.hash.startsWith('#/change/') && decodeURIComponent(location.hash.split('/')[2]) !== arguments[0]
+                        && !!document.getElementById('change-status').dataset.status
+                    """, [.string(slow)])
+                let retried = try #require(try await browser.run("return decodeURIComponent(location.hash.split('/')[2])").stringValue)
+                let retriedChange = try await fleet.snapshot(retried).0
+                #expect(retriedChange.retryOf == slow && retriedChange.action == "slow")
+                #expect(try await browser.run("return document.body.innerText.includes('Retry of')").boolValue == true)
+                try await browser.waitUntil("the retried step runs", timeout: .seconds(90), """
+                    return [...document.querySelectorAll('#log .line.stdout .text')].some((t) => t.textContent === 'started-slow')
+                    """)
+                try await browser.click("#cancel")
+                try await browser.waitUntil("the retry shows cancelled", timeout: .seconds(30), "return document.getElementById('change-status').dataset.status === 'cancelled'")
+
                 // Properties: the secret is masked in the document and in a diff of its change.
                 _ = try await fleet.send("PATCH", "/projects/\(repo.project)/properties", [
                     ["op": "replace", "path": "/opschain/secrets/db_password", "value": .string(Self.secret + "-2")], ["op": "replace", "path": "/region", "value": "us"],
@@ -152,6 +170,8 @@ extension FleetTests {
                 try await browser.waitUntil("the current properties", timeout: .seconds(20), """
                     return document.getElementById('props-current').textContent.includes('"db_password": "****"') && document.querySelectorAll('#props-versions tr').length >= 2
                     """)
+                // Who wrote the newest version: the API, with the harness's token.
+                #expect(try await browser.run("return document.querySelector('#props-versions tr').textContent").stringValue?.contains("the API (token fleet-tests)") == true)
                 try await browser.click("#diff-show")
                 try await browser.waitUntil("the diff", timeout: .seconds(10), "return document.getElementById('props-diff').textContent.includes('replace /region = \"us\"')")
                 #expect(try await browser.run("return document.getElementById('props-diff').textContent").stringValue?.contains(#"replace /opschain/secrets/db_password = "****""#) == true)

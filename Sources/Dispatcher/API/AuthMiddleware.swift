@@ -12,7 +12,9 @@ struct AuthMiddleware<Context: RequestContext>: RouterMiddleware {
         if request.uri.path == "/healthz" || WebRoutes.isPublic(request) { return try await next(request, context) }
         guard let header = request.headers[.authorization] else {
             // The dashboard's requests carry its session cookie instead (CSRF-checked).
-            if try await WebSessionGate(store: store).admit(request) != nil { return try await next(request, context) }
+            if let session = try await WebSessionGate(store: store).admit(request) {
+                return try await APICaller.$tokenName.withValue(session.tokenName) { try await next(request, context) }
+            }
             throw APIError(.unauthorized, "this API needs a token: Authorization: Bearer <token> (stepfleet token create; the CLI reads STEPFLEET_TOKEN)")
         }
         let parts = header.split(separator: " ", maxSplits: 1)
@@ -26,6 +28,6 @@ struct AuthMiddleware<Context: RequestContext>: RouterMiddleware {
         if grant.scope == .read, request.method != .get, request.method != .head {
             throw APIError(.forbidden, "the token \"\(grant.name)\" is read-only (scope read): it may only GET; \(request.method) needs a token made with --scope operator")
         }
-        return try await next(request, context)
+        return try await APICaller.$tokenName.withValue(grant.name) { try await next(request, context) }
     }
 }

@@ -58,8 +58,17 @@ public struct HTTPAPI: Sendable {
             }
             router.put(RouterPath(path)) { request, context in try await putProperties(request, context) }
             router.patch(RouterPath(path)) { request, context in try await patchProperties(request, context) }
+            router.get(RouterPath(path + "/versions")) { _, context in
+                let (project, environment) = try owner(context)
+                return JSONResponse.ok(try await store.read { try PropertiesHistory.versions($0, project, environment) })
+            }
         }
 
+        router.get("/workers") { _, _ in
+            let (leaseSeconds, now) = (engine.configuration.leaseSeconds, Date().timeIntervalSince1970)
+            let announced = service?.roster.recent(now: now) ?? []
+            return JSONResponse.ok(.array(try await store.read { try FleetView.workers($0, leaseSeconds: leaseSeconds, now: now, announced: announced) }))
+        }
         router.post("/changes") { request, _ in try await createChange(request) }
         router.get("/changes") { request, _ in
             let query = request.uri.queryParameters
@@ -160,7 +169,7 @@ public struct HTTPAPI: Sendable {
             // A document read from this API shows secrets as ****: those keep their stored values.
             let current = try Store.properties(db, project, environment)
             let restored = SecretProperties.restoringMasked(document, from: current.properties)
-            return try Store.setProperties(db, project, environment, restored, ifVersion: expected, step: nil)
+            return try Store.setProperties(db, project, environment, restored, ifVersion: expected, step: nil, user: APICaller.tokenName)
         }
         return JSONResponse.ok(Views.properties(version))
     }
@@ -186,7 +195,7 @@ public struct HTTPAPI: Sendable {
                 throw StoreError.conflict("the patch does not apply to version \(current.version): \(reason)")
             }
             let restored = SecretProperties.restoringMasked(patched, from: current.properties)
-            return try Store.setProperties(db, project, environment, restored, ifVersion: expected ?? current.version, step: nil)
+            return try Store.setProperties(db, project, environment, restored, ifVersion: expected ?? current.version, step: nil, user: APICaller.tokenName)
         }
         return JSONResponse.ok(Views.properties(version))
     }

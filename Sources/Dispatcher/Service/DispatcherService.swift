@@ -20,12 +20,19 @@ public actor DispatcherService {
     private var stopping = false
     private var sleeper: CheckedContinuation<Void, Never>?
     private var wakePending = false
+    /// The workers that announced themselves, idle ones included (the dashboard's workers page).
+    public nonisolated let roster = WorkerRoster()
+    /// This dispatcher's own queue of workers' presence messages.
+    private let presenceQueue: String
 
     public init(engine: DispatcherEngine, brokers: [AMQPConfiguration], logger: Logger) {
         self.engine = engine
         self.logger = logger
         brokerUser = brokers[0].user
-        client = AMQPClient(endpoints: brokers, topology: FleetTopology.common + FleetTopology.pool(Names.defaultPool), logger: logger)
+        let presenceQueue = Names.presenceQueue(dispatcher: UUID().uuidString.prefix(8).lowercased())
+        self.presenceQueue = presenceQueue
+        client = AMQPClient(
+            endpoints: brokers, topology: FleetTopology.common + FleetTopology.pool(Names.defaultPool) + FleetTopology.presence(queue: presenceQueue), logger: logger)
     }
 
     /// Starts publishing and consuming; returns at once.
@@ -38,12 +45,14 @@ public actor DispatcherService {
         let outcomes = await client.subscribe(queue: Names.outcomesQueue, prefetch: 50)
         let deadLettered = await client.subscribe(queue: Names.deadJobsQueue, prefetch: 50)
         let engine = engine
-        subscriptions = [events, logs, outcomes, deadLettered]
+        let presence = await client.subscribe(queue: presenceQueue, prefetch: 50)
+        subscriptions = [events, logs, outcomes, deadLettered, presence]
         tasks = [
             Task { await self.consumeInBatches(events, { try await engine.handle(events: $0) }) { try await engine.handle($0, publishedBy: $1) } },
             Task { await self.consumeInBatches(logs, { try await engine.handle(logs: $0) }) { try await engine.handle($0, publishedBy: $1) } },
             Task { await self.consume(outcomes, StepOutcome.self) { try await engine.handle($0, publishedBy: $1); self.outboxChanged() } },
             Task { await self.watchDeadLetters(deadLettered) },
+            Task { [roster, logger] in await Self.recordPresence(presence, in: roster, logger: logger) },
             Task { await self.publishOutbox() },
             Task { await self.watchLeases() },
         ]
@@ -70,6 +79,24 @@ public actor DispatcherService {
         for task in running { await task.value }
         deadline.cancel()
         await client.stop()
+    }
+
+    /// Records workers' presence messages; one that does not decode or is refused is dropped
+    /// (it is not about any step, and the next one comes seconds later).
+    private static func recordPresence(_ subscription: AMQPSubscription, in roster: WorkerRoster, logger: Logger) async {
+        for await delivery in subscription {
+            do {
+                let presence = try WireCodec.decode(WorkerPresence.self, from: delivery.body)
+                if let refusal = presence.refusal {
+                    logger.warning("dropping a worker presence message", metadata: ["reason": "\(refusal)", "published_by": "\(delivery.properties.userId ?? "?")"])
+                } else {
+                    roster.record(presence, brokerUser: delivery.properties.userId, now: Date().timeIntervalSince1970)
+                }
+            } catch {
+                logger.warning("dropping a worker presence message that does not decode", metadata: ["reason": "\(error)"])
+            }
+            try? await delivery.ack()
+        }
     }
 
     /// The broker connection as the dashboard shows it: up or not, and how many connections

@@ -116,6 +116,10 @@ enum Schema {
         }
         migrator.registerMigration("v5-batches") { db in try Store.migrateBatches(db) }
         migrator.registerMigration("v6-web-sessions") { db in try WebSessionSchema.create(db) }
+        migrator.registerMigration("v7-properties-written-by-user") { db in
+            // The API token a version written through the API came with (versions before v7: unknown).
+            try db.execute(sql: "ALTER TABLE properties ADD COLUMN written_by_user TEXT")
+        }
         return migrator
     }
 }

@@ -135,23 +135,26 @@ public final class Store: Sendable {
         return PropertiesVersion(version: row["version"], properties: try SecretsCipher.mapSecretLeaves(document) { try SecretsCipher.openLeaf($0, with: SecretsCipher.current) })
     }
 
-    /// Writes a new version; with `ifVersion`, only if that is still the current one.
+    /// Writes a new version; with `ifVersion`, only if that is still the current one. Its writer
+    /// is a step (`step`) or an API token's holder (`user`, the token's name).
     @discardableResult
-    static func setProperties(_ db: Database, _ project: String, _ environment: String?, _ document: JSON, ifVersion: Int?, step: String?) throws -> PropertiesVersion {
+    static func setProperties(
+        _ db: Database, _ project: String, _ environment: String?, _ document: JSON, ifVersion: Int?, step: String?, user: String? = nil
+    ) throws -> PropertiesVersion {
         guard case .object = document else { throw StoreError.invalid("properties must be a JSON object, not \(document.typeName)") }
         let current = try properties(db, project, environment)
         if let ifVersion, ifVersion != current.version {
             throw StoreError.conflict("the properties are at version \(current.version), not \(ifVersion)")
         }
         if current.properties == document { return current }
-        try insertProperties(db, project, environment ?? "", version: current.version + 1, document: document, step: step)
+        try insertProperties(db, project, environment ?? "", version: current.version + 1, document: document, step: step, user: user)
         return PropertiesVersion(version: current.version + 1, properties: document)
     }
 
-    private static func insertProperties(_ db: Database, _ project: String, _ environment: String, version: Int, document: JSON, step: String?) throws {
+    private static func insertProperties(_ db: Database, _ project: String, _ environment: String, version: Int, document: JSON, step: String?, user: String? = nil) throws {
         try db.execute(sql: """
-            INSERT INTO properties (project_code, environment_code, version, document, written_by_step, created_at) VALUES (?, ?, ?, ?, ?, ?)
-            """, arguments: [project, environment, version, try sealed(document).serialized(), step, now()])
+            INSERT INTO properties (project_code, environment_code, version, document, written_by_step, written_by_user, created_at) VALUES (?, ?, ?, ?, ?, ?, ?)
+            """, arguments: [project, environment, version, try sealed(document).serialized(), step, user, now()])
     }
 
     // MARK: Changes and steps

@@ -513,7 +513,7 @@ enum DashboardScript {
               const writer = version.written_by;
               const who = writer.kind === 'step'
                 ? el('span', {}, 'step ', el('b', {}, writer.action || writer.step), ' of change ', writer.change ? changeLink(writer.change) : '?', writer.user ? ' (' + writer.user + ')' : '')
-                : el('span', {}, 'the API (a user)');
+                : el('span', {}, 'the API', writer.user ? el('span', {}, ' (token ', el('b', {}, writer.user), ')') : ' (a user)');
               versions.append(el('tr', {}, el('td', {}, String(version.version)), el('td', {}, who), el('td', {}, when(version.created_at))));
               from.append(el('option', { value: version.version, selected: version.version === (list.length > 1 ? list[1].version : list[0].version) }, String(version.version)));
               to.append(el('option', { value: version.version }, String(version.version)));
@@ -537,13 +537,13 @@ enum DashboardScript {
               broker.append('Dispatcher\u2019s broker connection: ', el('span', { class: 'badge ' + (fleet.broker.connected ? 'st-success' : 'st-error'), id: 'broker-state' }, fleet.broker.connected ? 'connected' : 'disconnected'),
                 ' · connections made: ' + fleet.broker.connections);
             } else broker.append('This dispatcher serves the API without a broker connection.');
-            seenWithin.textContent = '(within the last ' + Math.round(fleet.seen_within_seconds / 60) + ' minutes; an idle worker says nothing)';
+            seenWithin.textContent = '(within the last ' + Math.round(fleet.seen_within_seconds / 60) + ' minutes; running workers announce themselves every few seconds, idle or busy)';
             clear(body);
             if (!fleet.workers.length) body.append(el('tr', {}, el('td', { colspan: 6, class: 'muted' }, 'No worker has been heard from recently.')));
             for (const worker of fleet.workers) {
               body.append(el('tr', { 'data-worker': worker.name },
                 el('td', {}, worker.name), el('td', {}, worker.pool || ''), el('td', {}, worker.broker_user || ''),
-                el('td', {}, String(worker.slots_in_use)),
+                el('td', {}, String(worker.slots_in_use) + (worker.slots === null ? '' : ' of ' + worker.slots) + (worker.draining ? ' (draining)' : '')),
                 el('td', {}, worker.running.map((run) => el('div', {}, changeLink(run.change), ' ' + run.action))),
                 el('td', {}, worker.last_heard_seconds_ago + ' s ago')));
             }

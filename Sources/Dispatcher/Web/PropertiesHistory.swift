@@ -2,17 +2,18 @@ import Foundation
 import GRDB
 import Protocol
 
-/// A project's or an environment's properties versions, for the dashboard: who wrote each (a
-/// step of a change, or the API), and the RFC 6902 diff between two versions with secret
+/// A project's or an environment's properties versions, for the dashboard and the API: who
+/// wrote each (a step of a change, or a user through the API: the name of their token), and the RFC 6902 diff between two versions with secret
 /// values masked (a changed secret shows as an operation on its path with `****`).
 enum PropertiesHistory {
     static func versions(_ db: Database, _ project: String, _ environment: String?) throws -> JSON {
         _ = try Store.properties(db, project, environment)
         let rows = try Row.fetchAll(db, sql: """
-            SELECT version, written_by_step, created_at FROM properties WHERE project_code = ? AND environment_code = ? ORDER BY version DESC
+            SELECT version, written_by_step, written_by_user, created_at FROM properties WHERE project_code = ? AND environment_code = ? ORDER BY version DESC
             """, arguments: [project, environment ?? ""])
         return .array(try rows.map { row in
-            var writer: JSON = ["kind": "api"]
+            // Versions written before the store kept the token's name (v7) have no user.
+            var writer: JSON = ["kind": "api", "user": (row["written_by_user"] as String?).map(JSON.string) ?? .null]
             if let stepId = row["written_by_step"] as String? {
                 let step = try Store.step(db, stepId)
                 let change = try step.flatMap { try? Store.change(db, $0.changeId) }

@@ -110,7 +110,9 @@ struct WebRoutes {
 
     private func fleet() async throws -> Response {
         let leaseSeconds = api.engine.configuration.leaseSeconds
-        let workers = try await store.read { try FleetView.workers($0, leaseSeconds: leaseSeconds, now: Date().timeIntervalSince1970) }
+        let now = Date().timeIntervalSince1970
+        let announced = api.service?.roster.recent(now: now) ?? []
+        let workers = try await store.read { try FleetView.workers($0, leaseSeconds: leaseSeconds, now: now, announced: announced) }
         var broker: JSON = .null
         if let service = api.service {
             let state = await service.brokerConnection()
