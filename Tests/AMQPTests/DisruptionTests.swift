@@ -16,15 +16,31 @@ import Testing
     /// the ids confirmed (every id, in the end) and the ids whose publish was reported
     /// unconfirmed or nacked at least once on the way (those may arrive twice).
     private static func publishDuring(
-        _ prefix: String, via client: AMQPClient, queue: String, minimum: Int, disruption: @escaping @Sendable () async throws -> Void
+        _ prefix: String, via client: AMQPClient, queue: String, minimum: Int,
+        disruption: @escaping @Sendable (_ publish: @escaping @Sendable (String) async throws -> Void) async throws -> Void
     ) async throws -> (confirmed: Set<String>, unconfirmed: Set<String>) {
         let finished = LockedValue(false)
         let counter = LockedValue(0)
         let confirmed = Collector<String>()
         let unconfirmed = Collector<String>()
+        /// Publishes `id` until it is confirmed, noting each time it was not.
+        @Sendable func publish(_ id: String) async throws {
+            while true {
+                do {
+                    try await client.publish(AMQPMessage(body: Data(id.utf8), properties: AMQPProperties(messageId: id)), routingKey: queue, timeout: .seconds(60))
+                    confirmed.add(id)
+                    return
+                } catch let error as AMQPError {
+                    switch error {
+                    case .publishUnconfirmed, .publishNacked: unconfirmed.add(id)
+                    default: throw error
+                    }
+                }
+            }
+        }
         let disrupter = Task {
             defer { finished.value = true }
-            try await disruption()
+            try await disruption(publish)
         }
         try await withThrowingTaskGroup(of: Void.self) { group in
             for _ in 0..<20 {
@@ -34,19 +50,7 @@ import Testing
                         count += 1
                         return count
                     }) {
-                        let id = "\(prefix)\(number)"
-                        while true {
-                            do {
-                                try await client.publish(AMQPMessage(body: Data(id.utf8), properties: AMQPProperties(messageId: id)), routingKey: queue, timeout: .seconds(60))
-                                confirmed.add(id)
-                                break
-                            } catch let error as AMQPError {
-                                switch error {
-                                case .publishUnconfirmed, .publishNacked: unconfirmed.add(id)
-                                default: throw error
-                                }
-                            }
-                        }
+                        try await publish("\(prefix)\(number)")
                         try await Task.sleep(for: .milliseconds(2))
                     }
                 }
@@ -84,7 +88,7 @@ import Testing
                 try? await delivery.ack()
             }
         }
-        let (confirmed, unconfirmed) = try await Self.publishDuring("r", via: client, queue: queue, minimum: 1000) {
+        let (confirmed, unconfirmed) = try await Self.publishDuring("r", via: client, queue: queue, minimum: 1000) { _ in
             try await Task.sleep(for: .milliseconds(400))
             try TestBroker.rabbitmqctl("stop_app")
             try await Task.sleep(for: .seconds(1))
@@ -116,21 +120,27 @@ import Testing
                 try? await delivery.ack()
             }
         }
-        let (confirmed, unconfirmed) = try await Self.publishDuring("h", via: client, queue: queue, minimum: 100) {
+        let (confirmed, unconfirmed) = try await Self.publishDuring("h", via: client, queue: queue, minimum: 100) { publish in
             try TestBroker.rabbitmqctl("set_vm_memory_high_watermark", "0.0001")
             do {
-                // The alarm blocks the connection at its next publish; what follows is held.
+                // The alarm blocks the connection at its next publish, and the broker says so.
                 let connection = try await client.connected()
+                let blocked = await eventually(timeout: .seconds(30)) { (try? await connection.thread.perform { $0.blocked }) == true }
+                try #require(blocked, "the broker's memory alarm did not block the connection")
+                // Published now, on a connection known to be blocked: the client holds it unsent
+                // (the other publishers may all be waiting for confirms already).
+                let late = Task { try await publish("h-late") }
                 let holding = await eventually(timeout: .seconds(30)) {
                     (try? await connection.thread.perform { $0.blocked && $0.hasHeldPublishes }) == true
                 }
-                try #require(holding, "the client never held a publish: the broker's memory alarm did not block the connection")
+                try #require(holding, "the client never held a publish on its blocked connection")
                 try TestBroker.rabbitmqctl("close_all_connections", "test: dropping a blocked connection")
+                try TestBroker.rabbitmqctl("set_vm_memory_high_watermark", "0.4")
+                try await late.value
             } catch {
                 _ = try? TestBroker.rabbitmqctl("set_vm_memory_high_watermark", "0.4")
                 throw error
             }
-            try TestBroker.rabbitmqctl("set_vm_memory_high_watermark", "0.4")
         }
         // Held publishes never reached the broker: they had to be reported unconfirmed.
         #expect(!unconfirmed.isEmpty, "the client held publishes when the connection dropped, and reported none unconfirmed")
@@ -169,7 +179,7 @@ import Testing
                 try? await delivery.ack()
             }
         }
-        let (confirmed, unconfirmed) = try await Self.publishDuring("d", via: client, queue: queue, minimum: 600) {
+        let (confirmed, unconfirmed) = try await Self.publishDuring("d", via: client, queue: queue, minimum: 600) { _ in
             for _ in 0..<3 {
                 try await Task.sleep(for: .milliseconds(250))
                 try TestBroker.rabbitmqctl("close_all_connections", "test: again")
