@@ -1,3 +1,4 @@
+import AMQP
 import Foundation
 import Protocol
 import TestSupport
@@ -131,8 +132,14 @@ extension FleetTests {
                 try await Task.sleep(for: .milliseconds(100))
             }
             await fleet.stopDispatcher()
-            // Outcomes reach the broker while no dispatcher listens.
-            try await Task.sleep(for: .seconds(3))
+            // Outcomes reach the broker while no dispatcher listens: the worker ends every step
+            // it was sent (none waits on the queue, none runs).
+            let jobs = AMQPClient(endpoints: [fleet.broker], logger: FleetHarness.logger)
+            try await fleet.waitUntil("the worker to end every step it was sent", timeout: .seconds(60)) {
+                guard try await jobs.connected().messageCount(queue: Names.stepsQueue(pool: Names.defaultPool)) == 0 else { return false }
+                return await fleet.runningSteps().isEmpty
+            }
+            await jobs.stop()
             try await fleet.startDispatcher()
             let batch = try await Self.waitForBatch(fleet, id)
             #expect(batch["status"] == "success")

@@ -95,6 +95,10 @@ extension FleetTests {
             try await fleet.waitUntil("the worker to finish x and y", timeout: .seconds(60)) { await fleet.runningSteps().isEmpty }
             let whileAway = try await fleet.snapshot(id).1
             #expect(["x", "y"].allSatisfy { whileAway.step($0).map { !$0.status.isFinal } == true }, "recorded with no dispatcher running")
+            let broker = AMQPClient(endpoints: [fleet.broker], logger: FleetHarness.logger)
+            let waiting = try await broker.connected().messageCount(queue: Names.outcomesQueue)
+            await broker.stop()
+            #expect(waiting >= 2, "x's and y's outcomes are not waiting on the broker: \(waiting) in \(Names.outcomesQueue)")
             try await fleet.startDispatcher()
             let (change, tree) = try await fleet.waitForChange(id)
             #expect(change.status == .success)

@@ -122,7 +122,8 @@ extension FleetTests {
             let repo = try await fleet.project("actions:\n  slow: { run: 'sleep 2' }")
             let first = try await fleet.createChange(repo, action: "slow")
             let second = try await fleet.createChange(repo, action: "slow")
-            try await Task.sleep(for: .milliseconds(800))
+            // While the first one's step runs, the second still waits.
+            try await fleet.waitUntil("the first change's step to run", timeout: .seconds(120)) { try await fleet.snapshot(first).1.root?.runStarted == true }
             #expect(try await fleet.snapshot(second).0.status == .pending)
             let (firstChange, _) = try await fleet.waitForChange(first)
             let (secondChange, _) = try await fleet.waitForChange(second)

@@ -1,6 +1,7 @@
 import AMQP
 import AsyncHTTPClient
 import Foundation
+import GRDB
 import HostCommand
 import Hummingbird
 import Logging
@@ -146,19 +147,48 @@ final class FleetHarness: Sendable {
         return try #require(change["id"]?.stringValue)
     }
 
-    /// Waits for the change to finish; returns its tree.
+    /// Waits for the change to finish and for every log line shipped before that to be
+    /// stored; returns its tree.
     @discardableResult
     func waitForChange(_ id: String, timeout: Duration = .seconds(180)) async throws -> (ChangeRecord, ChangeTree) {
         let deadline = ContinuousClock.now + timeout
         while ContinuousClock.now < deadline {
             let (change, tree) = try await snapshot(id)
             if change.status.isFinal {
-                try await Task.sleep(for: .milliseconds(300))
+                if let root = tree.root { try await waitForShippedLogs(id, root: root.id, deadline: deadline) }
                 return try await snapshot(id)
             }
             try await Task.sleep(for: .milliseconds(100))
         }
         throw TestSetupError("change \(id) did not finish within \(timeout)")
+    }
+
+    /// A worker ships (and has confirmed) an attempt's log lines before its outcome, but the
+    /// dispatcher reads logs and outcomes from two queues: a line may be stored after the step
+    /// it belongs to has finished. A fence behind them in the logs queue, which the dispatcher
+    /// reads in order: a line for attempt 0 of the root (a number no attempt has, which the
+    /// dispatcher stores from anyone), waited for in the store and then deleted. Once it is
+    /// stored, so is everything shipped before the change finished.
+    private func waitForShippedLogs(_ id: String, root: String, deadline: ContinuousClock.Instant) async throws {
+        let text = "fleet harness fence \(UUID().uuidString)"
+        let fence = LogBatch(
+            ref: AttemptRef(stepId: root, attempt: 0), worker: "fleet-harness",
+            lines: [LogBatch.Line(seq: 0, stream: .system, text: text, at: Int64(Date().timeIntervalSince1970 * 1000))])
+        let client = AMQPClient(endpoints: [broker], logger: Self.logger)
+        do {
+            try await client.publish(
+                AMQPMessage(body: WireCodec.encode(fence), properties: AMQPProperties(messageId: UUID().uuidString, type: LogBatch.messageType, userId: broker.user)),
+                exchange: Names.eventsExchange, routingKey: Names.logsRoutingKey, timeout: max(deadline - ContinuousClock.now, .seconds(1)))
+        } catch {
+            await client.stop()
+            throw TestSetupError("cannot publish the log fence for change \(id): \(error)")
+        }
+        await client.stop()
+        let query = "FROM log_lines WHERE step_id = ? AND attempt = 0 AND text = ?"
+        try await waitUntil("the logs shipped before change \(id) finished to be stored", timeout: max(deadline - ContinuousClock.now, .seconds(1))) {
+            try await store.read { db in try Int.fetchOne(db, sql: "SELECT COUNT(*) " + query, arguments: [root, text]) ?? 0 } > 0
+        }
+        try await store.write { db in try db.execute(sql: "DELETE " + query, arguments: [root, text]) }
     }
 
     /// Waits until `condition` holds; throws, saying `what`, if it does not within `timeout`.
