@@ -37,7 +37,7 @@ ensure_swift() {
 # The packages every StepFleet machine needs: build, broker, engine, test peers.
 need_base_packages() {
     need_packages rabbitmq-server librabbitmq-dev libssl-dev libsqlite3-dev amqp-tools openssl \
-        docker.io docker-compose git jq debootstrap ca-certificates pkg-config curl
+        docker.io docker-compose git jq debootstrap ca-certificates pkg-config curl python3
 }
 
 # The data folder of the node named by STEPFLEET_RABBIT_NODE.
