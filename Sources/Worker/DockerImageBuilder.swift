@@ -55,14 +55,7 @@ public actor DockerImageBuilder: ImageBuilder {
         let contextEnv = Self.encode(request.contextEnv)
         let key = try await buildKey(request, contextEnv: contextEnv)
         let tag = "\(repository):\(key.prefix(32))"
-        do {
-            if let existing = try await engine.inspectImage(tag), existing["Config"]?["Labels"]?[Self.keyLabel]?.stringValue == key {
-                try await engine.tagImage(tag, repository: repository, tag: String(key.prefix(32)))
-                return BuiltImage(reference: tag, key: key, reused: true, user: Self.user(of: existing))
-            }
-        } catch {
-            throw StepFailure("build: \(error)")
-        }
+        if let existing = try await existing(key: key, tag: tag) { return existing }
         if flights[key] != nil {
             log("build: an identical build is running; waiting for it")
         } else {
@@ -78,6 +71,22 @@ public actor DockerImageBuilder: ImageBuilder {
             flights[key] = Flight(id: id, task: task)
         }
         return try await wait(for: key, timeout: request.timeout).get()
+    }
+
+    public func existingImage(for request: BuildRequest) async throws(StepFailure) -> BuiltImage? {
+        let key = try await buildKey(request, contextEnv: Self.encode(request.contextEnv))
+        return try await existing(key: key, tag: "\(repository):\(key.prefix(32))")
+    }
+
+    /// The image labelled with `key`, tagged again (its use recorded for `StepImageCache`).
+    private func existing(key: String, tag: String) async throws(StepFailure) -> BuiltImage? {
+        do {
+            guard let existing = try await engine.inspectImage(tag), existing["Config"]?["Labels"]?[Self.keyLabel]?.stringValue == key else { return nil }
+            try await engine.tagImage(tag, repository: repository, tag: String(key.prefix(32)))
+            return BuiltImage(reference: tag, key: key, reused: true, user: Self.user(of: existing))
+        } catch {
+            throw StepFailure("build: \(error)")
+        }
     }
 
     /// Waits for the build of `key` until it lands, the timeout passes or the task is cancelled.
@@ -197,7 +206,7 @@ public actor DockerImageBuilder: ImageBuilder {
             hasher.update(data: Data("\(label):\(data.count):".utf8))
             hasher.update(data: data)
         }
-        add("format", Data("stepfleet-build-key-3".utf8))
+        add("format", Data("stepfleet-build-key-4".utf8))
         add("dockerfile", Data(request.dockerfile.utf8))
         add("repo.tar refs", Data(request.repositoryRefs.utf8))
         add("step_context_env.json", contextEnv)

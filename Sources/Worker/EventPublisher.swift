@@ -11,8 +11,11 @@ struct EventPublisher: Sendable {
     /// The broker user this worker connects as (all of its broker URLs name the same user).
     let brokerUser: String
 
-    func event(_ kind: WorkerEvent.Kind, _ ref: AttemptRef, phase: Phase? = nil, policy: ActionPolicy? = nil, claimToken: String? = nil) async throws(AMQPError) {
-        let event = WorkerEvent(kind: kind, ref: ref, worker: worker, at: Clock.epochMilliseconds(), phase: phase, policy: policy, claimToken: claimToken)
+    func event(
+        _ kind: WorkerEvent.Kind, _ ref: AttemptRef, phase: Phase? = nil, policy: ActionPolicy? = nil, claimToken: String? = nil,
+        at: EpochMilliseconds = Clock.epochMilliseconds()
+    ) async throws(AMQPError) {
+        let event = WorkerEvent(kind: kind, ref: ref, worker: worker, at: at, phase: phase, policy: policy, claimToken: claimToken)
         try await client.publish(message(event, ref), exchange: Names.eventsExchange, routingKey: Names.eventsRoutingKey)
     }
 

@@ -2,6 +2,7 @@ import Crypto
 import Foundation
 import HostCommand
 import Protocol
+import Synchronization
 
 /// A local mirror per remote repository; a step's checkout comes from it. The remote is
 /// fetched when the mirror lacks the requested commit, and once per change besides: the refs
@@ -25,11 +26,27 @@ public actor GitMirror {
         self.git = Git(executable: git, policy: policy, timeout: timeout)
     }
 
+    /// Checkouts made by the mirrors of each directory (`clone`), so that a test can check
+    /// that a cache-hit step makes none.
+    private static let clonesMade = Mutex<[String: Int]>([:])
+
+    static func clones(in directory: String) -> Int { clonesMade.withLock { $0[directory] ?? 0 } }
+
     /// A checkout of `sha` (with `.git`) in `destination`, made from the mirror of `remote`,
     /// fetched first for `change` if no step of that change fetched it yet. Returns a note when
     /// that fetch failed and the mirror's refs were used as they were.
     @discardableResult
     public func checkout(remote: String, sha: String, into destination: String, change: String? = nil) async throws(CheckoutError) -> String? {
+        let (mirror, note) = try await prepare(remote: remote, sha: sha, change: change)
+        try await clone(mirror, remote: remote, sha: sha, into: destination)
+        return note
+    }
+
+    /// The path of the mirror of `remote`, holding `sha` and fetched for `change` if no step
+    /// of that change fetched it yet (what `checkout` does before it clones); with a note when
+    /// that fetch failed and the mirror's refs are as last fetched. The repository's files
+    /// and refs can be read from it at the SHA with no checkout (`RepositoryFiles`).
+    public func prepare(remote: String, sha: String, change: String? = nil) async throws(CheckoutError) -> (mirror: String, note: String?) {
         guard sha.count >= 7, sha.count <= 64, sha.allSatisfy(\.isHexDigit) else {
             throw CheckoutError("\"\(sha)\" is not a git commit SHA")
         }
@@ -51,13 +68,18 @@ public actor GitMirror {
             }
         }
         if fetched, let change { refreshed[mirror, default: []].append(change); refreshed[mirror]!.removeFirst(max(refreshed[mirror]!.count - 500, 0)) }
+        return (mirror, note)
+    }
+
+    /// A checkout of `sha` (with `.git`) in `destination`, cloned from `mirror` (`prepare`'s).
+    public func clone(_ mirror: String, remote: String, sha: String, into destination: String) async throws(CheckoutError) {
+        Self.clonesMade.withLock { $0[directory, default: 0] += 1 }
         // Copies, not hard links: a link made or dropped by a concurrent clone or the mirror's
         // gc changes a shared inode's ctime, and tar then fails the build context with "file
         // changed as we read it" (seen under load in the poison scenario).
         try await runGit(["-c", "gc.auto=0", "clone", "--quiet", "--no-hardlinks", "--no-checkout", "--", mirror, destination], what: "clone the mirror of \(remote)")
         try await runGit(["-C", destination, "checkout", "--quiet", "--detach", sha, "--"], what: "check out \(sha)")
         try await runGit(["-C", destination, "remote", "set-url", "--", "origin", remote], what: "set the origin of the checkout")
-        return note
     }
 
     /// The mirror's path, holding `sha` (fetching the remote if it does not yet), and whether

@@ -72,4 +72,7 @@ public protocol ImageBuilder: Sendable {
     /// Cancelling the calling task gives up waiting (a `StepFailure` saying so) and stops the
     /// build when no other caller waits for it.
     func image(for request: BuildRequest, log: @escaping @Sendable (String) -> Void) async throws(StepFailure) -> BuiltImage
+    /// The image of the request's build key when one exists already, nil when it must be
+    /// built: needs no checkout (`request.checkout` is not read).
+    func existingImage(for request: BuildRequest) async throws(StepFailure) -> BuiltImage?
 }

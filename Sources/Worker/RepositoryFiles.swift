@@ -12,7 +12,7 @@ struct RepositoryFiles: Sendable {
     /// A file larger than this is refused, not read.
     static let maximumBytes = 1 << 20
 
-    /// A checkout with its `.git`.
+    /// The mirror, or a checkout with its `.git`.
     let checkout: String
     /// The commit whose tree is read.
     let sha: String
@@ -45,13 +45,37 @@ struct RepositoryFiles: Sendable {
         return Data(try await git(["cat-file", "blob", object]).utf8)
     }
 
-    /// What repo.tar holds besides the commit's tree: every ref of the checkout with its object
-    /// (branches, remote branches, tags) and `HEAD`. A tag or branch added or moved on the
-    /// remote at the same SHA changes it, and so the step image's build key.
-    func refs() async throws(StepFailure) -> String {
-        let refs = try await git(["for-each-ref", "--format=%(objectname) %(refname) %(symref)"])
-        let head = try await git(["rev-parse", "HEAD"])
-        return "HEAD " + head.trimmingCharacters(in: .whitespacesAndNewlines) + "\n" + refs
+    /// What repo.tar holds besides the commit's tree — its refs — in one form read alike from
+    /// the mirror (`fromMirror`: its branches, tags and `HEAD`) and from a checkout cloned from
+    /// it (its `origin/*` branches, tags and `origin/HEAD`): the commit, the branch `HEAD`
+    /// names, every branch and tag with its object. A clone's refs are made from exactly these,
+    /// so the build key can be had from the mirror, before (and, on a hit, without) a checkout.
+    /// A tag or branch added or moved on the remote at the same SHA changes it, and so the key.
+    func refs(fromMirror: Bool) async throws(StepFailure) -> String {
+        let branches = fromMirror ? "refs/heads/" : "refs/remotes/origin/"
+        let listing = try await git(["for-each-ref", "--format=%(objectname) %(refname)", String(branches.dropLast()), "refs/tags"])
+        var lines: [String] = []
+        for line in listing.split(separator: "\n") {
+            let fields = line.split(separator: " ", maxSplits: 1)
+            guard fields.count == 2 else { continue }
+            let name = String(fields[1])
+            if name.hasPrefix(branches) {
+                // A clone's origin/HEAD is a name for a branch, not a branch.
+                if !fromMirror && name == branches + "HEAD" { continue }
+                lines.append("\(fields[0]) refs/heads/\(name.dropFirst(branches.count))")
+            } else {
+                lines.append("\(fields[0]) \(name)")
+            }
+        }
+        var head = ""
+        do {
+            head = try await git(["symbolic-ref", "-q", fromMirror ? "HEAD" : "refs/remotes/origin/HEAD"]).trimmingCharacters(in: .whitespacesAndNewlines)
+            if head.hasPrefix(branches) { head = "refs/heads/" + String(head.dropFirst(branches.count)) }
+        } catch {
+            // A detached or unborn HEAD names no branch.
+            head = ""
+        }
+        return "commit \(sha)\nHEAD \(head)\n" + lines.sorted().joined(separator: "\n") + "\n"
     }
 
     /// Runs the fleet's git (its own minimal environment, a deadline) in the checkout; user

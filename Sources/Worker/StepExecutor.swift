@@ -16,6 +16,14 @@ struct StepExecutor: Sendable {
     let secrets: BuildSecretsProvider
 
     func execute(_ job: StepJob, claimedAt: EpochMilliseconds, cancellation: StepCancellation, log: LogShipper) async -> StepOutcome {
+        let phases = PhaseEvents(publisher: publisher)
+        let outcome = await execute(job, claimedAt: claimedAt, cancellation: cancellation, log: log, phases: phases)
+        // Every phase event confirmed before the outcome goes (they went out without waiting).
+        await phases.confirmed()
+        return outcome
+    }
+
+    private func execute(_ job: StepJob, claimedAt: EpochMilliseconds, cancellation: StepCancellation, log: LogShipper, phases: PhaseEvents) async -> StepOutcome {
         let ref = AttemptRef(stepId: job.stepId, attempt: job.attempt)
         var outcome = StepOutcome(ref: ref, worker: configuration.name, status: .error, runStarted: false)
         outcome.claimedAt = claimedAt
@@ -29,7 +37,7 @@ struct StepExecutor: Sendable {
         // Build phase: checkout and image.
         let buildStart = clock.now
         log.system("build: started")
-        await phase(ref, .build, .started)
+        phase(phases, ref, .build, .started)
         // Refused before any work: a network this worker does not offer.
         let network: String?
         do {
@@ -38,21 +46,25 @@ struct StepExecutor: Sendable {
             return fail(&outcome, log, error.description)
         }
         let checkout = (scratch as NSString).appendingPathComponent("repo")
+        let mirrorPath: String
         do {
-            if let note = try await mirror.checkout(remote: job.git.remote, sha: job.git.sha, into: checkout, change: job.changeId) { log.system(note) }
+            let prepared = try await mirror.prepare(remote: job.git.remote, sha: job.git.sha, change: job.changeId)
+            mirrorPath = prepared.mirror
+            if let note = prepared.note { log.system(note) }
         } catch {
             return fail(&outcome, log, "checkout failed: \(error)")
         }
-        // The repository's own files come from git's objects at the SHA, never through the
-        // checkout's file system (a committed symbolic link must not reach a host file).
-        let files = RepositoryFiles(checkout: checkout, sha: job.git.sha)
+        // The repository's own files and refs come from git's objects at the SHA in the
+        // mirror, never through a checkout's file system (a committed symbolic link must not
+        // reach a host file): a checkout is made only when the image must be built.
+        let files = RepositoryFiles(checkout: mirrorPath, sha: job.git.sha)
         let dockerfile: String
         let action: ActionsFile.Action?
         let refs: String
         do {
             dockerfile = try await files.read(DefaultDockerfile.path).map { String(decoding: $0, as: UTF8.self) } ?? DefaultDockerfile.text
             action = try await actionsFile(files)?.actions[job.action]
-            refs = try await files.refs()
+            refs = try await files.refs(fromMirror: true)
         } catch {
             return fail(&outcome, log, error.description)
         }
@@ -81,16 +93,37 @@ struct StepExecutor: Sendable {
             secrets: buildSecrets, runnerImage: baseImage,
             labels: ContainerLabels.labels(worker: configuration.name, ref: ref, pool: configuration.pool), timeout: buildTimeout)
         request.repositoryRefs = refs
+        // The build key from the mirror: an image of it exists already (a cache hit), or a
+        // checkout is made for the build.
+        let existing: BuiltImage?
+        do {
+            existing = try await builder.existingImage(for: request)
+        } catch {
+            return fail(&outcome, log, error.description)
+        }
+        if existing == nil {
+            do {
+                try await mirror.clone(mirrorPath, remote: job.git.remote, sha: job.git.sha, into: checkout)
+                // The mirror may have been fetched since its refs were read: repo.tar holds the
+                // checkout's, and so does the key.
+                request.repositoryRefs = try await RepositoryFiles(checkout: checkout, sha: job.git.sha).refs(fromMirror: false)
+            } catch let error as CheckoutError {
+                return fail(&outcome, log, "checkout failed: \(error)")
+            } catch {
+                return fail(&outcome, log, "\(error)")
+            }
+        }
         let buildRequest = request
         let initialiseMs = Clock.milliseconds(clock.now - buildStart)
         outcome.phases = PhaseDurations(buildInitialiseMs: initialiseMs)
         log.system(
-            "build: initialised in \(initialiseMs) ms (checkout of \(job.git.sha.prefix(12)), \(refs.split(separator: "\n").count - 1) refs, "
-                + "\(dockerfile == DefaultDockerfile.text ? "the default Dockerfile" : "the project's Dockerfile"))")
+            "build: initialised in \(initialiseMs) ms (\(existing == nil ? "checkout of \(job.git.sha.prefix(12))" : "no checkout: the image of this build key exists"), "
+                + "\(refs.split(separator: "\n").count - 2) refs, \(dockerfile == DefaultDockerfile.text ? "the default Dockerfile" : "the project's Dockerfile"))")
         // The build runs in a task of its own so that a cancel can stop it (the builder then
         // stops the engine's build unless another step waits for the same image).
         let builder = builder
         let build = Task { () -> Result<BuiltImage, StepFailure> in
+            if let existing { return .success(existing) }
             do throws(StepFailure) {
                 return .success(try await builder.image(for: buildRequest) { line in log.write(.stdout, line) })
             } catch {
@@ -111,7 +144,7 @@ struct StepExecutor: Sendable {
         outcome.phases?.buildMs = buildMs
         WorkerMetrics.buildCache(hit: image.reused)
         log.system("build: finished in \(buildMs) ms (\(image.reused ? "existing image reused" : "image built"): \(image.reference))")
-        await phase(ref, .build, .finished, duration: buildMs, durations: outcome.phases)
+        phase(phases, ref, .build, .finished, duration: buildMs, durations: outcome.phases)
         if cancellation.isCancelled { return cancelled(&outcome, log, cancellation) }
 
         // Run phase: create the container and copy the context in (initialise), run it, read
@@ -140,7 +173,8 @@ struct StepExecutor: Sendable {
                     // worker means a run that may have had effects.
                     let initialiseMs = Clock.milliseconds(clock.now - runPhaseStart)
                     log.system("run: initialised in \(initialiseMs) ms (container created, step_context.json copied in); starting the container")
-                    await phase(ref, .run, .started, policy: action?.policy)
+                    phase(phases, ref, .run, .started, policy: action?.policy)
+                    await phases.confirmed()
                     runStart.mark(at: clock.now, initialiseMs: initialiseMs)
                 },
                 output: { stream, data in log.output(stream, data) })
@@ -164,7 +198,7 @@ struct StepExecutor: Sendable {
             outcome.phases?.runMs = runMs
             log.system("run: completing in \(completingMs) ms (output and step_result.json read after the container exited; sending the outcome)")
             log.system("run: finished in \(runMs) ms (exit code \(result.exitCode.map(String.init) ?? "none"))")
-            await phase(ref, .run, .finished, duration: runMs, durations: outcome.phases)
+            phase(phases, ref, .run, .finished, duration: runMs, durations: outcome.phases)
         }
         outcome.exitCode = result.exitCode
         if result.cancelled { return cancelled(&outcome, log, cancellation) }
@@ -203,11 +237,15 @@ struct StepExecutor: Sendable {
         return outcome
     }
 
+    /// Sends a phase event behind the step's earlier ones, without waiting for its confirm.
     private func phase(
-        _ ref: AttemptRef, _ name: Phase.Name, _ state: Phase.State, duration: Int? = nil, durations: PhaseDurations? = nil, policy: ActionPolicy? = nil
-    ) async {
-        _ = await publisher.untilConfirmed("phase") { () throws(AMQPError) in
-            try await publisher.event(.phase, ref, phase: Phase(name: name, state: state, durationMs: duration, durations: durations), policy: policy)
+        _ phases: PhaseEvents, _ ref: AttemptRef, _ name: Phase.Name, _ state: Phase.State, duration: Int? = nil, durations: PhaseDurations? = nil,
+        policy: ActionPolicy? = nil
+    ) {
+        let publisher = publisher
+        let at = Clock.epochMilliseconds()
+        phases.send { () throws(AMQPError) in
+            try await publisher.event(.phase, ref, phase: Phase(name: name, state: state, durationMs: duration, durations: durations), policy: policy, at: at)
         }
     }
 

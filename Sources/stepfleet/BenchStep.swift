@@ -115,7 +115,7 @@ struct BenchStep: AsyncParsableCommand {
             return values.isEmpty ? "?" : String(format: "%.0f", Percentiles(values).median)
         }
         say(
-            "  where it goes (median ms): build initialise \(median(\.buildInitialiseMs)) (checkout, repository files), build \(median(\.buildMs)) in all, "
+            "  where it goes (median ms): build initialise \(median(\.buildInitialiseMs)) (mirror, repository files, build key and image lookup: no checkout on a hit), build \(median(\.buildMs)) in all, "
                 + "run initialise \(median(\.runInitialiseMs)) (layers, mount, config), running \(median(\.runningMs)), completing \(median(\.runCompletingMs)); "
                 + "the rest is the claim, phase events and the outcome")
         say("docker run --rm, \(steps) runs of the same image: median \(dockerStats.median.milliseconds), p99 \(dockerStats.value(99).milliseconds)")

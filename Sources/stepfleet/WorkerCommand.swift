@@ -77,7 +77,7 @@ struct WorkerCommand: AsyncParsableCommand {
     @Option(help: "Log level: trace, debug, info, notice, warning, error, critical (default: info).")
     var logLevel: String?
     @Option(help: ArgumentHelp(
-        "What runs step containers: docker (the engine), oci (runc on the image's layers; root only) or auto (oci when runc works here, else docker). Docker builds the images either way (default: docker).",
+        "What runs step containers: docker (the engine), oci (runc on the image's layers; root only) or auto (oci when runc works here, else docker). Docker builds the images either way (default: auto).",
         valueName: "docker|oci|auto"))
     var runtime: String?
     @Option(help: ArgumentHelp("The oci runtime's layer cache, shared by the workers of this host (default: \(OCIContainerRuntime.defaultLayerDirectory)).", valueName: "dir"))
@@ -124,7 +124,7 @@ struct WorkerCommand: AsyncParsableCommand {
         let dispatcherUser = try s.string("dispatcher-user", dispatcherUser, default: Names.conventionalDispatcherUser)
         let metricsListen = try s.optionalString("metrics-listen", metricsListen, check: { DispatcherCommand.address($0) == nil ? "HOST:PORT" : nil })
         let level = try s.string("log-level", logLevel, default: "info", check: DispatcherCommand.logLevelProblem)
-        let runtime = try s.string("runtime", runtime, default: "docker", check: { ["docker", "oci", "auto"].contains($0) ? nil : "docker, oci or auto" })
+        let runtime = try s.string("runtime", runtime, default: "auto", check: { ["docker", "oci", "auto"].contains($0) ? nil : "docker, oci or auto" })
         let layerCache = try s.string("layer-cache", layerCache, default: OCIContainerRuntime.defaultLayerDirectory)
         let gitPolicy = try git.policy(&s)
         try s.refuseUnknownFileKeys()

@@ -103,6 +103,7 @@ final class FleetHarness: Sendable {
             heartbeatInterval: .seconds(1), defaultTimeout: .seconds(120), limits: ContainerLimits(memoryBytes: 256 << 20, pids: 256, cpus: 1),
             imageCache: ImageCachePolicy(keep: 0), dispatcherUser: dispatcherUser)
         configuration.gitPolicy = Self.gitPolicy
+        configuration.runtime = StepRuntime(rawValue: testRuntimeName)!
         let worker = WorkerService(configuration: configuration, brokers: [broker ?? self.broker], engine: try DockerEngine(), logger: Self.logger)
         let task = Task { await worker.run() }
         workers.withLock { $0.append((worker, task)) }
@@ -226,6 +227,18 @@ final class FleetHarness: Sendable {
         var all: [String] = []
         for (worker, _) in workers.value {
             all += try await engine.containers(label: "org.stepfleet.worker=\(worker.configuration.name)")
+            // On the oci runtime, what its steps left: runc state, directories, mounts, cgroups.
+            let work = await worker.configuration.workDirectory
+            let used = Set(OCIContainerRuntime.idsUsed(in: work + "/oci"))
+            let deadline = ContinuousClock.now + .seconds(20)
+            while true {
+                let left = OCIContainerRuntime.leftovers(workDirectory: work) { used.contains($0) }
+                if left.isEmpty || ContinuousClock.now > deadline {
+                    all += left
+                    break
+                }
+                try await Task.sleep(for: .milliseconds(100))
+            }
         }
         return all
     }

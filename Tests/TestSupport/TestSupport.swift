@@ -53,6 +53,15 @@ public func rabbitmqctl(node: String? = nil, _ arguments: String...) throws -> S
     return result.output
 }
 
+/// The step runtime the end-to-end suites give their workers: `STEPFLEET_TEST_RUNTIME`
+/// (`docker` or `oci`), `docker` when unset. A value that is neither stops the run with what to
+/// set, rather than quietly testing the other runtime.
+public let testRuntimeName: String = {
+    let value = ProcessInfo.processInfo.environment["STEPFLEET_TEST_RUNTIME"] ?? "docker"
+    guard ["docker", "oci"].contains(value) else { fatalError("STEPFLEET_TEST_RUNTIME must be docker or oci, not \(value.prefix(40))") }
+    return value
+}()
+
 /// A test vhost's name: `base`, plus `STEPFLEET_TEST_VHOST_SUFFIX` when set, so that test
 /// runs from two checkouts on one broker never share queues.
 public func testVhost(_ base: String) -> String {

@@ -13,6 +13,8 @@ import Testing
 final class WorkerHarness: Sendable {
     static let vhost = testVhost("stepfleet-worker-tests")
     static let runnerImage = "stepfleet/runner:\(StepFleetVersion.current)"
+    /// The runtime of a harness that names none (`STEPFLEET_TEST_RUNTIME`).
+    static let runtime = StepRuntime(rawValue: testRuntimeName)!
 
     let pool: String
     let replyQueue: String
@@ -41,7 +43,7 @@ final class WorkerHarness: Sendable {
         secretsDirectory: String? = nil, stepNetworks: [String] = ["default"], imageRepository: String = DockerImageBuilder.defaultRepository,
         imageCache: ImageCachePolicy = ImageCachePolicy(keep: 0), diskBytes: Int = 1 << 30, buildTimeout: Duration = .seconds(300),
         minimumFreeDisk: Int64 = 0, declarePool: Bool = true, logger: Logger = WorkerHarness.logger, logCap: Int = LogLimiter.defaultLogCap,
-        builds: Int? = nil, runtime: StepRuntime = .docker
+        builds: Int? = nil, runtime: StepRuntime = WorkerHarness.runtime
     ) async throws {
         try Self.vhostReady.get()
         pool = "wt-\(UUID().uuidString.prefix(6).lowercased())"
@@ -208,10 +210,24 @@ final class WorkerHarness: Sendable {
     }
 
     /// Containers this worker created that still exist.
+    /// On the oci runtime, also what its steps left (runc state, directories, mounts, cgroups,
+    /// leases), once its clean-ups (which follow the outcome) had up to 20 s.
     func leftoverContainers() async throws -> [String] {
-        try await engine.containers(label: "\(ContainerLabels.worker)=test-\(pool)")
+        try await engine.containers(label: "\(ContainerLabels.worker)=test-\(pool)") + (await ociLeftovers(workDirectory: workDirectory))
     }
 }
 
 /// The worker suites share their vhost's events and logs queues: one at a time.
 @Suite(.serialized, .timeLimit(.minutes(15))) struct WorkerEndToEndTests {}
+
+/// What the oci steps run from `workDirectory` in this process left on the host, once their
+/// clean-ups had up to 20 s; empty for a Docker worker.
+func ociLeftovers(workDirectory: String) async -> [String] {
+    let used = Set(OCIContainerRuntime.idsUsed(in: workDirectory + "/oci"))
+    let deadline = ContinuousClock.now + .seconds(20)
+    while true {
+        let left = OCIContainerRuntime.leftovers(workDirectory: workDirectory) { used.contains($0) }
+        if left.isEmpty || ContinuousClock.now > deadline { return left }
+        try? await Task.sleep(for: .milliseconds(100))
+    }
+}

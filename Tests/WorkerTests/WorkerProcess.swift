@@ -9,7 +9,7 @@ import TestSupport
 /// A `stepfleet` process a test starts (standard output and error to `logPath`): signalled,
 /// waited for without blocking, and killed by `kill()` on every exit path of the test.
 final class WorkerProcess: Sendable {
-    private let pid: pid_t
+    let pid: pid_t
     private let logPath: String
     /// The exit status once the process was reaped.
     private let reaped = Mutex<Int32?>(nil)

@@ -81,7 +81,7 @@ extension WorkerEndToEndTests {
             let worker = try WorkerProcess(arguments: [
                 "worker", "--amqp", WorkerHarness.brokerURL, "--pool", harness.pool, "--slots", "3", "--grace", "10", "--heartbeat", "1",
                 "--name", name, "--work-dir", workDirectory, "--dispatcher-user", "guest", "--min-free-disk", "0",
-                "--git-local-roots", FileManager.default.temporaryDirectory.path, "--keep-images", "0", "--log-level", "info",
+                "--git-local-roots", FileManager.default.temporaryDirectory.path, "--keep-images", "0", "--log-level", "info", "--runtime", testRuntimeName,
             ], logPath: logPath)
             defer { worker.kill() }
             let repository = try TestRepository.make([".opschain/actions.yml": "actions:\n  long: { run: 'sleep 120' }\n  quick: { run: 'true' }"])
@@ -115,6 +115,8 @@ extension WorkerEndToEndTests {
             #expect(harness.events(for: AttemptRef(stepId: late.stepId, attempt: 1)).isEmpty, "the late job was claimed during the grace window")
             #expect(try await harness.queuedJobs() == 1)
             #expect(try await harness.engine.containers(label: "\(ContainerLabels.worker)=\(name)").isEmpty)
+            let ociLeft = OCIContainerRuntime.leftovers(workDirectory: workDirectory) { OCIContainerRuntime.owner(ofStep: $0) == worker.pid }
+            #expect(ociLeft.isEmpty, "\(ociLeft)")
             try await waitUntil("the build container to be gone", timeout: .seconds(30)) {
                 try WorkerHarness.containers(running: marker).isEmpty
             }

@@ -241,14 +241,17 @@ public final class OCIContainerRuntime: ContainerRuntime {
 
     // MARK: Leaving nothing behind
 
-    /// Removes the step's container, cgroup, mount and directory. Errors are logged by the
-    /// next reap, which tries again.
+    /// Removes the step's container, cgroup, mount and directory — under this runtime's
+    /// directory, or under `directory` (another worker's `<work>/oci`). Errors are logged by
+    /// the next reap, which tries again.
     @discardableResult
-    func cleanUp(_ id: String) async -> [String] {
+    func cleanUp(_ id: String, in directory: String? = nil) async -> [String] {
         var problems: [String] = []
+        let directory = directory ?? self.directory
+        let runc = directory == self.directory ? self.runc : OCIRunc(executable: self.runc.executable, root: directory + "/runc")
         if let problem = await runc.delete(id: id) { problems.append(problem) }
         OCICgroups.remove(id)
-        let step = stepsDirectory + "/" + id
+        let step = directory + "/steps/" + id
         let rootfs = step + "/rootfs"
         defer { unlink(store.leasePath(id)) }
         if umount2(rootfs, Int32(MNT_DETACH)) != 0 && errno != EINVAL && errno != ENOENT {
@@ -262,13 +265,58 @@ public final class OCIContainerRuntime: ContainerRuntime {
         return problems
     }
 
+    /// Where this worker process keeps its steps, said in the host's layer cache
+    /// (`.worker-<pid>`): a worker started later with another work directory still finds
+    /// what this one left if it dies.
+    private func register() {
+        let path = store.directory + "/.worker-\(getpid())"
+        guard !FileManager.default.fileExists(atPath: path) else { return }
+        try? FileManager.default.createDirectory(atPath: store.directory, withIntermediateDirectories: true)
+        try? Data(directory.utf8).write(to: URL(fileURLWithPath: path))
+    }
+
+    /// The `<work>/oci` directories of dead workers, by their registration file.
+    private func deadWorkersDirectories(isLiveWorker: @Sendable (pid_t) -> Bool) -> [(registration: String, directory: String)] {
+        let names = (try? FileManager.default.contentsOfDirectory(atPath: store.directory)) ?? []
+        return names.compactMap { name in
+            guard name.hasPrefix(".worker-"), let pid = pid_t(name.dropFirst(".worker-".count)), pid != getpid(), !isLiveWorker(pid) else { return nil }
+            let path = store.directory + "/" + name
+            guard let data = FileManager.default.contents(atPath: path), let directory = String(data: data, encoding: .utf8), directory.hasPrefix("/") else {
+                return (path, "")
+            }
+            return (path, directory)
+        }
+    }
+
+    /// The step ids found under a `<work>/oci` directory: runc state, step directories, mounts.
+    static func stepIDs(under directory: String) -> Set<String> {
+        var ids = Set(((try? FileManager.default.contentsOfDirectory(atPath: directory + "/runc")) ?? []).filter { OCIContainerID.owner($0) != nil })
+        ids.formUnion(((try? FileManager.default.contentsOfDirectory(atPath: directory + "/steps")) ?? []).filter { OCIContainerID.owner($0) != nil })
+        ids.formUnion(mountedSteps(under: directory + "/steps"))
+        return ids
+    }
+
     /// Removes what workers that died on this host left: runc containers, cgroups, mounts and
-    /// step directories whose worker process is gone. Also prunes the layer cache now and then.
+    /// step directories whose worker process is gone — under this worker's directory and
+    /// under those dead workers registered in the layer cache. Also prunes the layer cache
+    /// now and then.
     public func reapLeftovers(logger: Logger, isLiveWorker: @Sendable (pid_t) -> Bool) async {
-        var ids = Set(runc.containers())
-        ids.formUnion(((try? FileManager.default.contentsOfDirectory(atPath: stepsDirectory)) ?? []).filter { OCIContainerID.owner($0) != nil })
+        register()
+        for dead in deadWorkersDirectories(isLiveWorker: isLiveWorker) {
+            var clean = true
+            if !dead.directory.isEmpty, dead.directory != directory {
+                for id in Self.stepIDs(under: dead.directory).sorted() {
+                    guard let pid = OCIContainerID.owner(id), pid != getpid(), !isLiveWorker(pid) else { continue }
+                    logger.warning("removing a step container (oci) left by a dead worker", metadata: ["container": "\(id)", "directory": "\(dead.directory)"])
+                    let problems = await cleanUp(id, in: dead.directory)
+                    for problem in problems { logger.warning("cannot remove all of a dead worker's step: \(problem)") }
+                    clean = clean && problems.isEmpty
+                }
+            }
+            if clean { unlink(dead.registration) }
+        }
+        var ids = Self.stepIDs(under: directory)
         ids.formUnion(OCICgroups.all())
-        ids.formUnion(Self.mountedSteps(under: stepsDirectory))
         for id in ids.sorted() {
             guard let pid = OCIContainerID.owner(id), pid != getpid(), !isLiveWorker(pid) else { continue }
             logger.warning("removing a step container (oci) left by a dead worker", metadata: ["container": "\(id)"])
@@ -289,6 +337,26 @@ public final class OCIContainerRuntime: ContainerRuntime {
             if removed > 0 { logger.info("layer cache pruned", metadata: ["removed": "\(removed)"]) }
         }
     }
+
+    /// What oci steps left on this host under the worker directory `workDirectory` (its
+    /// `oci/runc` state, `oci/steps` directories and their mounts) and host-wide (cgroups and
+    /// layer leases) for the step ids `owned` claims: one line each, empty when nothing is left.
+    public static func leftovers(workDirectory: String, layerDirectory: String = defaultLayerDirectory, owned: (String) -> Bool) -> [String] {
+        let directory = workDirectory + "/oci"
+        var left: [String] = []
+        for id in stepIDs(under: directory).sorted() where owned(id) {
+            if FileManager.default.fileExists(atPath: directory + "/runc/" + id) { left.append("runc state \(directory)/runc/\(id)") }
+            if FileManager.default.fileExists(atPath: directory + "/steps/" + id) { left.append("step directory \(directory)/steps/\(id)") }
+        }
+        left += mountedSteps(under: directory + "/steps").filter(owned).map { "mount \(directory)/steps/\($0)/rootfs" }
+        left += OCICgroups.all().filter(owned).sorted().flatMap { OCICgroups.directories($0).map { "cgroup \($0)" } }
+        let leases = ((try? FileManager.default.contentsOfDirectory(atPath: layerDirectory)) ?? []).filter { $0.hasPrefix(".lease-") }
+        left += leases.filter { owned(String($0.dropFirst(".lease-".count))) }.map { "layer lease \(layerDirectory)/\($0)" }
+        return left
+    }
+
+    /// The worker process that made the step container `id`, nil for an id not of ours.
+    public static func owner(ofStep id: String) -> pid_t? { OCIContainerID.owner(id) }
 
     /// Step ids whose root file system is still mounted.
     static func mountedSteps(under directory: String) -> [String] {

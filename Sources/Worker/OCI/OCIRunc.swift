@@ -37,8 +37,9 @@ struct OCIRunc: Sendable {
         }
         let filesystems = (try? String(contentsOfFile: "/proc/filesystems", encoding: .utf8)) ?? ""
         guard filesystems.contains("\toverlay\n") else { return "this kernel has no overlay file system (modprobe overlay); or run the worker with --runtime docker" }
-        guard OCICgroups.isV2 || FileManager.default.fileExists(atPath: "/sys/fs/cgroup/memory") else {
-            return "no memory cgroup is mounted at /sys/fs/cgroup; or run the worker with --runtime docker"
+        let missing = OCICgroups.host.missingControllers()
+        guard missing.isEmpty else {
+            return "this host's cgroups (\(OCICgroups.isV2 ? "v2" : "v1") at /sys/fs/cgroup) offer no \(missing.joined(separator: ", ")) controller, which step limits need; or run the worker with --runtime docker"
         }
         return nil
     }
@@ -96,39 +97,74 @@ enum OCIContainerID {
     }
 }
 
-/// Where a step's cgroup is: `/stepfleet/<id>` under each v1 controller, or under the v2 root.
+/// Where a step's cgroup is: `/stepfleet/<id>` under each v1 controller, or under the v2
+/// root — on this host (`/sys/fs/cgroup`).
 enum OCICgroups {
     static let parent = "stepfleet"
+    static let host = OCICgroupHost()
 
-    static var isV2: Bool { FileManager.default.fileExists(atPath: "/sys/fs/cgroup/cgroup.controllers") }
+    static var isV2: Bool { host.isV2 }
 
     static func path(_ id: String) -> String { "/\(parent)/\(id)" }
 
+    static func directories(_ id: String) -> [String] { host.directories(id) }
+
+    static func all() -> Set<String> { host.all() }
+
+    static func oomKills(_ id: String) -> Int { host.oomKills(id) }
+
+    static func remove(_ id: String) { host.remove(id) }
+}
+
+/// The cgroup file system under `root`: v2 (one unified tree, `cgroup.controllers` at its
+/// root) or v1 (a tree per controller). Every path of a step's cgroup comes from here.
+struct OCICgroupHost: Sendable {
+    var root = "/sys/fs/cgroup"
+    /// The controllers a step's limits need: memory, CPU and pids.
+    static let controllers = ["memory", "cpu", "pids"]
+
+    var isV2: Bool { FileManager.default.fileExists(atPath: root + "/cgroup.controllers") }
+
     /// The step's cgroup directories that exist.
-    static func directories(_ id: String) -> [String] {
-        if isV2 { return ["/sys/fs/cgroup/\(parent)/\(id)"].filter { FileManager.default.fileExists(atPath: $0) } }
-        let controllers = (try? FileManager.default.contentsOfDirectory(atPath: "/sys/fs/cgroup")) ?? []
-        return controllers.map { "/sys/fs/cgroup/\($0)/\(parent)/\(id)" }.filter { FileManager.default.fileExists(atPath: $0) }
+    func directories(_ id: String) -> [String] {
+        if isV2 { return ["\(root)/\(OCICgroups.parent)/\(id)"].filter { FileManager.default.fileExists(atPath: $0) } }
+        let controllers = (try? FileManager.default.contentsOfDirectory(atPath: root)) ?? []
+        return controllers.sorted().map { "\(root)/\($0)/\(OCICgroups.parent)/\(id)" }.filter { FileManager.default.fileExists(atPath: $0) }
     }
 
     /// Ids of the step cgroups on the host.
-    static func all() -> Set<String> {
-        let parents = isV2 ? ["/sys/fs/cgroup/\(parent)"] : ((try? FileManager.default.contentsOfDirectory(atPath: "/sys/fs/cgroup")) ?? []).map { "/sys/fs/cgroup/\($0)/\(parent)" }
+    func all() -> Set<String> {
+        let parents = isV2 ? ["\(root)/\(OCICgroups.parent)"] : ((try? FileManager.default.contentsOfDirectory(atPath: root)) ?? []).map { "\(root)/\($0)/\(OCICgroups.parent)" }
         return Set(parents.flatMap { (try? FileManager.default.contentsOfDirectory(atPath: $0)) ?? [] }.filter { OCIContainerID.owner($0) != nil })
     }
 
+    /// The file that counts the step's out-of-memory kills: `memory.events` (v2) or
+    /// `memory.oom_control` (v1), each with an `oom_kill N` line.
+    func oomFile(_ id: String) -> String {
+        isV2 ? "\(root)/\(OCICgroups.parent)/\(id)/memory.events" : "\(root)/memory/\(OCICgroups.parent)/\(id)/memory.oom_control"
+    }
+
     /// How many times the kernel killed a process of the step for memory.
-    static func oomKills(_ id: String) -> Int {
-        let file = isV2 ? "/sys/fs/cgroup/\(parent)/\(id)/memory.events" : "/sys/fs/cgroup/memory/\(parent)/\(id)/memory.oom_control"
-        guard let text = try? String(contentsOfFile: file, encoding: .utf8) else { return 0 }
+    func oomKills(_ id: String) -> Int {
+        guard let text = try? String(contentsOfFile: oomFile(id), encoding: .utf8) else { return 0 }
         for line in text.split(separator: "\n") where line.hasPrefix("oom_kill ") {
             return Int(line.dropFirst("oom_kill ".count)) ?? 0
         }
         return 0
     }
 
+    /// The controllers of `controllers` this host does not offer: v2 lists them in the root's
+    /// `cgroup.controllers`, v1 mounts a directory for each.
+    func missingControllers() -> [String] {
+        if isV2 {
+            let offered = ((try? String(contentsOfFile: root + "/cgroup.controllers", encoding: .utf8)) ?? "").split(whereSeparator: \.isWhitespace).map(String.init)
+            return Self.controllers.filter { !offered.contains($0) }
+        }
+        return Self.controllers.filter { !FileManager.default.fileExists(atPath: root + "/" + $0) }
+    }
+
     /// Kills what is left in the step's cgroups and removes them.
-    static func remove(_ id: String) {
+    func remove(_ id: String) {
         for directory in directories(id) {
             if let procs = try? String(contentsOfFile: directory + "/cgroup.procs", encoding: .utf8) {
                 for pid in procs.split(separator: "\n").compactMap({ pid_t($0) }) { Glibc.kill(pid, SIGKILL) }

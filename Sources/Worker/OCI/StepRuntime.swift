@@ -20,7 +20,7 @@ public enum StepRuntime: String, Sendable, CaseIterable {
             return (.oci, "asked for")
         case "auto":
             if let refusal = await OCIRunc.refusal(executable: OCIRunc.locate()) { return (.docker, "auto: \(refusal)") }
-            return (.oci, "auto: runc works here")
+            return (.oci, "auto: runc works here and the engine, so every step image, is on this host")
         default:
             throw StepRuntimeRefusal(description: "--runtime must be docker, oci or auto, not \(requested.prefix(40))")
         }

@@ -37,11 +37,14 @@ struct ChaosCommand: AsyncParsableCommand {
     var workers = 4
     @Option(help: "Seconds each step's command runs.")
     var stepSeconds = 0.2
+    @Option(help: "The workers' step runtime: docker, oci or auto (worker-lost-during-run then also checks that no runc state, mount or cgroup of the killed workers is left).")
+    var runtime = "docker"
 
     func validate() throws {
         guard scenario == "all" || Self.scenarios.contains(scenario) else {
             throw ValidationError("unknown scenario \(scenario): \(Self.scenarios.joined(separator: ", ")) or all")
         }
+        guard ["docker", "oci", "auto"].contains(runtime) else { throw ValidationError("--runtime must be docker, oci or auto") }
         guard changes > 0, workers > 0 else { throw ValidationError("--changes and --workers must be positive") }
     }
 
@@ -56,6 +59,7 @@ struct ChaosCommand: AsyncParsableCommand {
         var clean = true
         for name in scenario == "all" ? Self.scenarios : [scenario] {
             var runner = ChaosScenario(name: name, amqp: amqp, node: node, ops: ops, changes: changes, workers: workers, stepSeconds: stepSeconds)
+            runner.runtime = runtime
             if name == "cluster-node-loss" {
                 // Three nodes of one cluster; every process is given all three addresses.
                 try ChaosCluster(ops: ops).prepare()

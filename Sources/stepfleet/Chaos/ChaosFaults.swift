@@ -135,6 +135,7 @@ extension ChaosScenario {
             try await Task.sleep(for: .milliseconds(200))
         }
         let victims = fleet.workerNames
+        let victimPIDs = Set(victims.compactMap { fleet.workerPID($0) })
         for victim in victims { fleet.killWorker(victim) }
         let killedAt = ContinuousClock.now
         try fleet.startWorker()
@@ -148,5 +149,20 @@ extension ChaosScenario {
         let outlived = (ContinuousClock.now - killedAt).seconds
         say(String(format: "worker-lost-during-run: the dead workers' containers were gone %.1f s after the kill (lease %d s)", outlived, fleet.lease))
         if outlived > Double(fleet.lease) + 5 { throw CLIError("containers outlived their dead worker by more than the lease") }
+        // The oci runtime's state: runc containers, step directories and mounts under the dead
+        // workers' work directories, their cgroups and layer leases — removed by the next
+        // worker's start (it finds the dead workers' directories through the layer cache).
+        var left: [String] = []
+        while ContinuousClock.now - killedAt < .seconds(Double(fleet.lease) + 20) {
+            left = victims.flatMap { victim in
+                OCIContainerRuntime.leftovers(workDirectory: fleet.folder + "/" + victim) { id in
+                    OCIContainerRuntime.owner(ofStep: id).map(victimPIDs.contains) ?? false
+                }
+            }
+            if left.isEmpty { break }
+            try await Task.sleep(for: .milliseconds(250))
+        }
+        say("worker-lost-during-run: --runtime \(fleet.runtime): \(left.isEmpty ? "no runc state, step directory, mount, cgroup or layer lease of the killed workers left" : "left: " + left.joined(separator: "; "))")
+        if !left.isEmpty { throw CLIError("the killed workers' oci steps were not cleaned up by the next worker: \(left.joined(separator: "; "))") }
     }
 }

@@ -12,6 +12,8 @@ final class ChaosFleet: Sendable {
     let folder: String
     let port: Int
     let lease: Int
+    /// The workers' `--runtime`.
+    let runtime: String
     private struct Processes {
         var dispatcher: pid_t?
         var workers: [String: pid_t] = [:]
@@ -24,8 +26,9 @@ final class ChaosFleet: Sendable {
     /// sigterm-workers, sigterm-dispatcher: how each stop went.
     let shutdowns = ChaosShutdowns()
 
-    init(amqp: String, folder: String, port: Int, lease: Int) {
+    init(amqp: String, folder: String, port: Int, lease: Int, runtime: String = "docker") {
         self.amqp = amqp
+        self.runtime = runtime
         self.folder = folder
         self.port = port
         self.lease = lease
@@ -63,7 +66,7 @@ final class ChaosFleet: Sendable {
         }
         let pid = try launch(
             ["worker", "--amqp", amqp, "--pool", Names.defaultPool, "--slots", String(slots), "--name", name, "--heartbeat", "1",
-             "--work-dir", folder + "/" + name, "--log-level", logLevel, "--git-local-roots", folder,
+             "--work-dir", folder + "/" + name, "--log-level", logLevel, "--git-local-roots", folder, "--runtime", runtime,
              // One account for the whole chaos fleet: the dispatcher's is the workers' own.
              "--dispatcher-user", (try AMQPConfiguration.list(amqp))[0].user],
             log: folder + "/\(name).log")
@@ -85,6 +88,9 @@ final class ChaosFleet: Sendable {
     func forgetDispatcher() -> pid_t? {
         processes.withLock { processes -> pid_t? in defer { processes.dispatcher = nil }; return processes.dispatcher }
     }
+
+    /// The running worker's pid.
+    func workerPID(_ name: String) -> pid_t? { processes.value.workers[name] }
 
     func killWorker(_ name: String) {
         guard let pid = processes.withLock({ $0.workers.removeValue(forKey: name) }) else { return }

@@ -12,6 +12,8 @@ struct ChaosScenario {
     var changes: Int
     let workers: Int
     var stepSeconds: Double
+    /// The workers' `--runtime`.
+    var runtime = "docker"
 
     func run() async throws -> (ChaosReport, Double) {
         try resetVhost()
@@ -21,7 +23,7 @@ struct ChaosScenario {
         try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true)
         // A lease must outlast the broker's own failover: a quorum queue whose leader died takes
         // about ten seconds to confirm again, and heartbeats wait for those confirms.
-        let fleet = ChaosFleet(amqp: amqp, folder: folder, port: Int.random(in: 30_000..<40_000), lease: ["cluster-node-loss", "broker-flow"].contains(name) ? 20 : 6)
+        let fleet = ChaosFleet(amqp: amqp, folder: folder, port: Int.random(in: 30_000..<40_000), lease: ["cluster-node-loss", "broker-flow"].contains(name) ? 20 : 6, runtime: runtime)
         // The token first: this process then creates and migrates the database before the
         // dispatcher opens it.
         var client = APIClient(server: fleet.server)
