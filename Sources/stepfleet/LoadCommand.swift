@@ -16,7 +16,7 @@ struct LoadCommand: AsyncParsableCommand {
 
             Reports changes/s and steps/s sustained (from the first change's creation to the last one's end, on the \
             dispatcher's clock), queue latency (a step's enqueue → its claim by a worker, first attempts only), change \
-            latency (create → final) and the submissions' HTTP round trip as p50/p95/p99/max from HDR histograms, and \
+            latency (create → final) and the submissions' round trip (HTTP, or publish → answer over the queue) as p50/p95/p99/max from HDR histograms, and \
             the errors. Writes the report as JSON (--report) and a picture of throughput and latency over time as SVG \
             (--svg). Exits non-zero when a change failed, was refused or did not finish.
 

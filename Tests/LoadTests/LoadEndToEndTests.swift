@@ -133,6 +133,7 @@ import TestSupport
         #expect(json["steps"]?.intValue == steps)
         #expect(json["queue_latency"]?["count"]?.intValue == steps)
         #expect(json["submit_latency"]?["count"]?.intValue == 6, "\(json.serialized())")
+        #expect(result.output.contains("submit latency (publish → answer):"), "\(result.output)")
         #expect(result.output.contains("queue latency (enqueue → claim):"))
     }
 }
