@@ -108,7 +108,7 @@ let package = Package(
             resources: [.copy("Fixtures")]
         ),
         // Helpers the end-to-end tests share: host commands, the private broker nodes, git repositories.
-        .target(name: "TestSupport", dependencies: ["HostCommand"], path: "Tests/TestSupport"),
+        .target(name: "TestSupport", dependencies: ["HostCommand", "Protocol"], path: "Tests/TestSupport"),
         .testTarget(name: "AMQPTests", dependencies: ["AMQP", "Protocol", "TestSupport"]),
         .testTarget(name: "StepRunnerTests", dependencies: ["StepRunner", "Protocol"]),
         .testTarget(name: "WorkerTests", dependencies: ["Worker", "AMQP", "Fleet", "Protocol", "StepRunner", "TestSupport"]),
@@ -116,7 +116,7 @@ let package = Package(
         // Runs the `stepfleet` binary that `swift build --build-tests` builds (ops/test does).
         .testTarget(name: "ChaosTests", dependencies: ["TestSupport"]),
         // The command line as an operator uses it: the built `stepfleet` binary in a shell.
-        .testTarget(name: "CLITests", dependencies: ["TestSupport"]),
+        .testTarget(name: "CLITests", dependencies: ["TestSupport", "Protocol"]),
         // `stepfleet load` and `stepfleet bench dispatcher`: their pure parts, and short runs on the real broker.
         .testTarget(
             name: "LoadTests",

@@ -1,3 +1,4 @@
+import AMQP
 import ArgumentParser
 import Foundation
 import Protocol
@@ -15,9 +16,14 @@ struct LoadCommand: AsyncParsableCommand {
 
             Reports changes/s and steps/s sustained (from the first change's creation to the last one's end, on the \
             dispatcher's clock), queue latency (a step's enqueue → its claim by a worker, first attempts only), change \
-            latency (create → final) and the submissions' HTTP round trip as p50/p95/p99/max from HDR histograms, and \
+            latency (create → final) and the submissions' round trip (HTTP, or publish → answer over the queue) as p50/p95/p99/max from HDR histograms, and \
             the errors. Writes the report as JSON (--report) and a picture of throughput and latency over time as SVG \
             (--svg). Exits non-zero when a change failed, was refused or did not finish.
+
+            With --via queue the changes are submitted as requests over the broker (`stepfleet.requests`, answered on a \
+            reply queue `stepfleet.client.USER.load-ID` of the run's own) with the broker URL in STEPFLEET_AMQP or \
+            --amqp — a `client` account's (ops/broker-account client USER …) is enough; the submission latency is then \
+            publish → answer. The project is still made, and the changes read back, through the API.
             """
     )
 
@@ -50,6 +56,13 @@ struct LoadCommand: AsyncParsableCommand {
     var svg = "load-report.svg"
     @Option(help: "Who the changes are created for.")
     var user = "stepfleet-load"
+    @Option(help: ArgumentHelp("How the changes are submitted: POST /changes, or requests over the broker's request queue.", valueName: "http|queue"))
+    var via = "http"
+    @Option(help: "With --via queue: the broker URL (better in the environment, STEPFLEET_AMQP: it holds a password).")
+    var amqp: String?
+
+    /// The broker URL for --via queue: --amqp, else STEPFLEET_AMQP.
+    var brokerURL: String? { amqp ?? ProcessInfo.processInfo.environment["STEPFLEET_AMQP"].flatMap { $0.isEmpty ? nil : $0 } }
 
     func validate() throws {
         if let rate, !(rate > 0 && rate <= 10_000) { throw ValidationError("--rate must be more than 0 and at most 10000 changes per second") }
@@ -62,6 +75,12 @@ struct LoadCommand: AsyncParsableCommand {
             throw ValidationError("--environment, --action and --git-rev go with --project (the synthetic project has its own)")
         }
         if project != nil, action == nil { throw ValidationError("--project needs --action: the action each change runs") }
+        guard via == "http" || via == "queue" else { throw ValidationError("--via must be http or queue") }
+        if via == "http", amqp != nil { throw ValidationError("--amqp goes with --via queue (over http the changes go to --server)") }
+        if via == "queue" {
+            guard let url = brokerURL else { throw ValidationError("--via queue needs the broker URL: STEPFLEET_AMQP or --amqp amqp://USER:PASSWORD@HOST:PORT/VHOST") }
+            if let problem = DispatcherCommand.brokerURLs(url) { throw ValidationError("the broker URL is not usable: expected \(problem)") }
+        }
     }
 
     func run() async throws {
@@ -74,13 +93,30 @@ struct LoadCommand: AsyncParsableCommand {
             say("made the synthetic project \(target.code) with \(target.environments.count) environments (repository under \(repoDir))")
         }
         let pacer = LoadPacer(rate: rate, count: count ?? (duration == nil ? 100 : nil), duration: duration)
+        let submitter: any LoadSubmitter
+        var queue: LoadQueueSubmitter?
+        if via == "queue", let url = brokerURL {
+            let broker = try AMQPConfiguration(url: url)
+            queue = try await LoadQueueSubmitter.connect(broker, logger: makeLogger("stepfleet.load", level: .warning))
+            submitter = queue!
+            say("submitting over \(Names.requestsExchange) on \(broker.description), answers on \(queue!.replyQueue)")
+        } else {
+            submitter = LoadHTTPSubmitter(client: client)
+        }
         let settings = LoadReport.Settings(
-            server: client.server, via: "http", project: target.code, action: target.action, environments: target.environments.count, rate: rate,
+            server: client.server, via: submitter.via, project: target.code, action: target.action, environments: target.environments.count, rate: rate,
             concurrency: concurrency, count: pacer.count, durationSeconds: duration)
         let run = LoadRun(
-            submitter: LoadHTTPSubmitter(client: client), reader: LoadReader(client: client, project: target.code), project: target,
+            submitter: submitter, reader: LoadReader(client: client, project: target.code), project: target,
             gitRev: project == nil ? "main" : gitRev, user: user, pacer: pacer, concurrency: concurrency, wait: wait)
-        let result = try await run.run(progress: LoadProgress())
+        let result: LoadRun.Result
+        do {
+            result = try await run.run(progress: LoadProgress())
+            await queue?.stop()
+        } catch {
+            await queue?.stop()
+            throw error
+        }
         let loadReport = LoadReport.make(
             settings: settings, startedAt: result.startedAt, wallSeconds: result.wallSeconds, submitted: result.submitted, submitErrors: result.errors,
             samples: result.samples, unfinished: result.unfinished, submitLatencies: result.submitLatencies)

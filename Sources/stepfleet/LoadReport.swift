@@ -139,7 +139,7 @@ struct LoadReport: Sendable {
             String(format: "sustained over %.1f s: %.2f changes/s, %.2f steps/s", windowSeconds, changesPerSecond, stepsPerSecond),
             "queue latency (enqueue → claim):  \(queueLatency.line)",
             "change latency (create → final):  \(changeLatency.line)",
-            "submit latency (HTTP round trip): \(submitLatency.line)",
+            "submit latency (\(settings.via == "queue" ? "publish → answer" : "HTTP round trip")): \(submitLatency.line)",
         ]
         for (message, count) in submitErrors.sorted(by: { $0.value > $1.value }).prefix(5) { lines.append("  error ×\(count): \(message)") }
         return lines.joined(separator: "\n")

@@ -1,4 +1,3 @@
-import AMQP
 import Foundation
 import Protocol
 import TestSupport
@@ -18,16 +17,25 @@ extension FleetTests {
 
         /// A project with environments `prod-00` … and those in `failing` set to fail.
         static func project(_ fleet: FleetHarness, environments: Int, failing: Set<Int> = []) async throws -> String {
+            try await project(environments: environments, failing: failing) { method, path, body in try await fleet.send(method, path, body) }
+        }
+
+        /// The same on a fleet of processes.
+        static func project(_ fleet: ProcessFleet, environments: Int, failing: Set<Int> = []) async throws -> String {
+            try await project(environments: environments, failing: failing) { method, path, body in try await fleet.api(method, path, body) }
+        }
+
+        static func project(environments: Int, failing: Set<Int>, _ send: (String, String, JSON) async throws -> Void) async throws -> String {
             let repository = try TestRepository.make([".opschain/actions.yml": actions])
             let code = "b\(UUID().uuidString.prefix(6).lowercased())"
-            _ = try await fleet.post("/projects", ["code": .string(code), "git_remote": .string(repository.path)])
+            try await send("POST", "/projects", ["code": .string(code), "git_remote": .string(repository.path)])
             for index in 0..<environments {
                 let environment = String(format: "prod-%02d", index)
-                _ = try await fleet.post("/projects/\(code)/environments", ["code": .string(environment)])
-                if failing.contains(index) { try await fleet.send("PUT", "/projects/\(code)/environments/\(environment)/properties", ["fail": true]) }
+                try await send("POST", "/projects/\(code)/environments", ["code": .string(environment)])
+                if failing.contains(index) { try await send("PUT", "/projects/\(code)/environments/\(environment)/properties", ["fail": true]) }
             }
             // One environment the glob must leave out.
-            _ = try await fleet.post("/projects/\(code)/environments", ["code": "staging"])
+            try await send("POST", "/projects/\(code)/environments", ["code": "staging"])
             return code
         }
 
@@ -118,42 +126,46 @@ extension FleetTests {
             await fleet.stop()
         }
 
-        @Test(.timeLimit(.minutes(6)))
-        func aDispatcherStoppedMidBatchResumesAndStartsNothingTwice() async throws {
-            let fleet = try await FleetHarness(workers: 1, slots: 3)
-            let project = try await Self.project(fleet, environments: 8)
-            let created = try await fleet.post("/batches", ["project": .string(project), "environments": "prod-*", "action": "slow", "max_parallel": 2])
-            let id = try #require(created["id"]?.stringValue)
-            // Stop it once some changes have finished and others run.
-            let deadline = ContinuousClock.now + .seconds(120)
-            while ContinuousClock.now < deadline {
-                let batch = try await fleet.get("/batches/\(id)")
-                if (batch["counts"]?["success"]?.intValue ?? 0) >= 2 && (batch["counts"]?["running"]?.intValue ?? 0) > 0 { break }
-                try await Task.sleep(for: .milliseconds(100))
-            }
-            await fleet.stopDispatcher()
-            // Outcomes reach the broker while no dispatcher listens: the worker ends every step
-            // it was sent (none waits on the queue, none runs).
-            let jobs = AMQPClient(endpoints: [fleet.broker], logger: FleetHarness.logger)
-            try await fleet.waitUntil("the worker to end every step it was sent", timeout: .seconds(60)) {
-                guard try await jobs.connected().messageCount(queue: Names.stepsQueue(pool: Names.defaultPool)) == 0 else { return false }
-                return await fleet.runningSteps().isEmpty
-            }
-            await jobs.stop()
+        /// The dispatcher is a process of its own, killed with SIGKILL (no shutdown, no last
+        /// write) while the batch has changes finished, running and waiting.
+        @Test(.timeLimit(.minutes(8)))
+        func aDispatcherKilledMidBatchResumesAndStartsNothingTwice() async throws {
+            let fleet = try ProcessFleet.onFleetVhost()
+            defer { fleet.remove() }
             try await fleet.startDispatcher()
-            let batch = try await Self.waitForBatch(fleet, id)
-            #expect(batch["status"] == "success")
-            let changes = try await Self.changes(fleet, project: project)
+            try fleet.startWorker(slots: 3)
+            let project = try await Self.project(fleet, environments: 8)
+            let created = try await fleet.api("POST", "/batches", ["project": .string(project), "environments": "prod-*", "action": "slow", "max_parallel": 2])
+            let id = try #require(created["id"]?.stringValue)
+            try await waitUntil("two of the batch's changes finished and another running", timeout: .seconds(180)) {
+                let batch = try await fleet.api("GET", "/batches/\(id)")
+                return (batch["counts"]?["success"]?.intValue ?? 0) >= 2 && (batch["counts"]?["running"]?.intValue ?? 0) > 0
+            }
+            #expect(fleet.killDispatcher() == 128 + SIGKILL)
+            // The running steps end while no dispatcher listens: their outcomes wait in the broker.
+            try await waitUntil("an outcome waiting for the dead dispatcher", timeout: .seconds(60)) {
+                let listed = try rabbitmqctl("list_queues", "-q", "-p", FleetHarness.vhost, "name", "messages")
+                return listed.split(separator: "\n").contains { line in
+                    let fields = line.split(whereSeparator: \.isWhitespace)
+                    return fields.first.map(String.init) == Names.outcomesQueue && (fields.last.flatMap { Int($0) } ?? 0) > 0
+                }
+            }
+            try await fleet.startDispatcher()
+            let batch = try await fleet.waitForBatch(id)
+            #expect(batch["status"] == "success", "\(batch.serialized())")
+            #expect((batch["results"]?.arrayValue ?? []).map { $0["status"]?.stringValue ?? "" } == Array(repeating: "success", count: 8))
+            fleet.stop()
+            let store = try fleet.store()
+            let changes = try await store.read { db in try Store.changes(db, project: project, environment: nil, status: nil, limit: 1000) }
             #expect(changes.count == 8)
             #expect(Set(changes.map(\.environmentCode)).count == 8)
             #expect(changes.allSatisfy { $0.status == .success })
             #expect(Self.mostAtOnce(changes) <= 2)
-            // Each change's one step ran once.
+            // Each change's one step ran once: attempt 1, one attempt row.
             for change in changes {
-                let (_, tree) = try await fleet.snapshot(change.id)
-                #expect(tree.root?.attempt == 1, "change \(change.id) on \(change.environmentCode)")
+                let attempts = try await store.read { db in try Store.attempts(db, changeId: change.id) }.values.flatMap { $0 }
+                #expect(attempts.map(\.attempt) == [1], "change \(change.id) on \(change.environmentCode): \(attempts)")
             }
-            await fleet.stop()
         }
 
         @Test(.timeLimit(.minutes(3)))

@@ -1,5 +1,4 @@
 import Foundation
-import HostCommand
 import GRDB
 import Protocol
 import Testing
@@ -41,22 +40,19 @@ import TestSupport
 
     @Test(.timeLimit(.minutes(15))) func loadReportsWhatTheStoreHolds() async throws {
         try ensureVhost(Self.vhost)
-        let folder = try Self.folder()
-        let fleet = LoadTestFleet(folder: folder, amqp: Self.amqp)
-        defer {
-            fleet.stop()
-            try? FileManager.default.removeItem(atPath: folder)
-        }
-        try await fleet.start()
-        let report = folder + "/report.json"
-        let svg = folder + "/report.svg"
+        let fleet = try ProcessFleet.make(amqp: Self.amqp)
+        defer { fleet.remove() }
+        try await fleet.startDispatcher()
+        try fleet.startWorker(slots: 2)
+        let report = fleet.folder + "/report.json"
+        let svg = fleet.folder + "/report.svg"
         let result = try await fleet.stepfleet([
-            "load", "--server", fleet.server, "--count", "4", "--environment-count", "2", "--repo-dir", folder, "--report", report, "--svg", svg,
+            "load", "--server", fleet.server, "--count", "4", "--environment-count", "2", "--repo-dir", fleet.folder, "--report", report, "--svg", svg,
         ])
         #expect(result.status == 0, "\(result.output)")
         let json = try JSON.parse(String(contentsOfFile: report, encoding: .utf8))
         let project = try #require(json["settings"]?["project"]?.stringValue)
-        let database = try DatabaseQueue(path: folder + "/stepfleet.sqlite")
+        let database = try DatabaseQueue(path: fleet.database)
         let (changes, steps) = try await database.read { db in
             (
                 try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM changes WHERE project_code = ? AND status = 'success'", arguments: [project]) ?? -1,
@@ -81,60 +77,63 @@ import TestSupport
         #expect(picture.contains("<svg") && picture.contains("</svg>"))
         #expect(result.output.contains("queue latency (enqueue → claim):"))
     }
-}
 
-/// A dispatcher and one worker as processes of the built `stepfleet` binary, on a folder and
-/// vhost of the test's own.
-final class LoadTestFleet: @unchecked Sendable {
-    let folder: String
-    let amqp: String
-    let port = Int.random(in: 20_000..<40_000)
-    private var processes: [pid_t] = []
-    private var token = ""
-
-    init(folder: String, amqp: String) {
-        self.folder = folder
-        self.amqp = amqp
-    }
-
-    var server: String { "http://127.0.0.1:\(port)" }
-
-    func start() async throws {
-        let database = folder + "/stepfleet.sqlite"
-        try launch(["dispatcher", "--amqp", amqp, "--db", database, "--listen", "127.0.0.1:\(port)", "--git-local-roots", folder, "--log-level", "warning"], log: "dispatcher.log")
-        let name = "load-test-\(UUID().uuidString.prefix(6).lowercased())"
-        try launch(
-            ["worker", "--amqp", amqp, "--pool", Names.defaultPool, "--slots", "2", "--name", name, "--work-dir", folder + "/" + name, "--git-local-roots", folder,
-             "--dispatcher-user", "guest", "--log-level", "warning"], log: "worker.log")
-        for _ in 0..<100 {
-            if (try? runProgram("/usr/bin/curl", ["-sf", server + "/healthz"]).status) == 0 { break }
-            try await Task.sleep(for: .milliseconds(200))
+    /// A `client` broker account (`ops/broker-account client NAME …`) on the load tests' vhost; its URL.
+    static func clientAccount(_ name: String) throws -> String {
+        let passwords = FileManager.default.temporaryDirectory.appendingPathComponent("stepfleet-load-accounts").path
+        try FileManager.default.createDirectory(atPath: passwords, withIntermediateDirectories: true)
+        let made = try runProgram(repositoryRoot.appendingPathComponent("ops/broker-account").path, ["client", name, vhost, passwords + "/" + name])
+        guard made.status == 0, let url = made.output.split(separator: "\n").last.map(String.init), url.hasPrefix("amqps://\(name):") else {
+            throw TestSetupError("ops/broker-account client \(name) failed: \(made.output)")
         }
-        let made = try runProgram(stepfleetExecutable, ["token", "create", "--db", database, "--name", "load-test", "--write", folder + "/token"])
-        guard made.status == 0 else { throw TestSetupError("token create: \(made.output)") }
-        token = try String(contentsOfFile: folder + "/token", encoding: .utf8).trimmingCharacters(in: .whitespacesAndNewlines)
+        return url
     }
 
-    private func launch(_ arguments: [String], log: String) throws {
-        processes.append(try Spawn.launch(stepfleetExecutable, arguments, logPath: folder + "/" + log))
-    }
-
-    /// Runs `stepfleet` with the fleet's API token to its end, off the cooperative threads.
-    func stepfleet(_ arguments: [String]) async throws -> (status: Int32, output: String) {
-        try await runProgramDetached("/usr/bin/env", ["STEPFLEET_TOKEN=\(token)", stepfleetExecutable] + arguments, timeout: .seconds(600))
-    }
-
-    /// Workers first (SIGTERM: they finish), then the dispatcher; SIGKILL after 30 s.
-    func stop() {
-        for pid in processes.reversed() {
-            kill(pid, SIGTERM)
-            let deadline = Date().addingTimeInterval(30)
-            var status: Int32 = 0
-            while waitpid(pid, &status, WNOHANG) == 0, Date() < deadline { usleep(100_000) }
-            if waitpid(pid, &status, WNOHANG) == 0 {
-                kill(pid, SIGKILL)
-                Spawn.wait(pid)
-            }
+    /// `stepfleet load --via queue` with a `client` account: every change is a request over
+    /// `stepfleet.requests` (the store records each request id, and the broker-verified account
+    /// as the change's user), and the report is the HTTP run's.
+    @Test(.timeLimit(.minutes(15))) func loadOverTheRequestQueueReportsWhatTheStoreHolds() async throws {
+        try ensureVhost(Self.vhost)
+        let fleet = try ProcessFleet.make(amqp: Self.amqp)
+        defer { fleet.remove() }
+        try await fleet.startDispatcher()
+        try fleet.startWorker(slots: 2)
+        let account = "sfl-load" + (ProcessInfo.processInfo.environment["STEPFLEET_TEST_VHOST_SUFFIX"] ?? "")
+        let url = try Self.clientAccount(account)
+        let report = fleet.folder + "/report.json"
+        let svg = fleet.folder + "/report.svg"
+        let result = try await fleet.stepfleet(
+            ["load", "--via", "queue", "--count", "6", "--environment-count", "3", "--repo-dir", fleet.folder, "--report", report, "--svg", svg],
+            environment: ["STEPFLEET_AMQP": url])
+        #expect(result.status == 0, "\(result.output)")
+        #expect(result.output.contains("answers on stepfleet.client.\(account).load-"), "\(result.output)")
+        let json = try JSON.parse(String(contentsOfFile: report, encoding: .utf8))
+        #expect(json["settings"]?["via"] == "queue")
+        let project = try #require(json["settings"]?["project"]?.stringValue)
+        let database = try DatabaseQueue(path: fleet.database)
+        let (changes, byAccount, requests, steps) = try await database.read { db in
+            (
+                try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM changes WHERE project_code = ? AND status = 'success'", arguments: [project]) ?? -1,
+                try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM changes WHERE project_code = ? AND user = ?", arguments: [project, account]) ?? -1,
+                try Int.fetchOne(db, sql: """
+                    SELECT COUNT(*) FROM requests WHERE kind = 'change' AND request_id LIKE 'load-%' AND created_id IN (SELECT id FROM changes WHERE project_code = ?)
+                    """, arguments: [project]) ?? -1,
+                try Int.fetchOne(db, sql: """
+                    SELECT COUNT(*) FROM steps WHERE status IN ('success', 'error') AND change_id IN (SELECT id FROM changes WHERE project_code = ?)
+                    """, arguments: [project]) ?? -1
+            )
         }
+        #expect(changes == 6)
+        #expect(byAccount == 6, "the broker-verified publisher is each change's user")
+        #expect(requests == 6, "one stored request id per change")
+        #expect(json["submitted"]?.intValue == 6)
+        #expect(json["accepted"]?.intValue == 6, "\(json.serialized())")
+        #expect(json["changes"]?["success"]?.intValue == 6, "\(json.serialized())")
+        #expect(steps == 18)
+        #expect(json["steps"]?.intValue == steps)
+        #expect(json["queue_latency"]?["count"]?.intValue == steps)
+        #expect(json["submit_latency"]?["count"]?.intValue == 6, "\(json.serialized())")
+        #expect(result.output.contains("submit latency (publish → answer):"), "\(result.output)")
+        #expect(result.output.contains("queue latency (enqueue → claim):"))
     }
 }

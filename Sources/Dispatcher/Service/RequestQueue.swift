@@ -82,6 +82,7 @@ struct RequestQueue: Sendable {
         let reply: Reply
         do {
             reply = try await submit(request, requestId: requestId, publishedBy: properties.userId)
+            if reply.status == .created { CrashPoint.requestCreated(requestId) }
             wake()
         } catch let error as APIError {
             reply = Reply(status: .refused, requestId: requestId, kind: request.kind, error: error.message)
