@@ -239,7 +239,9 @@ public struct DispatcherEngine: Sendable {
             try Store.setStepResult(db, step.id, result: outcome.result)
             if let durationMs = outcome.runMs { metrics.stepDuration.record(Double(durationMs) / 1000) }
             if let phases = outcome.phases { metrics.record(phases) }
-            try mutate(db, changeId: changeId) { tree in
+            // The tree and change read above still hold: the diffs write properties and the
+            // result its own column, neither of which the tree or the change row carries.
+            try mutate(db, changeId: changeId, loaded: (tree, change)) { tree in
                 if let phases = outcome.phases { tree.recordDurations(phases, for: outcome.ref) }
                 return tree.outcome(outcome.ref, from: identity, verdict, now: Store.now(), makeID: Self.newID)
             }
@@ -486,18 +488,25 @@ public struct DispatcherEngine: Sendable {
     }
 
     /// Loads a change's tree, runs `transition`, saves what changed and carries out the effects.
-    func mutate(_ db: Database, changeId: String, _ transition: (inout ChangeTree) throws -> [Effect]) throws {
-        let before = try loadTree(db, changeId)
+    /// `loaded`: the change's tree and row when the caller has just read them in this
+    /// transaction (an outcome reads both to check its sender), so they are not read twice.
+    func mutate(
+        _ db: Database, changeId: String, loaded: (tree: ChangeTree, change: ChangeRecord)? = nil, _ transition: (inout ChangeTree) throws -> [Effect]
+    ) throws {
+        let before = try loaded?.tree ?? loadTree(db, changeId)
         var tree = before
         let effects = try transition(&tree)
         // Every queued attempt gets a claim token of its own, saved with the step.
         tree.issueClaimTokens(for: effects, Self.newClaimToken)
         try Store.save(db, tree, before: before)
-        let change = try Store.change(db, changeId)
+        let change = try loaded?.change ?? Store.change(db, changeId)
+        // Read once for all the jobs this transition queues (a parent's children, say).
+        var source: JobSource?
         for effect in effects {
             switch effect {
             case .enqueue(let stepId, let attempt):
-                try enqueue(db, change: change, step: tree.steps[stepId]!, attempt: attempt)
+                if source == nil { source = try JobSource(db, change) }
+                try enqueue(db, change: change, source: source!, step: tree.steps[stepId]!, attempt: attempt)
             case .cancelAttempt(let ref, let worker):
                 try addCancel(db, ref, worker: worker)
             case .changeFinished(let status):
@@ -515,11 +524,9 @@ public struct DispatcherEngine: Sendable {
     }
 
     /// Writes a step's job to the outbox: the context from the *current* properties.
-    private func enqueue(_ db: Database, change: ChangeRecord, step: StepRecord, attempt: Int) throws {
-        let project = try Store.project(db, change.projectCode)
-        let environment = try Store.environment(db, change.projectCode, change.environmentCode)
-        let projectProperties = try Store.properties(db, change.projectCode, nil).properties
-        let environmentProperties = try Store.properties(db, change.projectCode, change.environmentCode).properties
+    private func enqueue(_ db: Database, change: ChangeRecord, source: JobSource, step: StepRecord, attempt: Int) throws {
+        let (project, environment) = (source.project, source.environment)
+        let (projectProperties, environmentProperties) = (source.projectProperties, source.environmentProperties)
         let context = StepContext(
             context: .init(
                 project: ["code": .string(project.code), "name": .string(project.name)],
@@ -552,6 +559,22 @@ public struct DispatcherEngine: Sendable {
         let environmentList = list(environment)
         if projectList == nil && environmentList == nil { return defaults }
         return (projectList ?? []) + (environmentList ?? [])
+    }
+}
+
+/// What every job of one change reads from the store: its project and environment and their
+/// *current* properties (nothing a transition writes changes them).
+private struct JobSource {
+    let project: Project
+    let environment: Environment
+    let projectProperties: JSON
+    let environmentProperties: JSON
+
+    init(_ db: Database, _ change: ChangeRecord) throws {
+        project = try Store.project(db, change.projectCode)
+        environment = try Store.environment(db, change.projectCode, change.environmentCode)
+        projectProperties = try Store.properties(db, change.projectCode, nil).properties
+        environmentProperties = try Store.properties(db, change.projectCode, change.environmentCode).properties
     }
 }
 
