@@ -267,24 +267,27 @@ public final class OCIContainerRuntime: ContainerRuntime {
 
     /// Where this worker process keeps its steps, said in the host's layer cache
     /// (`.worker-<pid>`): a worker started later with another work directory still finds
-    /// what this one left if it dies.
+    /// what this one left if it dies. Written whenever it does not say this worker's
+    /// directory: the cache outlives reboots, so a dead worker's file may carry this pid.
     private func register() {
         let path = store.directory + "/.worker-\(getpid())"
-        guard !FileManager.default.fileExists(atPath: path) else { return }
+        if let data = FileManager.default.contents(atPath: path), String(decoding: data, as: UTF8.self) == directory { return }
         try? FileManager.default.createDirectory(atPath: store.directory, withIntermediateDirectories: true)
-        try? Data(directory.utf8).write(to: URL(fileURLWithPath: path))
+        try? Data(directory.utf8).write(to: URL(fileURLWithPath: path), options: .atomic)
     }
 
-    /// The `<work>/oci` directories of dead workers, by their registration file.
+    /// The `<work>/oci` directories of dead workers, by their registration file. A file with
+    /// this worker's pid that names another directory was left by a dead worker whose pid
+    /// this one reuses (after a reboot, say).
     private func deadWorkersDirectories(isLiveWorker: @Sendable (pid_t) -> Bool) -> [(registration: String, directory: String)] {
         let names = (try? FileManager.default.contentsOfDirectory(atPath: store.directory)) ?? []
         return names.compactMap { name in
-            guard name.hasPrefix(".worker-"), let pid = pid_t(name.dropFirst(".worker-".count)), pid != getpid(), !isLiveWorker(pid) else { return nil }
+            guard name.hasPrefix(".worker-"), let pid = pid_t(name.dropFirst(".worker-".count)) else { return nil }
             let path = store.directory + "/" + name
-            guard let data = FileManager.default.contents(atPath: path), let directory = String(data: data, encoding: .utf8), directory.hasPrefix("/") else {
-                return (path, "")
-            }
-            return (path, directory)
+            let data = FileManager.default.contents(atPath: path)
+            let named = data.flatMap { String(data: $0, encoding: .utf8) }.flatMap { $0.hasPrefix("/") ? $0 : nil } ?? ""
+            if pid == getpid() { return named == directory ? nil : (path, named) }
+            return isLiveWorker(pid) ? nil : (path, named)
         }
     }
 
@@ -301,12 +304,12 @@ public final class OCIContainerRuntime: ContainerRuntime {
     /// under those dead workers registered in the layer cache. Also prunes the layer cache
     /// now and then.
     public func reapLeftovers(logger: Logger, isLiveWorker: @Sendable (pid_t) -> Bool) async {
-        register()
         for dead in deadWorkersDirectories(isLiveWorker: isLiveWorker) {
             var clean = true
             if !dead.directory.isEmpty, dead.directory != directory {
+                // Nothing under another worker's directory is this worker's, whatever pid it names.
                 for id in Self.stepIDs(under: dead.directory).sorted() {
-                    guard let pid = OCIContainerID.owner(id), pid != getpid(), !isLiveWorker(pid) else { continue }
+                    guard let pid = OCIContainerID.owner(id), pid == getpid() || !isLiveWorker(pid) else { continue }
                     logger.warning("removing a step container (oci) left by a dead worker", metadata: ["container": "\(id)", "directory": "\(dead.directory)"])
                     let problems = await cleanUp(id, in: dead.directory)
                     for problem in problems { logger.warning("cannot remove all of a dead worker's step: \(problem)") }
@@ -315,6 +318,7 @@ public final class OCIContainerRuntime: ContainerRuntime {
             }
             if clean { unlink(dead.registration) }
         }
+        register()
         var ids = Self.stepIDs(under: directory)
         ids.formUnion(OCICgroups.all())
         for id in ids.sorted() {
