@@ -130,12 +130,31 @@ public enum Spawn {
         if let addCloseFrom { _ = addCloseFrom(&actions, 3) }
     }
 
-    /// Waits for `pid` to end (reaping it) and returns its exit status.
+    /// How a program ended: its exit status, or the signal that killed it.
+    public enum Termination: Sendable, Equatable {
+        case exited(Int32)
+        case signalled(Int32)
+    }
+
+    /// Waits for `pid` to end (reaping it) and says how it ended; throws when its status
+    /// cannot be had (`waitpid` failing other than by an interruption), never a made-up one.
+    public static func termination(_ pid: pid_t) throws -> Termination {
+        var status: Int32 = 0
+        while waitpid(pid, &status, 0) < 0 {
+            guard errno == EINTR else { throw SpawnError(description: "cannot wait for process \(pid): \(String(cString: strerror(errno)))") }
+        }
+        return (status & 0x7f) == 0 ? .exited((status >> 8) & 0xff) : .signalled(status & 0x7f)
+    }
+
+    /// Waits for `pid` to end (reaping it) and returns its exit status, 128 + N for signal N,
+    /// or 255 when its status cannot be had (never a success).
     @discardableResult
     public static func wait(_ pid: pid_t) -> Int32 {
-        var status: Int32 = 0
-        while waitpid(pid, &status, 0) < 0 && errno == EINTR {}
-        return (status & 0x7f) == 0 ? (status >> 8) & 0xff : 128 + (status & 0x7f)
+        switch try? termination(pid) {
+        case .exited(let status): status
+        case .signalled(let signal): 128 + signal
+        case nil: 255
+        }
     }
 
     /// A pipe whose ends close on exec (the child gets only what the file actions give it).

@@ -5,12 +5,6 @@ import Foundation
 #endif
 
 extension Spawn {
-    /// How a program ended: its exit status, or the signal that killed it.
-    public enum Termination: Sendable, Equatable {
-        case exited(Int32)
-        case signalled(Int32)
-    }
-
     /// Runs a program to its end with our standard input, output and error (what it writes
     /// goes straight out, as it writes it), in `directory`, with exactly `environment`.
     /// Waits on the pid (never `Process.waitUntilExit`); the program starts clean as
@@ -30,8 +24,6 @@ extension Spawn {
         // directory, then becomes the program (same pid, so the status is the program's).
         let pid = try spawn(
             "/bin/sh", ["-c", #"cd -- "$0" && exec "$@""#, directory, executable] + arguments, &actions, environment: variables)
-        var status: Int32 = 0
-        while waitpid(pid, &status, 0) < 0 && errno == EINTR {}
-        return (status & 0x7f) == 0 ? .exited((status >> 8) & 0xff) : .signalled(status & 0x7f)
+        return try termination(pid)
     }
 }

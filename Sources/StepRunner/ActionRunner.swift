@@ -174,6 +174,10 @@ public struct ActionRunner: Sendable {
         guard FileManager.default.isExecutableFile(atPath: shell) else {
             throw Failure(message: "cannot start \(shell): no such executable")
         }
+        var isDirectory: ObjCBool = false
+        guard FileManager.default.fileExists(atPath: root, isDirectory: &isDirectory), isDirectory.boolValue else {
+            throw Failure(message: "cannot start the command: its folder \(root) is missing")
+        }
         let termination: Spawn.Termination
         do {
             termination = try Spawn.runInheritingStandardStreams(shell, ["-c", command], in: root, environment: environment)
