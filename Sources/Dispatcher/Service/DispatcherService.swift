@@ -89,8 +89,14 @@ public actor DispatcherService {
                 let presence = try WireCodec.decode(WorkerPresence.self, from: delivery.body)
                 if let refusal = presence.refusal {
                     logger.warning("dropping a worker presence message", metadata: ["reason": "\(refusal)", "published_by": "\(delivery.properties.userId ?? "?")"])
+                } else if let user = delivery.properties.userId, !user.isEmpty {
+                    if !roster.record(presence, brokerUser: user, now: Date().timeIntervalSince1970) {
+                        logger.warning(
+                            "dropping a worker presence message: its worker name was announced by another broker user, or the roster is full",
+                            metadata: ["worker": "\(presence.worker)", "published_by": "\(user)"])
+                    }
                 } else {
-                    roster.record(presence, brokerUser: delivery.properties.userId, now: Date().timeIntervalSince1970)
+                    logger.warning("dropping a worker presence message without a user_id: every worker stamps its broker user", metadata: ["worker": "\(presence.worker)"])
                 }
             } catch {
                 logger.warning("dropping a worker presence message that does not decode", metadata: ["reason": "\(error)"])

@@ -4,7 +4,8 @@ import Synchronization
 
 /// The workers that announced themselves (`WorkerPresence`), as last heard. In memory only: a
 /// dispatcher that restarts hears from every running worker again within seconds. Bounded:
-/// a worker not heard from for `FleetView.window` goes, and at most `capacity` are kept.
+/// a worker not heard from for `FleetView.window` is no longer listed, and at most `capacity`
+/// are kept.
 public final class WorkerRoster: Sendable {
     public struct Entry: Sendable, Equatable {
         public var presence: WorkerPresence
@@ -14,18 +15,26 @@ public final class WorkerRoster: Sendable {
         public var heardAt: Double
     }
 
-    static let capacity = 10_000
+    let capacity: Int
     private let entries = Mutex<[String: Entry]>([:])
 
-    public init() {}
+    public init(capacity: Int = 10_000) {
+        self.capacity = capacity
+    }
 
-    func record(_ presence: WorkerPresence, brokerUser: String?, now: Double) {
+    /// Keeps `presence` as heard now from `brokerUser`. Refused (false, nothing kept) when its
+    /// name is a worker another broker user announced within the window (no account speaks
+    /// for another's worker), or when the roster is full of workers heard within the window.
+    /// Stale entries are dropped only when the roster is full: `recent` skips them anyway.
+    func record(_ presence: WorkerPresence, brokerUser: String, now: Double) -> Bool {
         entries.withLock { entries in
-            entries[presence.worker] = Entry(presence: presence, brokerUser: brokerUser, heardAt: now)
-            entries = entries.filter { now - $0.value.heardAt <= FleetView.window }
-            if entries.count > Self.capacity {
-                for (name, _) in entries.sorted(by: { $0.value.heardAt < $1.value.heardAt }).prefix(entries.count - Self.capacity) { entries[name] = nil }
+            if let known = entries[presence.worker], known.brokerUser != brokerUser, now - known.heardAt <= FleetView.window { return false }
+            if entries[presence.worker] == nil, entries.count >= capacity {
+                entries = entries.filter { now - $0.value.heardAt <= FleetView.window }
+                guard entries.count < capacity else { return false }
             }
+            entries[presence.worker] = Entry(presence: presence, brokerUser: brokerUser, heardAt: now)
+            return true
         }
     }
 
