@@ -24,7 +24,8 @@ final class LoadQueueSubmitter: LoadSubmitter, Sendable {
     /// A submission waiting for its answer, and the timer that gives up on it.
     private struct Pending {
         let continuation: CheckedContinuation<JSON?, Never>
-        let timer: Task<Void, Never>
+        /// Set just after the entry is in `waiting` (so a timer that fires at once finds it).
+        var timer: Task<Void, Never>?
     }
     private let listener = Mutex<Task<Void, Never>?>(nil)
 
@@ -63,7 +64,7 @@ final class LoadQueueSubmitter: LoadSubmitter, Sendable {
         listener.withLock { $0 }?.cancel()
         await client.stop()
         for pending in waiting.withLock({ waiting in defer { waiting = [:] }; return Array(waiting.values) }) {
-            pending.timer.cancel()
+            pending.timer?.cancel()
             pending.continuation.resume(returning: nil)
         }
     }
@@ -79,7 +80,7 @@ final class LoadQueueSubmitter: LoadSubmitter, Sendable {
     /// Ends the submission `requestId` waits in (once; later calls find nothing).
     private func resolve(_ requestId: String, _ answer: JSON?) {
         guard let pending = waiting.withLock({ $0.removeValue(forKey: requestId) }) else { return }
-        pending.timer.cancel()
+        pending.timer?.cancel()
         pending.continuation.resume(returning: answer)
     }
 
@@ -92,11 +93,17 @@ final class LoadQueueSubmitter: LoadSubmitter, Sendable {
         if let gitRev { request["git_rev"] = .string(gitRev) }
         let body = Data(JSON.object(request).serialized().utf8)
         let answer: JSON? = await withCheckedContinuation { continuation in
+            waiting.withLock { $0[requestId] = Pending(continuation: continuation) }
             let timer = Task {
                 try? await Task.sleep(for: self.answerTimeout)
                 if !Task.isCancelled { self.resolve(requestId, nil) }
             }
-            waiting.withLock { $0[requestId] = Pending(continuation: continuation, timer: timer) }
+            let waits = waiting.withLock { waiting -> Bool in
+                guard waiting[requestId] != nil else { return false }
+                waiting[requestId]?.timer = timer
+                return true
+            }
+            if !waits { timer.cancel() }  // answered already
             Task {
                 do {
                     try await client.publish(

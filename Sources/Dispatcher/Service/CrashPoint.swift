@@ -10,11 +10,17 @@ import Foundation
 /// "a dispatcher restart between create and ack" means, reached without guessing a time
 /// (`RequestRestartTests`). Unset — always, outside that test — it does nothing.
 enum CrashPoint {
-    private static let killAfterRequest = ProcessInfo.processInfo.environment["STEPFLEET_TEST_KILL_AFTER_REQUEST"].flatMap { $0.isEmpty ? nil : $0 }
+    #if DEBUG
+        private static let killAfterRequest = ProcessInfo.processInfo.environment["STEPFLEET_TEST_KILL_AFTER_REQUEST"].flatMap { $0.isEmpty ? nil : $0 }
+    #endif
 
     /// Called once the request `requestId` created something (committed).
+    /// Compiled into debug builds only (what the tests run): a release dispatcher has no
+    /// way to be killed by its environment.
     static func requestCreated(_ requestId: String) {
-        guard let killAfterRequest, killAfterRequest == requestId else { return }
-        kill(getpid(), SIGKILL)
+        #if DEBUG
+            guard let killAfterRequest, killAfterRequest == requestId else { return }
+            kill(getpid(), SIGKILL)
+        #endif
     }
 }
