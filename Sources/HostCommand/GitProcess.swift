@@ -33,30 +33,14 @@ enum GitProcess {
     private typealias Outcome = Swift.Result<Result, any Error>
 
     private static func runBlocking(_ executable: String, _ arguments: [String], environment: [String: String], timeout: Duration) throws -> Result {
-        var out: [Int32] = [0, 0]
-        var err: [Int32] = [0, 0]
-        guard pipe(&out) == 0 else { throw SpawnFailure(description: "pipe: \(String(cString: strerror(errno)))") }
-        guard pipe(&err) == 0 else {
-            close(out[0]); close(out[1])
-            throw SpawnFailure(description: "pipe: \(String(cString: strerror(errno)))")
-        }
-        for end in out + err { _ = fcntl(end, F_SETFD, FD_CLOEXEC) }
-        var actions = posix_spawn_file_actions_t()
-        posix_spawn_file_actions_init(&actions)
-        defer { posix_spawn_file_actions_destroy(&actions) }
-        posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
-        posix_spawn_file_actions_adddup2(&actions, out[1], 1)
-        posix_spawn_file_actions_adddup2(&actions, err[1], 2)
-        let pid: pid_t
+        let started: (pid: pid_t, output: Int32, error: Int32)
         do {
-            pid = try Spawn.spawn(
-                executable, arguments, &actions, newProcessGroup: true, environment: environment.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" })
+            started = try Spawn.spawnPiped(
+                executable, arguments, newProcessGroup: true, environment: environment.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" })
         } catch {
-            close(out[0]); close(out[1]); close(err[0]); close(err[1])
             throw SpawnFailure(description: "\(error)")
         }
-        close(out[1])
-        close(err[1])
+        let pid = started.pid
 
         // The deadline: kill the whole group (git and its helpers); the pipes then close.
         let deadline = Deadline(group: pid)
@@ -67,15 +51,15 @@ enum GitProcess {
         // Standard error on a thread of its own, so neither pipe can fill and block git.
         let errorText = Box()
         let errorDone = DispatchSemaphore(value: 0)
-        let errorDescriptor = err[0]
+        let errorDescriptor = started.error
         Thread.detachNewThread {
             errorText.data = readAll(errorDescriptor)
             errorDone.signal()
         }
-        let outputText = readAll(out[0])
+        let outputText = readAll(started.output)
         errorDone.wait()
-        close(out[0])
-        close(err[0])
+        close(started.output)
+        close(started.error)
         // Wait for git's end without reaping it: while it is a zombie its pid (and so its
         // group's id) cannot be reused, so the group kill below reaches only helpers git left
         // behind (none normally).

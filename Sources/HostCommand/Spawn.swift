@@ -81,6 +81,35 @@ public enum Spawn {
         return try spawn(executable, arguments, &actions)
     }
 
+    /// Starts `executable` with standard input from `/dev/null` and standard output and error
+    /// on pipes of their own; returns its pid and the pipes' read ends (close-on-exec; the
+    /// caller reads and closes them, and reaps the pid).
+    public static func spawnPiped(
+        _ executable: String, _ arguments: [String], newProcessGroup: Bool = false, environment: [String]? = nil
+    ) throws -> (pid: pid_t, output: Int32, error: Int32) {
+        var out: [Int32] = [0, 0]
+        var err: [Int32] = [0, 0]
+        guard makePipe(&out) else { throw SpawnError(description: "pipe: \(String(cString: strerror(errno)))") }
+        guard makePipe(&err) else {
+            close(out[0]); close(out[1])
+            throw SpawnError(description: "pipe: \(String(cString: strerror(errno)))")
+        }
+        var actions = posix_spawn_file_actions_t()
+        posix_spawn_file_actions_init(&actions)
+        defer { posix_spawn_file_actions_destroy(&actions) }
+        posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
+        posix_spawn_file_actions_adddup2(&actions, out[1], 1)
+        posix_spawn_file_actions_adddup2(&actions, err[1], 2)
+        defer { close(out[1]); close(err[1]) }
+        do {
+            let pid = try spawn(executable, arguments, &actions, newProcessGroup: newProcessGroup, environment: environment)
+            return (pid, out[0], err[0])
+        } catch {
+            close(out[0]); close(err[0])
+            throw error
+        }
+    }
+
     /// Starts `executable` with the file `actions` given (descriptors 0–2) and nothing else of
     /// ours: no signal blocked, every signal at its default, no other descriptor; in a process
     /// group of its own when asked, with `environment` (`KEY=value`) or ours.

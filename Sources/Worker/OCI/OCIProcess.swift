@@ -33,33 +33,17 @@ final class OCIProcess: Sendable {
     /// Starts `executable`; each chunk of its standard output and error goes to `output` (on
     /// a reader thread, in order per stream). The process is killed past `timeout`.
     init(_ executable: String, _ arguments: [String], timeout: Duration, output: @escaping @Sendable (_ isError: Bool, Data) -> Void) throws(SpawnFailure) {
-        var out: [Int32] = [0, 0]
-        var err: [Int32] = [0, 0]
-        guard pipe(&out) == 0 else { throw SpawnFailure(description: "pipe: \(String(cString: strerror(errno)))") }
-        guard pipe(&err) == 0 else {
-            close(out[0]); close(out[1])
-            throw SpawnFailure(description: "pipe: \(String(cString: strerror(errno)))")
-        }
-        for end in out + err { _ = fcntl(end, F_SETFD, FD_CLOEXEC) }
-        var actions = posix_spawn_file_actions_t()
-        posix_spawn_file_actions_init(&actions)
-        defer { posix_spawn_file_actions_destroy(&actions) }
-        posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
-        posix_spawn_file_actions_adddup2(&actions, out[1], 1)
-        posix_spawn_file_actions_adddup2(&actions, err[1], 2)
-        let pid: pid_t
+        let started: (pid: pid_t, output: Int32, error: Int32)
         do {
-            pid = try Spawn.spawn(executable, arguments, &actions, environment: ["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"])
+            started = try Spawn.spawnPiped(executable, arguments, environment: ["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"])
         } catch {
-            close(out[0]); close(out[1]); close(err[0]); close(err[1])
             throw SpawnFailure(description: "\(error)")
         }
-        close(out[1])
-        close(err[1])
+        let pid = started.pid
         self.pid = pid
         let child = pid
         let readers = DispatchGroup()
-        for (descriptor, isError) in [(out[0], false), (err[0], true)] {
+        for (descriptor, isError) in [(started.output, false), (started.error, true)] {
             readers.enter()
             Thread.detachNewThread {
                 var buffer = [UInt8](repeating: 0, count: 65536)
