@@ -137,14 +137,9 @@ extension DispatcherEngine {
     /// Creates a batch member's change with the id the plan gave it; it starts at once unless
     /// another change runs on its environment.
     private func createBatchChange(_ db: Database, _ batch: BatchRecord, environment: String, changeId: String) throws {
-        _ = try Store.environment(db, batch.projectCode, environment)
-        let change = ChangeRecord(
-            id: changeId, projectCode: batch.projectCode, environmentCode: environment, action: batch.action, gitRev: batch.gitRev, gitSha: batch.gitSha,
-            status: .pending, user: batch.user, retryOf: nil, createdAt: Store.now())
-        try Store.insertChange(db, change)
-        let root = StepRecord(id: Self.newID(), changeId: changeId, parentId: nil, position: 0, action: batch.action)
-        try Store.save(db, ChangeTree(changeId: changeId, steps: [root], leaseSeconds: configuration.leaseSeconds), before: nil)
-        try startWaitingChanges(db, project: batch.projectCode, environment: environment)
+        _ = try insertChange(
+            db, id: changeId, project: batch.projectCode, environment: environment, action: batch.action, gitRev: batch.gitRev, gitSha: batch.gitSha,
+            user: batch.user)
     }
 
     /// Creates a change once for `requestId` (the request queue's rule): a second request with
@@ -152,22 +147,14 @@ extension DispatcherEngine {
     func createChange(
         requestId: String, project: String, environment: String, action: String, gitRev: String, gitSha: String, user: String
     ) async throws -> (change: ChangeRecord, created: Bool) {
-        let configuration = configuration
-        return try await store.write { db in
+        try await store.write { db in
             if let earlier = try Store.request(db, requestId) {
                 guard earlier.kind == "change" else { throw StoreError.conflict("request \(requestId) created a \(earlier.kind) (\(earlier.id)), not a change") }
                 return (try Store.change(db, earlier.id), false)
             }
-            _ = try Store.environment(db, project, environment)
-            let change = ChangeRecord(
-                id: Self.newID(), projectCode: project, environmentCode: environment, action: action, gitRev: gitRev, gitSha: gitSha,
-                status: .pending, user: user, retryOf: nil, createdAt: Store.now())
-            try Store.insertChange(db, change)
-            let root = StepRecord(id: Self.newID(), changeId: change.id, parentId: nil, position: 0, action: action)
-            try Store.save(db, ChangeTree(changeId: change.id, steps: [root], leaseSeconds: configuration.leaseSeconds), before: nil)
-            try startWaitingChanges(db, project: project, environment: environment)
+            let change = try insertChange(db, project: project, environment: environment, action: action, gitRev: gitRev, gitSha: gitSha, user: user)
             try Store.recordRequest(db, requestId, kind: "change", createdId: change.id, user: user)
-            return (try Store.change(db, change.id), true)
+            return (change, true)
         }
     }
 }

@@ -35,18 +35,26 @@ public struct DispatcherEngine: Sendable {
     /// Creates a change on `sha` (resolved by the caller at creation) and starts it unless
     /// another change runs on its project environment.
     public func createChange(project: String, environment: String, action: String, gitRev: String, gitSha: String, user: String, retryOf: String? = nil, steps: [StepRecord]? = nil) async throws -> ChangeRecord {
-        let configuration = configuration
-        return try await store.write { db in
-            _ = try Store.environment(db, project, environment)
-            let change = ChangeRecord(
-                id: Self.newID(), projectCode: project, environmentCode: environment, action: action, gitRev: gitRev, gitSha: gitSha,
-                status: .pending, user: user, retryOf: retryOf, createdAt: Store.now())
-            try Store.insertChange(db, change)
-            let root = StepRecord(id: Self.newID(), changeId: change.id, parentId: nil, position: 0, action: action)
-            try Store.save(db, ChangeTree(changeId: change.id, steps: steps ?? [root], leaseSeconds: configuration.leaseSeconds), before: nil)
-            try startWaitingChanges(db, project: project, environment: environment)
-            return try Store.change(db, change.id)
+        try await store.write { db in
+            try insertChange(db, project: project, environment: environment, action: action, gitRev: gitRev, gitSha: gitSha, user: user, retryOf: retryOf, steps: steps)
         }
+    }
+
+    /// `createChange`'s work inside a transaction of the caller's (a request over the queue
+    /// records itself in the same one; a batch member's change has the id its plan gave it).
+    func insertChange(
+        _ db: Database, id: String = DispatcherEngine.newID(), project: String, environment: String, action: String, gitRev: String, gitSha: String,
+        user: String, retryOf: String? = nil, steps: [StepRecord]? = nil
+    ) throws -> ChangeRecord {
+        _ = try Store.environment(db, project, environment)
+        let change = ChangeRecord(
+            id: id, projectCode: project, environmentCode: environment, action: action, gitRev: gitRev, gitSha: gitSha,
+            status: .pending, user: user, retryOf: retryOf, createdAt: Store.now())
+        try Store.insertChange(db, change)
+        let root = StepRecord(id: Self.newID(), changeId: change.id, parentId: nil, position: 0, action: action)
+        try Store.save(db, ChangeTree(changeId: change.id, steps: steps ?? [root], leaseSeconds: configuration.leaseSeconds), before: nil)
+        try startWaitingChanges(db, project: project, environment: environment)
+        return try Store.change(db, change.id)
     }
 
     /// Starts the oldest pending change of a project environment when none runs there.
