@@ -85,7 +85,6 @@ struct BenchDispatcherRun {
         let service = DispatcherService(engine: engine, brokers: [settings.broker], logger: logger)
         let clock = ContinuousClock()
         let started = clock.now
-        let startedAt = DispatchTime.now().uptimeNanoseconds
         try await service.start()
         try await waitForPoolQueue(logger)
         let plan = BenchDispatcherWorker.Plan(fanAction: Self.fanAction, leafAction: Self.leafAction, fanout: settings.fanout, logBatches: settings.logBatches)

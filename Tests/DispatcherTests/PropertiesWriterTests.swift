@@ -67,7 +67,7 @@ extension FleetTests {
                 try old.close()
             }
             let store = try Store(path: path, secretsKey: .none)
-            try await store.write { db in try Store.setProperties(db, "p", nil, ["a": 2], ifVersion: 2, step: nil, user: "carol") }
+            _ = try await store.write { db in try Store.setProperties(db, "p", nil, ["a": 2], ifVersion: 2, step: nil, user: "carol") }
             let versions = try await store.read { try PropertiesHistory.versions($0, "p", nil) }
             #expect(versions.arrayValue?.map { $0["written_by"] ?? .null } == [["kind": "api", "user": "carol"], ["kind": "api", "user": nil], ["kind": "api", "user": nil]])
         }
