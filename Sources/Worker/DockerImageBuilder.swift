@@ -33,6 +33,10 @@ public actor DockerImageBuilder: ImageBuilder {
     private let maximumBuildTime: Duration
     /// Builds in progress by key, with the steps waiting for each.
     private var flights: [String: Flight] = [:]
+    /// When this builder last tagged each reused image: its use is recorded again only after
+    /// `retagInterval` (a step image cache's idle time is minutes; a step is milliseconds).
+    private var tagged: [String: ContinuousClock.Instant] = [:]
+    static let retagInterval = Duration.seconds(30)
 
     private struct Flight {
         let id: UUID
@@ -78,11 +82,17 @@ public actor DockerImageBuilder: ImageBuilder {
         return try await existing(key: key, tag: "\(repository):\(key.prefix(32))")
     }
 
-    /// The image labelled with `key`, tagged again (its use recorded for `StepImageCache`).
+    /// The image labelled with `key`, tagged again (its use recorded for `StepImageCache`)
+    /// unless this builder did so within `retagInterval`.
     private func existing(key: String, tag: String) async throws(StepFailure) -> BuiltImage? {
         do {
             guard let existing = try await engine.inspectImage(tag), existing["Config"]?["Labels"]?[Self.keyLabel]?.stringValue == key else { return nil }
-            try await engine.tagImage(tag, repository: repository, tag: String(key.prefix(32)))
+            let now = ContinuousClock.now
+            if tagged[tag].map({ now - $0 >= Self.retagInterval }) ?? true {
+                try await engine.tagImage(tag, repository: repository, tag: String(key.prefix(32)))
+                if tagged.count >= 1_000 { tagged = tagged.filter { now - $0.value < Self.retagInterval } }
+                tagged[tag] = now
+            }
             return BuiltImage(reference: tag, key: key, reused: true, user: Self.user(of: existing))
         } catch {
             throw StepFailure("build: \(error)")

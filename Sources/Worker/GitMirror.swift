@@ -20,6 +20,11 @@ public actor GitMirror {
     private var fetches: [String: (task: Task<Void, any Error>, started: ContinuousClock.Instant)] = [:]
     /// The changes each mirror was fetched for (the latest few hundred).
     private var refreshed: [String: [String]] = [:]
+    /// Commits a mirror was seen to hold (key: mirror and SHA), and when: a fetch only adds
+    /// commits, so a step of a commit seen within `commitMemory` starts no git to look again.
+    private var seenCommits: [String: ContinuousClock.Instant] = [:]
+    static let commitMemory = Duration.seconds(600)
+    static let seenCommitsLimit = 2_000
 
     public init(directory: String, git: String = "/usr/bin/git", policy: GitRemotePolicy = GitRemotePolicy(), timeout: Duration = .seconds(600)) {
         self.directory = directory
@@ -143,7 +148,14 @@ public actor GitMirror {
 
     private func hasCommit(_ mirror: String, _ sha: String) async -> Bool {
         guard FileManager.default.fileExists(atPath: mirror) else { return false }
-        return (try? await git.run(["-C", mirror, "cat-file", "-e", "\(sha)^{commit}"], what: "look for \(sha)", timeout: .seconds(30))) != nil
+        let key = mirror + "\n" + sha
+        let now = ContinuousClock.now
+        if let seen = seenCommits[key], now - seen < Self.commitMemory { return true }
+        guard (try? await git.run(["-C", mirror, "cat-file", "-e", "\(sha)^{commit}"], what: "look for \(sha)", timeout: .seconds(30))) != nil else { return false }
+        if seenCommits.count >= Self.seenCommitsLimit { seenCommits = seenCommits.filter { now - $0.value < Self.commitMemory } }
+        if seenCommits.count >= Self.seenCommitsLimit { seenCommits.removeAll() }
+        seenCommits[key] = now
+        return true
     }
 
     private func runGit(_ arguments: [String], what: String) async throws(CheckoutError) {

@@ -16,33 +16,55 @@ struct RepositoryFiles: Sendable {
     let checkout: String
     /// The commit whose tree is read.
     let sha: String
+    /// What was read before (for a mirror; a checkout is made for one step and not cached).
+    var cache: RepositoryFileCache? = nil
 
     /// The contents of `path` at the commit, nil when the commit has no such path; a failure
     /// when it is not a regular file or is too large.
     func read(_ path: String, maximumBytes: Int = RepositoryFiles.maximumBytes) async throws(StepFailure) -> Data? {
+        let key = "file\n\(checkout)\n\(sha)\n\(maximumBytes)\n\(path)"
+        switch cache?.value(key) {
+        case .file(let data)?: return data
+        case .refused(let failure)?: throw failure
+        default: break
+        }
+        switch try await readFromGit(path, maximumBytes: maximumBytes) {
+        case .success(let data):
+            cache?.store(key, .file(data))
+            return data
+        case .failure(let refusal):
+            cache?.store(key, .refused(refusal))
+            throw refusal
+        }
+    }
+
+    /// What git's objects decide about a path: its contents, or why it is refused (no regular
+    /// file, or too large); a git that failed throws.
+    private func readFromGit(_ path: String, maximumBytes: Int) async throws(StepFailure) -> Result<Data?, StepFailure> {
+        func refused(_ description: String) -> Result<Data?, StepFailure> { .failure(StepFailure(description)) }
         // `ls-tree -l`: "<mode> <type> <object> <size>\t<path>", nothing when absent.
         let listing = try await git(["ls-tree", "-l", "--full-tree", sha, "--", path])
-        guard let line = listing.split(separator: "\n").first(where: { $0.hasSuffix("\t" + path) }) else { return nil }
+        guard let line = listing.split(separator: "\n").first(where: { $0.hasSuffix("\t" + path) }) else { return .success(nil) }
         let fields = line.prefix { $0 != "\t" }.split(separator: " ", omittingEmptySubsequences: true)
-        guard fields.count == 4 else { throw StepFailure("\(path): git describes it as \"\(line)\", which StepFleet does not understand") }
+        guard fields.count == 4 else { return refused("\(path): git describes it as \"\(line)\", which StepFleet does not understand") }
         let mode = fields[0]
         let object = String(fields[2])
         switch mode {
         case "100644", "100755":
             break
         case "120000":
-            throw StepFailure("\(path) is a symbolic link; StepFleet reads only regular files committed to the repository")
+            return refused("\(path) is a symbolic link; StepFleet reads only regular files committed to the repository")
         case "040000":
-            throw StepFailure("\(path) is a directory; StepFleet reads only regular files committed to the repository")
+            return refused("\(path) is a directory; StepFleet reads only regular files committed to the repository")
         default:
-            throw StepFailure("\(path) is not a regular file (git mode \(mode)); StepFleet reads only regular files committed to the repository")
+            return refused("\(path) is not a regular file (git mode \(mode)); StepFleet reads only regular files committed to the repository")
         }
-        guard let size = Int(fields[3]) else { throw StepFailure("\(path): git gives no size for it") }
+        guard let size = Int(fields[3]) else { return refused("\(path): git gives no size for it") }
         guard size <= maximumBytes else {
-            throw StepFailure("\(path) is \(size) bytes, more than the limit of \(maximumBytes) bytes")
+            return refused("\(path) is \(size) bytes, more than the limit of \(maximumBytes) bytes")
         }
-        guard object.count >= 40, object.allSatisfy(\.isHexDigit) else { throw StepFailure("\(path): git names no object for it") }
-        return Data(try await git(["cat-file", "blob", object]).utf8)
+        guard object.count >= 40, object.allSatisfy(\.isHexDigit) else { return refused("\(path): git names no object for it") }
+        return .success(Data(try await git(["cat-file", "blob", object]).utf8))
     }
 
     /// What repo.tar holds besides the commit's tree — its refs — in one form read alike from
@@ -51,7 +73,17 @@ struct RepositoryFiles: Sendable {
     /// names, every branch and tag with its object. A clone's refs are made from exactly these,
     /// so the build key can be had from the mirror, before (and, on a hit, without) a checkout.
     /// A tag or branch added or moved on the remote at the same SHA changes it, and so the key.
-    func refs(fromMirror: Bool) async throws(StepFailure) -> String {
+    /// With a `change` (read from the mirror, fetched for that change), the refs read for the
+    /// change's first step are its other steps' too: one key for every step of a change.
+    func refs(fromMirror: Bool, change: String? = nil) async throws(StepFailure) -> String {
+        let key = change.map { "refs\n\(checkout)\n\(sha)\n\($0)" }
+        if let key, fromMirror, case .refs(let text)? = cache?.value(key) { return text }
+        let text = try await refsFromGit(fromMirror: fromMirror)
+        if let key, fromMirror { cache?.store(key, .refs(text)) }
+        return text
+    }
+
+    private func refsFromGit(fromMirror: Bool) async throws(StepFailure) -> String {
         let branches = fromMirror ? "refs/heads/" : "refs/remotes/origin/"
         let listing = try await git(["for-each-ref", "--format=%(objectname) %(refname)", String(branches.dropLast()), "refs/tags"])
         var lines: [String] = []

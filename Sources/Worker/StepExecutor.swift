@@ -14,12 +14,17 @@ struct StepExecutor: Sendable {
     let runtime: any ContainerRuntime
     let publisher: EventPublisher
     let secrets: BuildSecretsProvider
+    /// The mirror's files and refs read for earlier steps (of the same commit or change).
+    let repositoryFiles = RepositoryFileCache()
 
+    /// Returns once the step's last log lines and every phase event are confirmed (they went
+    /// out without waiting, and are confirmed together): the outcome may go.
     func execute(_ job: StepJob, claimedAt: EpochMilliseconds, cancellation: StepCancellation, log: LogShipper) async -> StepOutcome {
         let phases = PhaseEvents(publisher: publisher)
         let outcome = await execute(job, claimedAt: claimedAt, cancellation: cancellation, log: log, phases: phases)
-        // Every phase event confirmed before the outcome goes (they went out without waiting).
+        async let logs: Void = log.finish()
         await phases.confirmed()
+        await logs
         return outcome
     }
 
@@ -57,14 +62,14 @@ struct StepExecutor: Sendable {
         // The repository's own files and refs come from git's objects at the SHA in the
         // mirror, never through a checkout's file system (a committed symbolic link must not
         // reach a host file): a checkout is made only when the image must be built.
-        let files = RepositoryFiles(checkout: mirrorPath, sha: job.git.sha)
+        let files = RepositoryFiles(checkout: mirrorPath, sha: job.git.sha, cache: repositoryFiles)
         let dockerfile: String
         let action: ActionsFile.Action?
         let refs: String
         do {
             dockerfile = try await files.read(DefaultDockerfile.path).map { String(decoding: $0, as: UTF8.self) } ?? DefaultDockerfile.text
             action = try await actionsFile(files)?.actions[job.action]
-            refs = try await files.refs(fromMirror: true)
+            refs = try await files.refs(fromMirror: true, change: job.changeId)
         } catch {
             return fail(&outcome, log, error.description)
         }

@@ -249,7 +249,6 @@ public actor WorkerService: Service {
         var result = await executor.execute(job, claimedAt: claimedAt, cancellation: cancellation, log: log)
         result.claimToken = job.claimToken
         let outcome = result
-        await log.finish()
         WorkerMetrics.finished(outcome)
         let publisher = publisher
         let delivered = await publisher.untilConfirmed("outcome") { () throws(AMQPError) in try await publisher.outcome(outcome) }

@@ -40,6 +40,75 @@ func repositoryWithLinks(_ files: [String: String], links: [String: String]) thr
         // A user value that looks like an option is a path after `--`.
         #expect(try await files.read("--output=/tmp/x") == nil)
     }
+
+    /// With a cache, a second step of the same commit (or change, for the refs) starts no
+    /// git: the answers, refusals included, come back with the repository gone.
+    @Test(.timeLimit(.minutes(1))) func cachedAnswersNeedNoGit() async throws {
+        let repository = try repositoryWithLinks([".opschain/Dockerfile": "FROM x\n"], links: [".opschain/actions.yml": "/etc/passwd"])
+        let cache = RepositoryFileCache()
+        let files = RepositoryFiles(checkout: repository.repository.path, sha: repository.sha, cache: cache)
+        let refs = try await files.refs(fromMirror: false, change: "c1")
+        #expect(try await files.read(".opschain/Dockerfile") == Data("FROM x\n".utf8))
+        #expect(try await files.read(".opschain/actions.json") == nil)
+        let refusal = StepFailure(".opschain/actions.yml is a symbolic link; StepFleet reads only regular files committed to the repository")
+        await #expect(throws: refusal) { _ = try await files.read(".opschain/actions.yml") }
+
+        try FileManager.default.removeItem(atPath: repository.repository.path + "/.git")
+        #expect(try await files.read(".opschain/Dockerfile") == Data("FROM x\n".utf8))
+        #expect(try await files.read(".opschain/actions.json") == nil)
+        await #expect(throws: refusal) { _ = try await files.read(".opschain/actions.yml") }
+        // Refs are kept only when read from a mirror for a change.
+        await #expect(throws: StepFailure.self) { _ = try await files.refs(fromMirror: false, change: "c1") }
+        #expect(!refs.isEmpty)
+        // Without the cache, git is asked, and fails now.
+        await #expect(throws: StepFailure.self) { _ = try await RepositoryFiles(checkout: repository.repository.path, sha: repository.sha).read(".opschain/Dockerfile") }
+    }
+
+    @Test(.timeLimit(.minutes(1))) func aMirrorsRefsAreKeptPerChange() async throws {
+        let repository = try TestRepository.make([".opschain/actions.yml": "actions: {}\n"])
+        let mirror = FileManager.default.temporaryDirectory.appendingPathComponent("mirror-\(UUID().uuidString.prefix(6)).git").path
+        try TestRepository.git(FileManager.default.temporaryDirectory.path, "clone", "--quiet", "--mirror", "--", repository.path, mirror)
+        defer { try? FileManager.default.removeItem(atPath: mirror) }
+        let sha = try TestRepository.git(mirror, "rev-parse", "HEAD").trimmingCharacters(in: .whitespacesAndNewlines)
+        let files = RepositoryFiles(checkout: mirror, sha: sha, cache: RepositoryFileCache())
+        let first = try await files.refs(fromMirror: true, change: "c1")
+        try TestRepository.git(mirror, "tag", "v9", sha)
+        // The same change keeps the refs its first step saw; another change reads the new tag.
+        #expect(try await files.refs(fromMirror: true, change: "c1") == first)
+        let second = try await files.refs(fromMirror: true, change: "c2")
+        #expect(second.contains("refs/tags/v9") && !first.contains("refs/tags/v9"), "\(second)")
+    }
+}
+
+/// The cache's bounds: entries and bytes, the least recently used leaving first.
+@Suite(.timeLimit(.minutes(1))) struct RepositoryFileCacheTests {
+    @Test func theLeastRecentlyUsedLeaveFirst() {
+        let cache = RepositoryFileCache(maximumEntries: 2, maximumBytes: 1 << 20)
+        cache.store("a", .file(Data("1".utf8)))
+        cache.store("b", .file(nil))
+        #expect(cache.value("a") == .file(Data("1".utf8)))
+        cache.store("c", .refs("r"))
+        #expect(cache.value("b") == nil)
+        #expect(cache.value("a") == .file(Data("1".utf8)))
+        #expect(cache.value("c") == .refs("r"))
+        #expect(cache.count == 2)
+    }
+
+    @Test func bytesAreBounded() {
+        let cache = RepositoryFileCache(maximumEntries: 100, maximumBytes: 100)
+        cache.store("k1", .file(Data(count: 40)))
+        cache.store("k2", .file(Data(count: 40)))
+        #expect(cache.bytes == 84)
+        cache.store("k3", .file(Data(count: 40)))
+        #expect(cache.value("k1") == nil && cache.value("k2") != nil && cache.value("k3") != nil)
+        #expect(cache.bytes == 84)
+        // An entry larger than the whole cache is not kept, and evicts nothing.
+        cache.store("huge", .file(Data(count: 200)))
+        #expect(cache.value("huge") == nil && cache.count == 2)
+        // Storing a key again replaces it and its size.
+        cache.store("k3", .refused(StepFailure("no")))
+        #expect(cache.value("k3") == .refused(StepFailure("no")) && cache.bytes == 42 + 4)
+    }
 }
 
 extension WorkerEndToEndTests {
