@@ -1,8 +1,10 @@
 import AMQP
 import ArgumentParser
 import Dispatcher
+import Fleet
 import Foundation
 import HostCommand
+import Logging
 import Protocol
 
 struct BenchChain: AsyncParsableCommand {
@@ -86,17 +88,37 @@ struct BenchChain: AsyncParsableCommand {
         _ = try await client.request("POST", "/projects", body: ["code": "bench", "git_remote": .string(repository)])
         _ = try await client.request("POST", "/projects/bench/environments", body: ["code": "e"])
 
-        func change() async throws -> Double {
+        // A change's end comes as its notification (pushed, as Celery's result backend pushes
+        // a task's), so the bench does not load the dispatcher with polls while it measures.
+        let notes = "bench.notifications.\(UUID().uuidString.prefix(8).lowercased())"
+        let amqpClient = AMQPClient(
+            endpoints: [broker],
+            topology: FleetTopology.common
+                + AMQPTopology(
+                    queues: [.init(name: notes, durable: false, exclusive: true, autoDelete: true)],
+                    bindings: [.init(queue: notes, exchange: Names.notificationsExchange, routingKey: "change.bench.e.*")]),
+            logger: Logger(label: "stepfleet.bench"))
+        await amqpClient.start()
+        let consumer = try await amqpClient.connected().consume(queue: notes, prefetch: 100)
+        var notifications = consumer.makeAsyncIterator()
+
+        func change() async throws -> (ms: Double, id: String) {
             let clock = ContinuousClock()
             let start = clock.now
             let created = try await client.request("POST", "/changes", body: ["project": "bench", "environment": "e", "action": "root", "user": "bench"])
             guard let id = created["id"]?.stringValue else { throw CLIError("the dispatcher made no change: \(created)") }
-            let deadline = clock.now + .seconds(600)
-            while clock.now < deadline {
-                let status = try await client.request("GET", "/changes/\(id)")["status"]?.stringValue ?? ""
-                if status == "success" { return (clock.now - start).seconds * 1000 }
+            // No wait without a deadline: the consumer is cancelled after 600 s, which ends the loop.
+            let watchdog = Task {
+                try await Task.sleep(for: .seconds(600))
+                await consumer.cancel()
+            }
+            defer { watchdog.cancel() }
+            while let delivery = try await notifications.next() {
+                try? await delivery.ack()
+                let note = try? JSON.parse(bytes: delivery.body)
+                guard note?["id"]?.stringValue == id, let status = note?["status"]?.stringValue else { continue }
+                if status == "success" { return ((clock.now - start).seconds * 1000, id) }
                 if ["error", "cancelled"].contains(status) { throw CLIError("the bench change ended \(status); see the logs in \(folder)") }
-                try await Task.sleep(for: .milliseconds(10))
             }
             throw CLIError("the bench change did not end within 600 s")
         }
@@ -104,15 +126,23 @@ struct BenchChain: AsyncParsableCommand {
         say("warming up: one change to build the step image")
         _ = try await change()
         var samples: [Double] = []
-        for _ in 0..<changes { samples.append(try await change()) }
+        var breakdown = ChainBreakdown()
+        for _ in 0..<changes {
+            let (ms, id) = try await change()
+            samples.append(ms)
+            breakdown.add(change: try await client.request("GET", "/changes/\(id)"))
+        }
         let stats = Percentiles(samples)
         let mode = fan ? "a fan of \(steps) parallel steps" : "a chain of \(steps) serial steps"
         say("\(changes) changes of \(mode), \(workers) workers × \(slots) slots, --runtime \(runtime): median \(stats.median.milliseconds) per change, max \(stats.value(100).milliseconds)")
+        say("where a step's time goes (medians per step, from the dispatcher's records and the workers' phase parts):")
+        for line in breakdown.lines(serial: !fan) { say(line) }
         if fan {
             say(String(format: "steps per second: %.2f", Double(steps) / (stats.median / 1000)))
         } else {
             say(String(format: "ms per step: %.1f", stats.median / Double(steps)))
         }
+        await amqpClient.stop()
     }
 
     private func brokerControl(_ arguments: String...) throws {
