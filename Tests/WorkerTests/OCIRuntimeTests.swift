@@ -187,6 +187,33 @@ import Testing
         OCILeftovers.expectNone(in: work)
     }
 
+    /// Two workers of one process (tests run several) never take each other for dead; a
+    /// registration with this process's pid but another start is a dead worker's (a pid
+    /// reused after a reboot), and what it left is removed.
+    @Test(.timeLimit(.minutes(1))) func workersOfOneProcessDoNotReapEachOther() async throws {
+        let base = FileManager.default.temporaryDirectory.appendingPathComponent("stepfleet-oci-reg-\(UUID().uuidString.prefix(6))").path
+        defer { try? FileManager.default.removeItem(atPath: base) }
+        let layers = base + "/layers"
+        let runc = OCIRunc.locate() ?? "/usr/sbin/runc"
+        let first = OCIContainerRuntime(engine: try DockerEngine(), workDirectory: base + "/a", runc: runc, layerDirectory: layers)
+        let second = OCIContainerRuntime(engine: try DockerEngine(), workDirectory: base + "/b", runc: runc, layerDirectory: layers)
+        let mine = base + "/a/oci/steps/sf\(getpid())-0000aaaa"
+        try FileManager.default.createDirectory(atPath: mine, withIntermediateDirectories: true)
+        await first.reapLeftovers(logger: WorkerHarness.logger) { _ in true }
+        await second.reapLeftovers(logger: WorkerHarness.logger) { _ in true }
+        await first.reapLeftovers(logger: WorkerHarness.logger) { _ in true }
+        #expect(FileManager.default.fileExists(atPath: mine), "a live worker of this process had its step removed")
+
+        let dead = base + "/dead/oci/steps/sf\(getpid())-0000dddd"
+        try FileManager.default.createDirectory(atPath: dead, withIntermediateDirectories: true)
+        let registration = layers + "/.worker-\(getpid())-\(OCIContainerRuntime.directoryTag(base + "/dead/oci"))"
+        try Data((base + "/dead/oci\nanother-boot 1").utf8).write(to: URL(fileURLWithPath: registration))
+        await second.reapLeftovers(logger: WorkerHarness.logger) { _ in true }
+        #expect(!FileManager.default.fileExists(atPath: dead), "a dead worker's step (its pid reused) is removed")
+        #expect(!FileManager.default.fileExists(atPath: registration))
+        #expect(FileManager.default.fileExists(atPath: mine))
+    }
+
     @Test(.timeLimit(.minutes(3))) func aStepRunsAndLeavesNothing() async throws {
         let runtime = OCIContainerRuntime(engine: try DockerEngine(), workDirectory: Self.sharedWork, runc: OCIRunc.locate() ?? "/usr/sbin/runc")
         let result = try await Self.run(runtime, action: "--help")

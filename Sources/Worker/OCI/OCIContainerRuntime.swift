@@ -1,3 +1,4 @@
+import Crypto
 import Foundation
 import Logging
 import Protocol
@@ -270,23 +271,47 @@ public final class OCIContainerRuntime: ContainerRuntime {
     /// what this one left if it dies. Written whenever it does not say this worker's
     /// directory: the cache outlives reboots, so a dead worker's file may carry this pid.
     private func register() {
-        let path = store.directory + "/.worker-\(getpid())"
-        if let data = FileManager.default.contents(atPath: path), String(decoding: data, as: UTF8.self) == directory { return }
+        let path = store.directory + "/.worker-\(getpid())-\(Self.directoryTag(directory))"
+        let text = directory + "\n" + Self.processStart
+        if let data = FileManager.default.contents(atPath: path), String(decoding: data, as: UTF8.self) == text { return }
         try? FileManager.default.createDirectory(atPath: store.directory, withIntermediateDirectories: true)
-        try? Data(directory.utf8).write(to: URL(fileURLWithPath: path), options: .atomic)
+        try? Data(text.utf8).write(to: URL(fileURLWithPath: path), options: .atomic)
     }
 
-    /// The `<work>/oci` directories of dead workers, by their registration file. A file with
-    /// this worker's pid that names another directory was left by a dead worker whose pid
-    /// this one reuses (after a reboot, say).
+    /// A short name for a work directory: a process may run several workers (tests do), each
+    /// registered under its own.
+    static func directoryTag(_ directory: String) -> String {
+        String(SHA256.hash(data: Data(directory.utf8)).hexString.prefix(12))
+    }
+
+    /// This process's start (`/proc/self/stat`, in clock ticks since boot) and the boot's id:
+    /// with the pid, what tells this process from a dead one whose pid it reuses.
+    static let processStart: String = {
+        let stat = (try? String(contentsOfFile: "/proc/self/stat", encoding: .utf8)) ?? ""
+        let afterName = stat.lastIndex(of: ")").map { stat[stat.index(after: $0)...] } ?? ""
+        // Fields from the state (the 3rd) on: the start time is the 22nd.
+        let fields = afterName.split(separator: " ")
+        let start = fields.count > 19 ? String(fields[19]) : "?"
+        let boot = ((try? String(contentsOfFile: "/proc/sys/kernel/random/boot_id", encoding: .utf8)) ?? "?").trimmingCharacters(in: .whitespacesAndNewlines)
+        return "\(boot) \(start)"
+    }()
+
+    /// The `<work>/oci` directories of dead workers, by their registration file
+    /// (`.worker-<pid>-<directory tag>`: the directory and the process's start). A file with
+    /// this process's pid but another start was left by a dead worker whose pid this one
+    /// reuses (after a reboot, say); one of this process is a live worker (tests run several).
     private func deadWorkersDirectories(isLiveWorker: @Sendable (pid_t) -> Bool) -> [(registration: String, directory: String)] {
         let names = (try? FileManager.default.contentsOfDirectory(atPath: store.directory)) ?? []
         return names.compactMap { name in
-            guard name.hasPrefix(".worker-"), let pid = pid_t(name.dropFirst(".worker-".count)) else { return nil }
+            guard name.hasPrefix(".worker-"), let pid = pid_t(name.dropFirst(".worker-".count).prefix { $0 != "-" }) else { return nil }
             let path = store.directory + "/" + name
-            let data = FileManager.default.contents(atPath: path)
-            let named = data.flatMap { String(data: $0, encoding: .utf8) }.flatMap { $0.hasPrefix("/") ? $0 : nil } ?? ""
-            if pid == getpid() { return named == directory ? nil : (path, named) }
+            let lines = (FileManager.default.contents(atPath: path).flatMap { String(data: $0, encoding: .utf8) } ?? "").split(separator: "\n", maxSplits: 1)
+            let named = lines.first.map(String.init).flatMap { $0.hasPrefix("/") ? $0 : nil } ?? ""
+            if pid == getpid() {
+                // A file from before the start was written: it is this worker's if it names its directory.
+                guard lines.count == 2 else { return named == directory ? nil : (path, named) }
+                return lines[1] == Self.processStart ? nil : (path, named)
+            }
             return isLiveWorker(pid) ? nil : (path, named)
         }
     }
