@@ -81,11 +81,11 @@ public enum Spawn {
         return try spawn(executable, arguments, &actions)
     }
 
-    /// Starts `executable` with standard input from `/dev/null` and standard output and error
-    /// on pipes of their own; returns its pid and the pipes' read ends (close-on-exec; the
-    /// caller reads and closes them, and reaps the pid).
+    /// Starts `executable` with standard input from `/dev/null` (or `input`, which stays the
+    /// caller's to close) and standard output and error on pipes of their own; returns its pid
+    /// and the pipes' read ends (close-on-exec; the caller reads and closes them, and reaps the pid).
     public static func spawnPiped(
-        _ executable: String, _ arguments: [String], newProcessGroup: Bool = false, environment: [String]? = nil
+        _ executable: String, _ arguments: [String], newProcessGroup: Bool = false, environment: [String]? = nil, input: Int32? = nil
     ) throws -> (pid: pid_t, output: Int32, error: Int32) {
         var out: [Int32] = [0, 0]
         var err: [Int32] = [0, 0]
@@ -97,7 +97,11 @@ public enum Spawn {
         var actions = posix_spawn_file_actions_t()
         posix_spawn_file_actions_init(&actions)
         defer { posix_spawn_file_actions_destroy(&actions) }
-        posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
+        if let input {
+            posix_spawn_file_actions_adddup2(&actions, input, 0)
+        } else {
+            posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
+        }
         posix_spawn_file_actions_adddup2(&actions, out[1], 1)
         posix_spawn_file_actions_adddup2(&actions, err[1], 2)
         defer { close(out[1]); close(err[1]) }

@@ -39,6 +39,13 @@ public struct ActionRunner: Sendable {
         var exitStatus: Int32 = 1
     }
 
+    /// The work every run does before its action is known: the YAML reader's rules and the
+    /// result's encoder set up (`opschain-action --wait` does it while it waits).
+    public static func prepare() {
+        _ = try? ActionsFile.parse("actions:\n  a: { run: 'true', steps: [], strategy: serial, timeout: 1, ignore_failure: false, retries: 0 }\n")
+        _ = try? JSONEncoder().encode(StepResult())
+    }
+
     /// Runs the action and returns the process's exit status.
     public func run(action name: String) -> Int32 {
         var result = StepResult()

@@ -50,6 +50,9 @@ public struct WorkerConfiguration: Sendable {
     public var runtime: StepRuntime = .docker
     /// The oci runtime's layer cache (`--layer-cache`), shared by the workers of a host.
     public var layerCacheDirectory: String = OCIContainerRuntime.defaultLayerDirectory
+    /// The oci runtime's containers started ahead of their steps (`--warm-containers`); nil
+    /// for as many as there are slots.
+    public var warmContainers: Int?
 
     public init(
         name: String = WorkerConfiguration.defaultName(), pool: String = Names.defaultPool, slots: Int = 2,

@@ -71,7 +71,7 @@ public actor WorkerService: Service {
             runtime: configuration.runtime == .oci
                 ? OCIContainerRuntime(
                     engine: engine, workDirectory: configuration.workDirectory, runc: OCIRunc.locate() ?? "/usr/sbin/runc",
-                    layerDirectory: configuration.layerCacheDirectory)
+                    layerDirectory: configuration.layerCacheDirectory, warmContainers: configuration.warmContainers ?? configuration.slots)
                 : DockerContainerRuntime(engine: engine),
             publisher: publisher,
             secrets: BuildSecretsProvider(directory: configuration.secretsDirectory, workDirectory: configuration.workDirectory))

@@ -82,6 +82,10 @@ struct WorkerCommand: AsyncParsableCommand {
     var runtime: String?
     @Option(help: ArgumentHelp("The oci runtime's layer cache, shared by the workers of this host (default: \(OCIContainerRuntime.defaultLayerDirectory)).", valueName: "dir"))
     var layerCache: String?
+    @Option(help: ArgumentHelp(
+        "oci runtime: step containers started ahead, for the image steps ran on last, so that a step finds its container waiting (default: as many as --slots; 0: none).",
+        valueName: "n"))
+    var warmContainers: Int?
     @OptionGroup var git: GitPolicyOptions
     @OptionGroup var config: ConfigFileOption
 
@@ -126,6 +130,7 @@ struct WorkerCommand: AsyncParsableCommand {
         let level = try s.string("log-level", logLevel, default: "info", check: DispatcherCommand.logLevelProblem)
         let runtime = try s.string("runtime", runtime, default: "auto", check: { ["docker", "oci", "auto"].contains($0) ? nil : "docker, oci or auto" })
         let layerCache = try s.string("layer-cache", layerCache, default: OCIContainerRuntime.defaultLayerDirectory)
+        let warmContainers = try s.int("warm-containers", warmContainers, default: slots, atLeast: 0)
         let gitPolicy = try git.policy(&s)
         try s.refuseUnknownFileKeys()
 
@@ -139,6 +144,7 @@ struct WorkerCommand: AsyncParsableCommand {
         configuration.gitPolicy = gitPolicy
         configuration.logCap = logCap << 20
         configuration.layerCacheDirectory = layerCache
+        configuration.warmContainers = warmContainers
         return Resolved(
             runtime: runtime,
             amqp: try AMQPConfiguration.list(amqp), docker: docker, logLevel: Logger.Level(rawValue: level)!,

@@ -6,7 +6,7 @@ import Testing
 enum OCILeftovers {
     static func expectNone(in workDirectory: String, sourceLocation: SourceLocation = #_sourceLocation) {
         let directory = workDirectory + "/oci"
-        for id in OCIContainerRuntime.idsUsed(in: directory) {
+        for id in OCIContainerRuntime.idsUsed(in: directory) + OCIContainerRuntime.warmIDsUsed(in: directory) {
             #expect(OCICgroups.directories(id).isEmpty, "the cgroup of \(id) is left", sourceLocation: sourceLocation)
             #expect(!FileManager.default.fileExists(atPath: directory + "/runc/" + id), "the runc state of \(id) is left", sourceLocation: sourceLocation)
             #expect(!FileManager.default.fileExists(atPath: directory + "/steps/" + id), "the directory of \(id) is left", sourceLocation: sourceLocation)

@@ -29,15 +29,25 @@ public final class OCIContainerRuntime: ContainerRuntime {
     /// Layers unused this long (and held by no running step) leave the cache.
     let layerIdle: Duration
     private let lastPrune = Mutex<ContinuousClock.Instant?>(nil)
-    private let cleanUps = Mutex<[String: Task<Void, Never>]>([:])
+    let cleanUps = Mutex<[String: Task<Void, Never>]>([:])
+    /// Containers started before their step (`OCIContainerRuntime+Warm`).
+    let warmPool: OCIWarmPool
+    /// A warm container unused this long is removed.
+    let warmIdle: Duration
 
     /// The host's layer cache when the worker names none: shared by every worker on the host.
     public static let defaultLayerDirectory = "/var/lib/stepfleet/layers"
 
     public init(
         engine: DockerEngine, workDirectory: String, runc: String, layerDirectory: String = OCIContainerRuntime.defaultLayerDirectory,
-        rootCapabilities: [String] = ["CHOWN", "DAC_OVERRIDE", "FOWNER", "FSETID", "SETGID", "SETUID"], layerIdle: Duration = .seconds(3600)
+        rootCapabilities: [String] = ["CHOWN", "DAC_OVERRIDE", "FOWNER", "FSETID", "SETGID", "SETUID"], layerIdle: Duration = .seconds(3600),
+        warmContainers: Int = 1, warmIdle: Duration = .seconds(60)
     ) {
+        // A warm container's input is a pipe: a container that ended must give the worker
+        // EPIPE, not SIGPIPE (SwiftNIO ignores it for its sockets too).
+        signal(SIGPIPE, SIG_IGN)
+        warmPool = OCIWarmPool(capacity: warmContainers)
+        self.warmIdle = warmIdle
         self.engine = engine
         docker = DockerContainerRuntime(engine: engine, rootCapabilities: rootCapabilities)
         directory = (workDirectory as NSString).appendingPathComponent("oci")
@@ -49,15 +59,19 @@ public final class OCIContainerRuntime: ContainerRuntime {
 
     var stepsDirectory: String { directory + "/steps" }
 
-    /// The container ids each runtime directory used (the last 1,000), so that a test can
-    /// check that nothing of them is left.
+    /// The container ids each runtime directory used for steps, and for warm containers (the
+    /// last 1,000 of each), so that a test can check that nothing of them is left: of a step's
+    /// once it ended, of a warm one once the runtime stopped.
     private static let used = Mutex<[String: [String]]>([:])
 
-    static func record(_ id: String, in directory: String) {
-        used.withLock { $0[directory, default: []] = Array(($0[directory] ?? []).suffix(999)) + [id] }
+    static func record(_ id: String, in directory: String, warm: Bool = false) {
+        let key = (warm ? "warm " : "") + directory
+        used.withLock { $0[key, default: []] = Array(($0[key] ?? []).suffix(999)) + [id] }
     }
 
     static func idsUsed(in directory: String) -> [String] { used.withLock { $0[directory] ?? [] } }
+
+    static func warmIDsUsed(in directory: String) -> [String] { used.withLock { $0["warm " + directory] ?? [] } }
 
     public func run(
         _ run: ContainerRun, cancellation: StepCancellation, started: @escaping @Sendable () async -> Void,
@@ -68,42 +82,74 @@ public final class OCIContainerRuntime: ContainerRuntime {
             return try await docker.run(run, cancellation: cancellation, started: started, output: output)
         }
         if cancellation.isCancelled { return ContainerResult(exitCode: nil, timedOut: false, cancelled: true, stepResult: nil) }
-        let id = OCIContainerID.make()
-        Self.record(id, in: directory)
+        let image = try await inspect(run.image)
+        let key = OCIWarmPool.Key(imageID: image["Id"]?.stringValue ?? run.image, imageUser: run.imageUser, limits: run.limits)
+        let warm = await takeWarm(key)
+        let id = warm?.id ?? OCIContainerID.make()
+        if warm == nil { Self.record(id, in: directory) }
         let step = stepsDirectory + "/" + id
         // Removed after the outcome is on its way; `waitForCleanUps` (at shutdown) waits for it.
+        // The next step of this image finds a container started for it (`warm`).
         defer {
             let task = Task.detached { [self] in
                 await self.cleanUp(id)
                 _ = self.cleanUps.withLock { $0.removeValue(forKey: id) }
             }
             cleanUps.withLock { $0[id] = task }
+            // A step stopped before it said its action leaves its warm container's input open.
+            warm?.release()
+            makeWarm(key, image: image, reference: run.image)
         }
-        return try await runPrepared(run, id: id, step: step, cancellation: cancellation, started: started, output: output)
+        if let warm { return try await runWarm(warm, run, cancellation: cancellation, started: started, output: output) }
+        let prepared = try await prepare(image, reference: run.image, imageUser: run.imageUser, limits: run.limits, id: id, step: step, command: ["opschain-action", run.action])
+        output(.system, Data(prepared.note.utf8))
+        try writeContext(run.stepContext, user: prepared.user, rootfs: step + "/rootfs")
+        let runc = runc
+        return try await runContainer(run, id: id, step: step, cancellation: cancellation, started: started, output: output) { () throws(StepFailure) in
+            do {
+                // runc itself is killed a minute past the step's own timeout (which kills the
+                // container): no wait without a deadline.
+                return try runc.run(id: id, bundle: step, timeout: run.timeout + .seconds(60)) { isError, data in output(isError ? .stderr : .stdout, data) }
+            } catch {
+                throw StepFailure("cannot start runc: \(error)")
+            }
+        }
     }
 
-    /// Waits until every finished step's container, mount and directory are gone.
+    /// Waits until every finished step's container, mount and directory are gone, and
+    /// removes the warm containers.
     public func waitForCleanUps() async {
+        for entry in warmPool.close() { discardWarm(entry) }
         while let task = cleanUps.withLock({ $0.values.first }) {
             await task.value
             try? await Task.sleep(for: .milliseconds(1))
         }
     }
 
-    private func runPrepared(
-        _ run: ContainerRun, id: String, step: String, cancellation: StepCancellation, started: @escaping @Sendable () async -> Void,
-        output: @escaping @Sendable (LogBatch.Stream, Data) -> Void
-    ) async throws(StepFailure) -> ContainerResult {
-        let image: JSON
+    func inspect(_ reference: String) async throws(StepFailure) -> JSON {
         do {
-            guard let inspected = try await engine.inspectImage(run.image) else { throw StepFailure("the step image \(run.image) is not on the engine") }
-            image = inspected
+            guard let inspected = try await engine.inspectImage(reference) else { throw StepFailure("the step image \(reference) is not on the engine") }
+            return inspected
         } catch let error as StepFailure {
             throw error
         } catch {
             throw StepFailure("cannot inspect the step image: \(error)")
         }
-        let lowers = try await store.layers(of: image, reference: run.image)
+    }
+
+    /// A step's file system mounted and its bundle written, ready for `runc run`.
+    struct Prepared: Sendable {
+        let user: ContainerUser
+        /// The `run: as user …` line for the step's log.
+        let note: String
+    }
+
+    /// Mounts the step's file system over the image's layers and writes its bundle, the
+    /// container's process `command` after the image's entrypoint.
+    func prepare(
+        _ image: JSON, reference: String, imageUser: String, limits: ContainerLimits, id: String, step: String, command: [String]
+    ) async throws(StepFailure) -> Prepared {
+        let lowers = try await store.layers(of: image, reference: reference)
         let rootfs = step + "/rootfs"
         try store.withSharedLock { () throws(StepFailure) in
             do {
@@ -132,27 +178,22 @@ public final class OCIContainerRuntime: ContainerRuntime {
         do {
             let passwd = try files.read("/etc/passwd").map { String(decoding: $0, as: UTF8.self) }
             let group = try files.read("/etc/group").map { String(decoding: $0, as: UTF8.self) }
-            user = try ContainerUser.resolve(run.imageUser, passwd: passwd, group: group)
-            account = OCIAccount(user: user, spec: run.imageUser, passwd: passwd, group: group)
+            user = try ContainerUser.resolve(imageUser, passwd: passwd, group: group)
+            account = OCIAccount(user: user, spec: imageUser, passwd: passwd, group: group)
         } catch let error as ContainerUser.Unresolved {
             throw StepFailure("cannot run the step: \(error)")
         } catch {
             throw StepFailure("cannot read the step image's accounts: \(error)")
         }
         let capabilities = user.isRoot ? rootCapabilities : []
-        output(
-            .system,
-            Data(
-                "run: as user \(user)\(run.imageUser.isEmpty ? "" : " (image USER \(run.imageUser))"), \(user.isRoot ? "capabilities " + rootCapabilities.joined(separator: ", ") : "no capabilities") (oci runtime)\n"
-                    .utf8))
+        let note =
+            "run: as user \(user)\(imageUser.isEmpty ? "" : " (image USER \(imageUser))"), \(user.isRoot ? "capabilities " + rootCapabilities.joined(separator: ", ") : "no capabilities") (oci runtime)\n"
         let hostname = String(id.split(separator: "-").last ?? "step")
         do {
             try files.write("/etc/hostname", Data((hostname + "\n").utf8), owner: .root)
             try files.write("/etc/hosts", Data(Self.hosts(hostname).utf8), owner: .root)
-            try files.write(
-                DockerContainerRuntime.workDirectory + "/.opschain/step_context.json", run.stepContext, owner: user, directoryOwner: user)
         } catch {
-            throw StepFailure("cannot write step_context.json into the step's file system: \(error)")
+            throw StepFailure("cannot write /etc/hostname and /etc/hosts into the step's file system: \(error)")
         }
         let config = image["Config"]
         let entrypoint = config?["Entrypoint"]?.arrayValue?.compactMap(\.stringValue) ?? []
@@ -160,20 +201,31 @@ public final class OCIContainerRuntime: ContainerRuntime {
         if !env.contains(where: { $0.hasPrefix("PATH=") }) { env.append("PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin") }
         if !env.contains(where: { $0.hasPrefix("HOME=") }) { env.append("HOME=" + account.home) }
         let bundle = OCIBundle(
-            args: entrypoint + ["opschain-action", run.action], env: env, cwd: DockerContainerRuntime.workDirectory, user: user,
-            additionalGids: account.groups, capabilities: capabilities, limits: run.limits, hostname: hostname, cgroupsPath: OCICgroups.path(id),
+            args: entrypoint + command, env: env, cwd: DockerContainerRuntime.workDirectory, user: user,
+            additionalGids: account.groups, capabilities: capabilities, limits: limits, hostname: hostname, cgroupsPath: OCICgroups.path(id),
             cgroupV2: OCICgroups.isV2, rootPath: rootfs)
         do {
             try Data(bundle.config().serialized().utf8).write(to: URL(fileURLWithPath: step + "/config.json"))
         } catch {
             throw StepFailure("cannot write the step's config.json: \(error.localizedDescription)")
         }
-        return try await runContainer(run, id: id, step: step, cancellation: cancellation, started: started, output: output)
+        return Prepared(user: user, note: note)
     }
 
-    private func runContainer(
+    /// `step_context.json` into the step's file system, owned by the step's user.
+    func writeContext(_ context: Data, user: ContainerUser, rootfs: String) throws(StepFailure) {
+        do {
+            try OCIRootFiles(root: rootfs).write(DockerContainerRuntime.workDirectory + "/.opschain/step_context.json", context, owner: user, directoryOwner: user)
+        } catch {
+            throw StepFailure("cannot write step_context.json into the step's file system: \(error)")
+        }
+    }
+
+    /// Starts the container (`start`, once the step said so), waits for it within the step's
+    /// timeout and disk limit, and reads its result.
+    func runContainer(
         _ run: ContainerRun, id: String, step: String, cancellation: StepCancellation, started: @escaping @Sendable () async -> Void,
-        output: @escaping @Sendable (LogBatch.Stream, Data) -> Void
+        output: @escaping @Sendable (LogBatch.Stream, Data) -> Void, start: () throws(StepFailure) -> OCIProcess
     ) async throws(StepFailure) -> ContainerResult {
         let runc = runc
         let timedOut = Mutex(false)
@@ -185,14 +237,7 @@ public final class OCIContainerRuntime: ContainerRuntime {
         }
         if cancellation.isCancelled { return ContainerResult(exitCode: nil, timedOut: false, cancelled: true, stepResult: nil) }
         await started()
-        let running: OCIProcess
-        do {
-            // runc itself is killed a minute past the step's own timeout (which kills the
-            // container): no wait without a deadline.
-            running = try runc.run(id: id, bundle: step, timeout: run.timeout + .seconds(60)) { isError, data in output(isError ? .stderr : .stdout, data) }
-        } catch {
-            throw StepFailure("cannot start runc: \(error)")
-        }
+        let running = try start()
         process.withLock { $0 = running }
         if cancellation.isCancelled { Task { await runc.kill(id: id) } }
         let timer = Task {

@@ -27,15 +27,19 @@ final class OCIProcess: Sendable {
     /// Shared with the threads that wait for the process and enforce its deadline.
     private final class State: Sendable {
         let exited = Mutex<(status: Int32?, waiters: [CheckedContinuation<Int32, Never>])>((nil, []))
-        let deadline = Mutex((finished: false, expired: false))
+        /// `generation` counts the deadlines set (`extendDeadline`): only the latest kills.
+        let deadline = Mutex((finished: false, expired: false, generation: 0))
     }
 
     /// Starts `executable`; each chunk of its standard output and error goes to `output` (on
     /// a reader thread, in order per stream). The process is killed past `timeout`.
-    init(_ executable: String, _ arguments: [String], timeout: Duration, output: @escaping @Sendable (_ isError: Bool, Data) -> Void) throws(SpawnFailure) {
+    /// Standard input is /dev/null, or `input` (the caller's to close).
+    init(
+        _ executable: String, _ arguments: [String], timeout: Duration, input: Int32? = nil, output: @escaping @Sendable (_ isError: Bool, Data) -> Void
+    ) throws(SpawnFailure) {
         let started: (pid: pid_t, output: Int32, error: Int32)
         do {
-            started = try Spawn.spawnPiped(executable, arguments, environment: ["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"])
+            started = try Spawn.spawnPiped(executable, arguments, environment: ["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"], input: input)
         } catch {
             throw SpawnFailure(description: "\(error)")
         }
@@ -61,14 +65,7 @@ final class OCIProcess: Sendable {
         // end is noted before the process is reaped, so a late deadline never hits a reused pid.
         let state = State()
         self.state = state
-        let (seconds, attoseconds) = timeout.components
-        DispatchQueue.global().asyncAfter(deadline: .now() + .milliseconds(Int(seconds) * 1000 + Int(attoseconds / 1_000_000_000_000_000))) {
-            state.deadline.withLock { deadline in
-                guard !deadline.finished else { return }
-                deadline.expired = true
-                kill(child, SIGKILL)
-            }
-        }
+        Self.arm(state, child, timeout)
         Thread.detachNewThread {
             var info = siginfo_t()
             while waitid(P_PID, id_t(child), &info, WEXITED | WNOWAIT) < 0 && errno == EINTR {}
@@ -88,6 +85,26 @@ final class OCIProcess: Sendable {
         }
     }
 
+    /// Replaces the deadline: the process is killed `timeout` from now unless it ends first.
+    func extendDeadline(_ timeout: Duration) {
+        Self.arm(state, pid, timeout)
+    }
+
+    private static func arm(_ state: State, _ child: pid_t, _ timeout: Duration) {
+        let generation = state.deadline.withLock { deadline in
+            deadline.generation += 1
+            return deadline.generation
+        }
+        let (seconds, attoseconds) = timeout.components
+        DispatchQueue.global().asyncAfter(deadline: .now() + .milliseconds(Int(seconds) * 1000 + Int(attoseconds / 1_000_000_000_000_000))) {
+            state.deadline.withLock { deadline in
+                guard !deadline.finished, deadline.generation == generation else { return }
+                deadline.expired = true
+                kill(child, SIGKILL)
+            }
+        }
+    }
+
     /// The exit status (128 + signal for a killed process).
     func wait() async -> Int32 {
         await withCheckedContinuation { continuation in
@@ -101,6 +118,9 @@ final class OCIProcess: Sendable {
     }
 
     var timedOut: Bool { state.deadline.withLock { $0.expired } }
+
+    /// True once the process has ended (and was reaped).
+    var hasExited: Bool { state.exited.withLock { $0.status != nil } }
 
     /// Runs to the end, collecting its output (at most 1 MiB per stream).
     static func run(_ executable: String, _ arguments: [String], timeout: Duration) async throws(SpawnFailure) -> Result {

@@ -49,11 +49,11 @@ struct OCIRunc: Sendable {
     /// Starts `runc run` of the bundle; the container's standard output and error come to
     /// `output`. `--keep` leaves the stopped container (and its cgroup, for the out-of-memory
     /// count) until `delete`.
-    func run(id: String, bundle: String, timeout: Duration, output: @escaping @Sendable (Bool, Data) -> Void) throws(OCIProcess.SpawnFailure) -> OCIProcess {
+    func run(id: String, bundle: String, timeout: Duration, input: Int32? = nil, output: @escaping @Sendable (Bool, Data) -> Void) throws(OCIProcess.SpawnFailure) -> OCIProcess {
         try OCIProcess(
             executable,
             base + ["--log", bundle + "/runc.log", "--log-format", "json", "run", "--keep", "--bundle", bundle, "--pid-file", bundle + "/pid", "--", id],
-            timeout: timeout, output: output)
+            timeout: timeout, input: input, output: output)
     }
 
     /// Kills every process of the container (its cgroup).
