@@ -1,6 +1,7 @@
 import Foundation
 import Protocol
 import TestSupport
+import Synchronization
 import Testing
 @testable import Worker
 
@@ -183,6 +184,42 @@ import Testing
         } catch {
             #expect(error.description.contains("disk is full"), "\(error)")
         }
+        await runtime.waitForCleanUps()
+        OCILeftovers.expectNone(in: work)
+    }
+
+    /// A cancel that comes as the step says it starts (the worker's "run started" on its way)
+    /// stops it, in a container started for it and in a warm one: the step ends cancelled at
+    /// once, its action never runs, and nothing is left. (The oci runtime's counterpart of
+    /// `aCancelArrivingWhileTheContainerStartsStillStopsIt`, which holds the engine's start.)
+    @Test(.timeLimit(.minutes(3)), arguments: [false, true]) func aCancelAsTheContainerStartsStopsIt(warm: Bool) async throws {
+        let work = FileManager.default.temporaryDirectory.appendingPathComponent("stepfleet-oci-cancel-\(UUID().uuidString.prefix(6))").path
+        defer { try? FileManager.default.removeItem(atPath: work) }
+        let runtime = OCIContainerRuntime(
+            engine: try DockerEngine(), workDirectory: work, runc: OCIRunc.locate() ?? "/usr/sbin/runc", warmContainers: warm ? 1 : 0)
+        // A first step leaves a warm container for the second.
+        if warm { _ = try await Self.run(runtime, action: "--help") }
+        let steps = work + "/oci/steps"
+        let cancellation = StepCancellation()
+        let said = Mutex<[String]>([])
+        let clock = ContinuousClock()
+        let start = clock.now
+        let result = try await runtime.run(
+            ContainerRun(image: Self.runnerImage, action: "sleepy", stepContext: Data("{}".utf8), timeout: .seconds(60), labels: [:], limits: ContainerLimits(), imageUser: "opschain"),
+            cancellation: cancellation,
+            started: {
+                // The step's file system gets an action that would run for a minute; the cancel comes now.
+                for name in (try? FileManager.default.contentsOfDirectory(atPath: steps)) ?? [] {
+                    try? Data("actions:\n  sleepy: { run: 'echo SLEEPING; sleep 60' }\n".utf8)
+                        .write(to: URL(fileURLWithPath: "\(steps)/\(name)/rootfs/opt/opschain/.opschain/actions.yml"))
+                }
+                cancellation.cancel()
+            },
+            output: { _, data in said.withLock { $0.append(String(decoding: data, as: UTF8.self)) } })
+        #expect(result.cancelled)
+        #expect(clock.now - start < .seconds(20), "the cancelled step ran on: \(clock.now - start)")
+        #expect(!said.withLock { $0.joined() }.contains("SLEEPING"))
+        #expect(said.withLock { $0.joined() }.contains("run: in a container started before the step") == warm)
         await runtime.waitForCleanUps()
         OCILeftovers.expectNone(in: work)
     }

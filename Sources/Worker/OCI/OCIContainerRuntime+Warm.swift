@@ -80,7 +80,8 @@ extension OCIContainerRuntime {
         return try await runContainer(run, id: warm.id, step: warm.step, cancellation: cancellation, started: started, output: output) { () throws(StepFailure) in
             // runc itself is killed a minute past the step's own timeout: no wait without a deadline.
             let said = warm.go(action: run.action, deadline: run.timeout + .seconds(60)) { isError, data in output(isError ? .stderr : .stdout, data) }
-            guard said else {
+            // A cancel that killed the waiting container first ends the step as cancelled.
+            guard said || cancellation.isCancelled else {
                 throw StepFailure("the step's container (started before the step) ended before it could run: \(warm.earlyOutput.prefix(300))")
             }
             return warm.process

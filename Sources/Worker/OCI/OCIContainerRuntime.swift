@@ -230,16 +230,21 @@ public final class OCIContainerRuntime: ContainerRuntime {
         let runc = runc
         let timedOut = Mutex(false)
         let process = Mutex<OCIProcess?>(nil)
-        cancellation.onCancel {
+        // Kills the container; before runc has made it, runc itself (what it made goes with
+        // the step's clean-up, which deletes the container whatever its state).
+        let stop: @Sendable () -> Void = {
             Task { await runc.kill(id: id) }
-            // Killed before runc made the container: stop runc itself.
             if !FileManager.default.fileExists(atPath: step + "/pid"), let pid = process.withLock({ $0?.pid }) { kill(pid, SIGKILL) }
         }
+        cancellation.onCancel(stop)
         if cancellation.isCancelled { return ContainerResult(exitCode: nil, timedOut: false, cancelled: true, stepResult: nil) }
         await started()
+        // Cancelled as the step said it starts: nothing is started (a `runc kill` now would
+        // come before runc made the container, and miss it).
+        if cancellation.isCancelled { return ContainerResult(exitCode: nil, timedOut: false, cancelled: true, stepResult: nil) }
         let running = try start()
         process.withLock { $0 = running }
-        if cancellation.isCancelled { Task { await runc.kill(id: id) } }
+        if cancellation.isCancelled { stop() }
         let timer = Task {
             try await Task.sleep(for: run.timeout)
             timedOut.withLock { $0 = true }
