@@ -122,11 +122,16 @@ public struct AMQPConfiguration: Sendable, Hashable, CustomStringConvertible {
         return "\(tls == nil ? "amqp" : "amqps")://\(user)@\(host):\(port)/\(vhostPart)"
     }
 
-    /// A URL with its password replaced, for messages.
+    /// A URL with its password replaced, for messages; in text that does not parse as a URL
+    /// (the very case an error message quotes it), everything between `://` and the last `@`.
     public static func redact(_ text: String) -> String {
-        guard var components = URLComponents(string: text), components.password != nil else { return text }
-        components.password = "***"
-        return components.string ?? text
+        if var components = URLComponents(string: text) {
+            guard components.password != nil else { return text }
+            components.password = "***"
+            if let redacted = components.string { return redacted }
+        }
+        guard let scheme = text.range(of: "://"), let at = text[scheme.upperBound...].lastIndex(of: "@") else { return text }
+        return String(text[..<scheme.upperBound]) + "***" + String(text[at...])
     }
 
     /// Several comma-separated URLs (cluster nodes), tried in order on every (re)connect.

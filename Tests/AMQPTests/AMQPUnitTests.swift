@@ -55,6 +55,16 @@ import Testing
 
     @Test func redactsPasswords() {
         #expect(AMQPConfiguration.redact("amqp://u:secret@h/") == "amqp://u:***@h/")
+        // Not a URL (a port that is no number): the credentials go all the same.
+        #expect(AMQPConfiguration.redact("amqp://u:secret@h:port/") == "amqp://***@h:port/")
+        #expect(AMQPConfiguration.redact("amqp://u:se/cr@et@h:x") == "amqp://***@h:x")
+        #expect(AMQPConfiguration.redact("not a url") == "not a url")
+        do {
+            _ = try AMQPConfiguration(url: "amqp://u:secret@h:port/")
+            Issue.record("a URL with a port that is no number was taken")
+        } catch {
+            #expect(!"\(error)".contains("secret"), "\(error)")
+        }
     }
 }
 
