@@ -167,15 +167,19 @@ public actor DockerImageBuilder: ImageBuilder {
             buildArgs[BuildSecretsClient.variable] = sidecar?.url ?? ""
             do {
                 var attempt = 1
+                // The host's step image prunes wait while the engine builds (`StepImageLock`).
+                let lock = StepImageLock(engineSocket: engine.socketPath)
                 while true {
                     do {
-                        try await engine.build(
-                            context: context, tag: tag, buildArgs: buildArgs,
-                            labels: [Self.keyLabel: key, "org.stepfleet.git-sha": request.buildArgs["GIT_SHA"] ?? ""],
-                            networkMode: sidecar?.networkMode ?? "none", timeout: .seconds(maximumBuildTime.components.seconds + 60),
-                            output: { log("build: \($0)") })
+                        try await lock.shared {
+                            try await engine.build(
+                                context: context, tag: tag, buildArgs: buildArgs,
+                                labels: [Self.keyLabel: key, "org.stepfleet.git-sha": request.buildArgs["GIT_SHA"] ?? ""],
+                                networkMode: sidecar?.networkMode ?? "none", timeout: .seconds(maximumBuildTime.components.seconds + 60),
+                                output: { log("build: \($0)") })
+                        }
                         break
-                    } catch where VanishedCacheImage.matches(error.message) && attempt < VanishedCacheImage.attempts && !Task.isCancelled {
+                    } catch let error as BuildFailure where VanishedCacheImage.matches(error.message) && attempt < VanishedCacheImage.attempts && !Task.isCancelled {
                         // Another worker's prune (or an operator's `docker rmi`) took a cached
                         // layer this build was about to use: the next attempt builds it again.
                         attempt += 1

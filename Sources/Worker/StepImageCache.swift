@@ -54,15 +54,29 @@ public struct StepImageCache: Sendable {
         used.sort { $0.at > $1.at }
         report.kept = min(policy.keep, used.count)
         let idleSeconds = Double(Clock.milliseconds(policy.idle)) / 1000
+        // One image at a time, and only while no build on this engine runs: a removal takes
+        // the image's untagged cache parents, which a running build may have just used.
+        let lock = StepImageLock(engineSocket: engine.socketPath)
         for (tag, at) in used.dropFirst(policy.keep) {
             if now.timeIntervalSince(at) < idleSeconds {
                 report.spared += 1
                 continue
             }
-            do {
-                try await engine.removeImage(tag, force: false)
+            let removal: Result<Void, DockerError>? = await lock.exclusiveIfFree {
+                do throws(DockerError) {
+                    try await engine.removeImage(tag, force: false)
+                    return .success(())
+                } catch {
+                    return .failure(error)
+                }
+            }
+            switch removal {
+            case .success?:
                 report.removed.append(tag)
-            } catch where error.status == 409 {
+            case nil:
+                report.spared += 1
+            case .failure(let error)?:
+                guard error.status == 409 else { throw error }
                 report.spared += 1
             }
         }
