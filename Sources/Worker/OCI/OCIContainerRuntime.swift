@@ -92,12 +92,18 @@ public final class OCIContainerRuntime: ContainerRuntime {
         // The next step of this image finds a container started for it (`warm`).
         defer {
             let task = Task.detached { [self] in
+                // A warm container its step stopped before saying its action: its input closed
+                // and its runc (which may still be making it) ended first, or runc would make
+                // the container after the clean-up.
+                if let warm, !warm.process.hasExited {
+                    warm.release()
+                    await self.runc.kill(id: id)
+                    _ = await warm.process.wait()
+                }
                 await self.cleanUp(id)
                 _ = self.cleanUps.withLock { $0.removeValue(forKey: id) }
             }
             cleanUps.withLock { $0[id] = task }
-            // A step stopped before it said its action leaves its warm container's input open.
-            warm?.release()
             makeWarm(key, image: image, reference: run.image)
         }
         if let warm { return try await runWarm(warm, run, cancellation: cancellation, started: started, output: output) }
