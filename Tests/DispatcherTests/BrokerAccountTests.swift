@@ -122,9 +122,16 @@ extension FleetTests {
             let own = Names.controlQueue(worker: Self.worker2)
             let ownQueue = AMQPTopology.Queue(name: own, durable: false, exclusive: true, autoDelete: true)
             #expect(try await Self.refusal(worker) { try await $0.declare(FleetTopology.worker(controlQueue: own)) } == nil)
-            let spy = try await Self.refusal(worker) {
-                try await $0.declare(AMQPTopology(queues: [ownQueue], bindings: [.init(queue: own, exchange: Names.jobsExchange, routingKey: Names.defaultPool)]))
-            }
+            // The exclusive queue of the connection just closed may not be gone yet (405
+            // RESOURCE_LOCKED): asked again until it is.
+            var spy: String?
+            let unlocked = ContinuousClock.now + .seconds(10)
+            repeat {
+                spy = try await Self.refusal(worker) {
+                    try await $0.declare(AMQPTopology(queues: [ownQueue], bindings: [.init(queue: own, exchange: Names.jobsExchange, routingKey: Names.defaultPool)]))
+                }
+                if spy?.contains("RESOURCE_LOCKED") == true { try await Task.sleep(for: .milliseconds(100)) }
+            } while spy?.contains("RESOURCE_LOCKED") == true && ContinuousClock.now < unlocked
             #expect(spy?.contains("403") == true && spy?.contains(Names.jobsExchange) == true, "\(spy ?? "bound")")
             let otherQueue = try await Self.refusal(worker) { try await $0.declare(AMQPTopology(queues: [.init(name: "spy-\(UUID().uuidString.prefix(4))", durable: false, autoDelete: true)])) }
             #expect(otherQueue?.contains("403") == true, "\(otherQueue ?? "declared")")
