@@ -191,7 +191,7 @@ public enum Spawn {
     }
 
     /// A pipe whose ends close on exec (the child gets only what the file actions give it).
-    static func makePipe(_ ends: inout [Int32]) -> Bool {
+    public static func makePipe(_ ends: inout [Int32]) -> Bool {
         guard pipe(&ends) == 0 else { return false }
         for end in ends { _ = fcntl(end, F_SETFD, FD_CLOEXEC) }
         return true

@@ -1,5 +1,6 @@
 import Foundation
 import Protocol
+import StepRunner
 
 /// Warm containers: after a step, the runtime starts the container of the next step of the
 /// same image (file system mounted, bundle written, `runc run` of `opschain-action --wait`
@@ -14,7 +15,11 @@ extension OCIContainerRuntime {
     /// A warm container of `key`, nil when none is ready or being made (or it ended unused).
     func takeWarm(_ key: OCIWarmPool.Key) async -> OCIWarmContainer? {
         guard let entry = warmPool.take(key) else { return nil }
-        guard let warm = await entry.made.value else { return nil }
+        guard let warm = await entry.made.value else {
+            // Its making failed: what it made of the step (directory, mount, lease) goes.
+            discardWarm(entry)
+            return nil
+        }
         guard !warm.process.hasExited else {
             warmPool.failed(key)
             discardWarm(OCIWarmPool.Entry(key: key, id: warm.id, made: Task { warm }))
@@ -36,7 +41,7 @@ extension OCIContainerRuntime {
             let step = stepsDirectory + "/" + id
             do {
                 let prepared = try await prepare(
-                    image, reference: reference, imageUser: key.imageUser, limits: key.limits, id: id, step: step, command: ["opschain-action", "--wait"])
+                    image, reference: reference, imageUser: key.imageUser, limits: key.limits, id: id, step: step, command: ["opschain-action", AwaitedAction.flag])
                 // runc's deadline: the idle time and a minute; a step that takes it sets its own.
                 return try OCIWarmContainer(
                     id: id, step: step, imageID: key.imageID, user: prepared.user, limits: key.limits, note: prepared.note, runc: runc,

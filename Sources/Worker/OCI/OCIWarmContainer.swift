@@ -1,4 +1,5 @@
 import Foundation
+import HostCommand
 import Synchronization
 
 #if canImport(Glibc)
@@ -34,9 +35,8 @@ final class OCIWarmContainer: Sendable {
         id: String, step: String, imageID: String, user: ContainerUser, limits: ContainerLimits, note: String, runc: OCIRunc, deadline: Duration
     ) throws(StepFailure) {
         var ends: [Int32] = [0, 0]
-        guard pipe(&ends) == 0 else { throw StepFailure("cannot make a pipe for a warm container: \(String(cString: strerror(errno)))") }
         // Close-on-exec: only the runc started here gets the read end (as its standard input).
-        for end in ends { _ = fcntl(end, F_SETFD, FD_CLOEXEC) }
+        guard Spawn.makePipe(&ends) else { throw StepFailure("cannot make a pipe for a warm container: \(String(cString: strerror(errno)))") }
         let route = route
         do {
             process = try runc.run(id: id, bundle: step, timeout: deadline, input: ends[0]) { isError, data in
