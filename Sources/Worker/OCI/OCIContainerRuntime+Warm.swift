@@ -44,7 +44,7 @@ extension OCIContainerRuntime {
                     image, reference: reference, imageUser: key.imageUser, limits: key.limits, id: id, step: step, command: ["opschain-action", AwaitedAction.flag])
                 // runc's deadline: the idle time and a minute; a step that takes it sets its own.
                 return try OCIWarmContainer(
-                    id: id, step: step, imageID: key.imageID, user: prepared.user, limits: key.limits, note: prepared.note, runc: runc,
+                    id: id, step: step, user: prepared.user, note: prepared.note, runc: runc,
                     deadline: warmIdle + .seconds(60))
             } catch {
                 warmPool.failed(key)

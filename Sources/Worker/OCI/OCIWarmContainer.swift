@@ -13,12 +13,9 @@ import Synchronization
 final class OCIWarmContainer: Sendable {
     let id: String
     let step: String
-    /// The image's id (a step takes a warm container only of its image, image user and
-    /// limits: `OCIWarmPool.Key`).
-    let imageID: String
-    /// The user the bundle runs as (`step_context.json` is written as it).
+    /// The user the bundle runs as (`step_context.json` is written as it). What the container
+    /// was made for (image, user, limits) is its pool entry's key (`OCIWarmPool.Key`).
     let user: ContainerUser
-    let limits: ContainerLimits
     /// The `run: as user …` line the step's log gets.
     let note: String
     let process: OCIProcess
@@ -32,7 +29,7 @@ final class OCIWarmContainer: Sendable {
 
     /// Starts `runc run` of the prepared bundle, its standard input a pipe that `go` writes.
     init(
-        id: String, step: String, imageID: String, user: ContainerUser, limits: ContainerLimits, note: String, runc: OCIRunc, deadline: Duration
+        id: String, step: String, user: ContainerUser, note: String, runc: OCIRunc, deadline: Duration
     ) throws(StepFailure) {
         var ends: [Int32] = [0, 0]
         // Close-on-exec: only the runc started here gets the read end (as its standard input).
@@ -55,9 +52,7 @@ final class OCIWarmContainer: Sendable {
         input = Mutex(ends[1])
         self.id = id
         self.step = step
-        self.imageID = imageID
         self.user = user
-        self.limits = limits
         self.note = note
     }
 
